@@ -1,0 +1,291 @@
+"""``ipfs-cluster-service``: set up and run a cluster peer (spec §6).
+
+This module holds the click group, its global flags and the ``init`` and ``version`` commands. Later
+commands (``daemon``, ``state …``) attach to :data:`cli` with ``@cli.command()`` or ``cli.add_command`` and
+receive the global options through :data:`pass_service`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from pincluster import CLUSTER_COMPAT_VERSION
+from pincluster.cli import fail, prompt_line, prompt_yes_no, stdin_is_terminal
+from pincluster.config.identity import IDENTITY_JSON, new_identity
+from pincluster.config.peerstore import save_peerstore
+from pincluster.config.secret import decode_secret
+from pincluster.config.service import DEFAULT_CONFIG_DIR, SERVICE_JSON, ServiceConfig, default_config
+from pincluster.errors import InvalidInput, LockError, PinclusterError
+from pincluster.lock import ClusterLock
+from pincluster.log import setup_logging
+from pincluster.types.multiaddr import Multiaddr
+from pincluster.types.peer import PeerID
+
+PROGRAM = "ipfs-cluster-service"
+CONSENSUS_CHOICES = ("raft", "crdt")
+DATASTORE_CHOICES = ("pebble", "badger", "badger3", "leveldb")
+SECRET_PROMPT = "Enter cluster secret (32-byte hex string): "
+OVERWRITE_PROMPT = "The configuration file will be overwritten. Continue?"
+
+
+@dataclass(frozen=True)
+class ServiceContext:
+    """Global options, available to every subcommand."""
+
+    config_dir: Path
+    force: bool = False
+    debug: bool = False
+    loglevel: str | None = None
+
+    @property
+    def service_json(self) -> Path:
+        return self.config_dir / SERVICE_JSON
+
+    @property
+    def identity_json(self) -> Path:
+        return self.config_dir / IDENTITY_JSON
+
+    def lock(self) -> ClusterLock:
+        return ClusterLock(self.config_dir)
+
+    def take_lock(self) -> ClusterLock:
+        """Acquire the folder lock or exit with IPFS Cluster's message (spec §6.5)."""
+        lock = self.lock()
+        try:
+            lock.acquire()
+        except LockError as err:
+            fail("obtaining execution lock", err)
+        return lock
+
+
+pass_service = click.make_pass_decorator(ServiceContext)
+
+
+@click.group(
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help="IPFS Cluster peer (pincluster): runs a peer of a private, replicated IPFS pinning cluster.",
+)
+@click.option(
+    "-c",
+    "--config",
+    "config_dir",
+    envvar="IPFS_CLUSTER_PATH",
+    default=DEFAULT_CONFIG_DIR,
+    show_default=True,
+    metavar="FOLDER",
+    help="Folder holding service.json, identity.json, peerstore and the peer's data [env IPFS_CLUSTER_PATH].",
+)
+@click.option("-f", "--force", is_flag=True, help="Force actions (overwrite, replace) without asking.")
+@click.option("-d", "--debug", is_flag=True, help="Log every facility at DEBUG, dependencies included.")
+@click.option(
+    "-l",
+    "--loglevel",
+    envvar="IPFS_CLUSTER_LOG_LEVEL",
+    default=None,
+    metavar="LEVEL",
+    help="'level' or 'facility:level' list, e.g. 'info,cluster:debug' (default info) [env IPFS_CLUSTER_LOG_LEVEL].",
+)
+@click.version_option(
+    CLUSTER_COMPAT_VERSION, "-v", "--version", prog_name=PROGRAM, message="%(prog)s version %(version)s"
+)
+@click.pass_context
+def cli(ctx: click.Context, config_dir: str, force: bool, debug: bool, loglevel: str | None) -> None:
+    try:
+        setup_logging(loglevel, debug)
+    except InvalidInput as err:
+        fail("setting up logging", err)
+    ctx.obj = ServiceContext(Path(config_dir).expanduser(), force, debug, loglevel)
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+        ctx.exit(1)
+
+
+@cli.command()
+def version() -> None:
+    """Print the IPFS Cluster version this peer is compatible with."""
+    click.echo(CLUSTER_COMPAT_VERSION)
+
+
+def _free_port(transport: str, host: str) -> int:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    kind = socket.SOCK_STREAM if transport == "tcp" else socket.SOCK_DGRAM
+    with socket.socket(family, kind) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def randomize_port(addr: Multiaddr) -> Multiaddr:
+    """The same address with its tcp/udp port replaced by a port that is free right now."""
+    host = addr.value_for("ip4") or addr.value_for("ip6") or "0.0.0.0"
+    parts: list[str] = []
+    for name, value in addr.protocols:
+        if name in ("tcp", "udp") and value is not None:
+            value = str(_free_port(name, host))
+        parts.append(f"/{name}" if value is None else f"/{name}/{value}")
+    return Multiaddr("".join(parts))
+
+
+def randomize_ports(cfg: ServiceConfig) -> ServiceConfig:
+    """``--randomports``: new free ports for the cluster, REST, pinning-service and proxy listeners."""
+
+    def many(addrs: tuple[Multiaddr, ...]) -> tuple[Multiaddr, ...]:
+        return tuple(randomize_port(a) for a in addrs)
+
+    return cfg.replace(
+        cluster=dataclasses.replace(cfg.cluster, listen_multiaddress=many(cfg.cluster.listen_multiaddress)),
+        restapi=dataclasses.replace(cfg.restapi, http_listen_multiaddress=many(cfg.restapi.http_listen_multiaddress)),
+        pinsvcapi=dataclasses.replace(
+            cfg.pinsvcapi, http_listen_multiaddress=many(cfg.pinsvcapi.http_listen_multiaddress)
+        ),
+        ipfsproxy=dataclasses.replace(cfg.ipfsproxy, listen_multiaddress=many(cfg.ipfsproxy.listen_multiaddress)),
+    )
+
+
+def parse_peers(text: str) -> list[Multiaddr]:
+    """``--peers``: comma-separated multiaddrs, each with ``/p2p/<peer id>``."""
+    out: list[Multiaddr] = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        addr = Multiaddr(item)
+        if addr.peer_id is None:
+            raise InvalidInput(f"{item} has no /p2p/<peer id> part")
+        out.append(addr)
+    return out
+
+
+@cli.command()
+@click.argument("source_url", required=False, metavar="[http-source-url]")
+@click.option(
+    "--consensus",
+    default="raft",
+    show_default=True,
+    help="Consensus component: raft (crdt is not implemented by pincluster yet).",
+)
+@click.option(
+    "--datastore",
+    default="pebble",
+    show_default=True,
+    help="Datastore for crdt (pebble, badger, badger3, leveldb); accepted for compatibility, unused by raft.",
+)
+@click.option("-s", "--custom-secret", is_flag=True, help="Prompt for the cluster secret instead of generating one.")
+@click.option("--peers", default="", help="Comma-separated multiaddrs (with /p2p/<id>) of the initial peers.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite an existing configuration without asking.")
+@click.option("--randomports", is_flag=True, help="Use free random ports for every listener.")
+@pass_service
+def init(
+    svc: ServiceContext,
+    source_url: str | None,
+    consensus: str,
+    datastore: str,
+    custom_secret: bool,
+    peers: str,
+    force: bool,
+    randomports: bool,
+) -> None:
+    """Create service.json, identity.json and the peerstore in the config folder.
+
+    An existing service.json is only replaced with --force (or after answering "y" when run from a
+    terminal); an existing identity.json is always kept.
+    """
+    if consensus not in CONSENSUS_CHOICES:
+        fail("choosing consensus", "flag value must be set to 'raft' or 'crdt'")
+    if consensus == "crdt":
+        fail(
+            "choosing consensus",
+            "crdt consensus is not supported by pincluster yet; use --consensus raft (the default)",
+        )
+    if datastore not in DATASTORE_CHOICES:
+        fail("choosing datastore", "flag value must be set to 'leveldb', 'badger', 'badger3' or 'pebble'")
+    try:
+        peer_addrs = parse_peers(peers)
+    except InvalidInput as err:
+        fail("parsing --peers", err)
+    if source_url is not None and not source_url.startswith(("http://", "https://")):
+        fail("initializing configuration", f"{source_url!r} is not an http(s) URL")
+
+    force = force or svc.force
+    folder = svc.config_dir
+    lock: ClusterLock | None = None
+    if svc.service_json.exists() or svc.identity_json.exists():
+        lock = svc.take_lock()
+    try:
+        if svc.service_json.exists() and not force:
+            if not stdin_is_terminal():
+                fail(
+                    "initializing configuration",
+                    f"{svc.service_json} already exists; run with --force to overwrite it",
+                )
+            if not prompt_yes_no(OVERWRITE_PROMPT):
+                return
+        _write_init(svc, folder, source_url, custom_secret, peer_addrs, randomports)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _write_init(
+    svc: ServiceContext,
+    folder: Path,
+    source_url: str | None,
+    custom_secret: bool,
+    peer_addrs: list[Multiaddr],
+    randomports: bool,
+) -> None:
+    try:
+        cfg = default_config("raft", folder)
+        if randomports:
+            cfg = randomize_ports(cfg)
+        cfg = cfg.apply_env(os.environ)
+        if custom_secret:
+            text = prompt_line(SECRET_PROMPT).strip()
+            if not text:
+                fail("reading secret", "no secret entered; type 64 hex characters (32 bytes)")
+            cfg = cfg.replace(cluster=dataclasses.replace(cfg.cluster, secret=decode_secret(text)))
+        if peer_addrs:
+            peer_ids: list[PeerID] = []
+            for a in peer_addrs:
+                if a.peer_id is not None and a.peer_id not in peer_ids:
+                    peer_ids.append(a.peer_id)
+            cfg = cfg.replace(raft=dataclasses.replace(cfg.raft, init_peerset=tuple(peer_ids)))
+        cfg.validate()
+        if source_url is not None:
+            cfg = cfg.replace(source=source_url)
+    except PinclusterError as err:
+        fail("initializing configuration", err)
+
+    try:
+        written = cfg.save(svc.service_json)
+        click.echo(f"configuration written to {written}.", err=True)
+        if not svc.identity_json.exists():
+            ident = new_identity(os.environ)
+            ident.save(svc.identity_json)
+            click.echo(f"new identity written to {svc.identity_json}", err=True)
+        pstore = cfg.peerstore_path()
+        if peer_addrs:
+            n = save_peerstore(pstore, peer_addrs)
+            click.echo(f"peerstore written to {pstore} with {n} entries.", err=True)
+        else:
+            save_peerstore(pstore, [])
+            click.echo(f"new empty peerstore written to {pstore}.", err=True)
+    except PinclusterError as err:
+        fail("saving configuration", err)
+    except OSError as err:
+        fail("saving configuration", err)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name=PROGRAM)
+
+
+if __name__ == "__main__":
+    main()
