@@ -1,0 +1,79 @@
+"""The pin tracker's seams: what it offers the cluster, and the two small things it needs (spec §3.1, §13.5).
+
+The tracker reconciles the shared pinset with the IPFS node. It reads the pinset through :class:`PinsetReader`
+(the lead connects it to ``pincluster.state``) and talks to IPFS through :class:`TrackerIPFS`, a subset of
+``pincluster.ipfsconn.interface.IPFSConnector`` so that unit tests need only a four-method fake.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Protocol, runtime_checkable
+
+from pincluster.ipfsconn.interface import ProgressCallback
+from pincluster.types.cid import CID
+from pincluster.types.models import Pin, PinInfo
+from pincluster.types.multiaddr import Multiaddr
+from pincluster.types.status import IPFSPinStatus, TrackerStatus
+
+__all__ = ["QUEUE_FULL_ERROR", "PinTracker", "PinsetReader", "TrackerIPFS"]
+
+#: Go's text for a full operation queue (spec §7.3.7).
+QUEUE_FULL_ERROR = "pin/unpin operation queue is full. Try increasing max_pin_queue_size"
+
+
+@runtime_checkable
+class PinsetReader(Protocol):
+    """Read-only view of the shared pinset; the tracker never copies it (bounded memory)."""
+
+    async def get(self, cid: CID) -> Pin | None: ...
+
+    def list(self) -> AsyncIterator[Pin]: ...
+
+
+@runtime_checkable
+class TrackerIPFS(Protocol):
+    """The IPFS calls the tracker makes (same names and signatures as ``IPFSConnector``)."""
+
+    async def pin(
+        self,
+        cid: CID,
+        max_depth: int = -1,
+        *,
+        pin_update: CID | None = None,
+        origins: Sequence[Multiaddr] = (),
+        progress_cb: ProgressCallback | None = None,
+    ) -> None: ...
+
+    async def unpin(self, cid: CID) -> None: ...
+
+    async def pin_ls_cid(self, cid: CID, max_depth: int = -1) -> IPFSPinStatus: ...
+
+    def pin_ls(self, types: Sequence[str] = ("recursive", "direct")) -> AsyncIterator[tuple[CID, IPFSPinStatus]]: ...
+
+
+@runtime_checkable
+class PinTracker(Protocol):
+    """Per-peer pin reconciliation: Track/Untrack from consensus, statuses, recover (RPC ``PinTracker.*``)."""
+
+    async def start(self) -> None: ...
+
+    async def shutdown(self) -> None: ...
+
+    async def track(self, pin: Pin) -> None:
+        """A pin was added or updated in the shared state."""
+        ...
+
+    async def untrack(self, cid: CID) -> None:
+        """A pin was removed from the shared state."""
+        ...
+
+    async def status(self, cid: CID) -> PinInfo: ...
+
+    def status_all(self, flt: TrackerStatus = TrackerStatus.UNDEFINED) -> AsyncIterator[PinInfo]: ...
+
+    async def recover(self, cid: CID) -> PinInfo: ...
+
+    def recover_all(self) -> AsyncIterator[PinInfo]: ...
+
+    def pin_queue_size(self) -> int: ...

@@ -1,0 +1,465 @@
+"""The stateless pin tracker (Go's ``pintracker/stateless``; spec §3.1, §4.5, §4.6, §7.3.7, §13.5).
+
+It keeps no copy of the pinset. The shared state says what should be pinned here, IPFS says what is, and the
+tracker holds only the operations in between (queued, running, failed). A status is the operation's status if
+there is one, otherwise it is derived on the spot from the pinset entry and IPFS.
+
+Queue: ``concurrent_pins`` pin workers read one priority queue with two lanes (young pins with few attempts
+first, the rest after, FIFO within a lane); one worker handles unpins. Each queue holds at most
+``max_pin_queue_size`` live operations (cancelled entries, skipped by the workers, do not count); an
+operation that does not fit is left in ``pin_error``/``unpin_error`` with Go's text, so ``recover`` retries it
+later.
+
+``status_all`` streams: it first reads the IPFS node's pins into two sets of multihashes (recursive and
+direct), then walks the pinset iterator once. A sorted merge would need both streams in the same order, and
+kubo's ``pin/ls`` is not sorted; the sets cost memory in the number of pins *this node* holds (about 100 bytes
+each), never the cluster pinset. Keys are multihashes so that a CIDv0 and its CIDv1 match. Direct pins are
+listed too, so direct cluster pins show ``pinned`` (Go lists only recursive pins and shows them
+``unexpectedly_unpinned``: a bug not copied).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import AsyncIterator, Callable, Coroutine
+from datetime import datetime, timedelta
+from typing import Any
+
+from pincluster.clock import SYSTEM_CLOCK, Clock
+from pincluster.config.sections import StatelessTrackerConfig
+from pincluster.errors import NotFound, Unavailable
+from pincluster.ipfsconn.interface import IPFSError
+from pincluster.pintracker.interface import QUEUE_FULL_ERROR, PinsetReader, TrackerIPFS
+from pincluster.pintracker.optracker import Operation, OperationTracker, OpPhase, OpType
+from pincluster.types.cid import CID
+from pincluster.types.gotime import ZERO_TIME, from_unix_nano, is_zero_time, unix_nano
+from pincluster.types.models import Pin, PinInfo
+from pincluster.types.multiaddr import Multiaddr
+from pincluster.types.peer import PeerID
+from pincluster.types.status import UNEXPECTEDLY_UNPINNED_ERROR, IPFSPinStatus, PinType, TrackerStatus
+
+__all__ = ["IPFSInfo", "StatelessPinTracker"]
+
+log = logging.getLogger("pincluster.pintracker")
+
+IPFSInfo = Callable[[], tuple[PeerID | None, tuple[Multiaddr, ...]]]
+"""Returns this peer's IPFS daemon ID and addresses for PinInfo (the lead wires it to the ping metric cache)."""
+
+#: Statuses that can only come from a pinset entry (as opposed to an operation).
+_PINSET_STATUSES = (
+    TrackerStatus.PINNED
+    | TrackerStatus.UNEXPECTEDLY_UNPINNED
+    | TrackerStatus.SHARDED
+    | TrackerStatus.REMOTE
+    | TrackerStatus.CLUSTER_ERROR
+)
+_RECOVERABLE = TrackerStatus.PIN_ERROR | TrackerStatus.UNPIN_ERROR | TrackerStatus.UNEXPECTEDLY_UNPINNED
+
+# Lanes of the pin queue (lower is served first).
+_PRIORITY_LANE = 0
+_NORMAL_LANE = 1
+
+
+def _td_ns(d: timedelta) -> int:
+    return ((d.days * 86400 + d.seconds) * 1_000_000 + d.microseconds) * 1000
+
+
+def _satisfies(st: IPFSPinStatus, max_depth: int) -> bool:
+    """Whether IPFS holds the CID as the pin needs. A recursive IPFS pin also holds a direct cluster pin's
+    block (a recursive pin cannot be downgraded, spec §4.1), so it counts as pinned for max_depth 0.
+    Compared by value, so any enum with these values works."""
+    if max_depth == 0:
+        return st.value in ("direct", "recursive")
+    return st.value == "recursive"
+
+
+def _is_not_pinned_error(exc: BaseException) -> bool:
+    """kubo's answer to unpinning something that is not pinned: nothing to do, not a failure."""
+    return isinstance(exc, IPFSError) and "not pinned" in exc.message
+
+
+class StatelessPinTracker:
+    """Reconciles the pins allocated to ``peer`` with its IPFS node. Implements ``PinTracker``."""
+
+    def __init__(
+        self,
+        config: StatelessTrackerConfig,
+        peer: PeerID,
+        ipfs: TrackerIPFS,
+        pinset: PinsetReader,
+        *,
+        peername: str = "",
+        clock: Clock = SYSTEM_CLOCK,
+        ipfs_info: IPFSInfo | None = None,
+        recover_interval: timedelta | None = None,
+    ) -> None:
+        self.config = config
+        self.peer = peer
+        self.peername = peername
+        self._ipfs = ipfs
+        self._pinset = pinset
+        self._clock = clock
+        self._ipfs_info = ipfs_info
+        self._recover_interval = recover_interval
+        self._ops = OperationTracker()
+        self._seq = itertools.count()
+        # Unbounded asyncio queues; the bound is on live entries, counted here per operation type.
+        self._pin_q: asyncio.PriorityQueue[tuple[int, int, Operation]] = asyncio.PriorityQueue()
+        self._unpin_q: asyncio.Queue[Operation] = asyncio.Queue()
+        self._queued: dict[OpType, int] = dict.fromkeys(OpType, 0)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._max_age_ns = _td_ns(config.priority_pin_max_age)
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        """Start the workers (and the periodic recover loop when ``recover_interval`` is set)."""
+        if self._tasks:
+            return
+        for i in range(self.config.concurrent_pins):
+            self._tasks.append(asyncio.create_task(self._pin_worker(), name=f"pintracker-pin-{i}"))
+        self._tasks.append(asyncio.create_task(self._unpin_worker(), name="pintracker-unpin"))
+        if self._recover_interval is not None and self._recover_interval > timedelta(0):
+            self._tasks.append(asyncio.create_task(self._recover_loop(), name="pintracker-recover"))
+
+    async def shutdown(self) -> None:
+        """Stop the workers and cancel running IPFS calls (those operations stay ``pinning``/``unpinning``
+        until the process ends; after a restart, recover brings every pin back from the pinset)."""
+        for op in self._ops:
+            if op.phase is OpPhase.IN_PROGRESS:
+                op.cancel()
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        self._tasks.clear()
+
+    # ------------------------------------------------------------------ consensus hooks
+    async def track(self, pin: Pin) -> None:
+        """Consensus added or updated ``pin``: pin it here if allocated here, make sure it is not if not."""
+        if pin.type is PinType.META:
+            return  # meta-pins are never pinned in IPFS (status "sharded")
+        if pin.is_remote_pin(self.peer):
+            await self._unpin_remote(pin)
+            return
+        self._enqueue(pin, OpType.PIN)
+
+    async def untrack(self, cid: CID) -> None:
+        """Consensus removed ``cid``: unpin it."""
+        self._enqueue(Pin(cid=cid), OpType.UNPIN)
+
+    # ------------------------------------------------------------------ queries
+    def pin_queue_size(self) -> int:
+        """Pin operations waiting for a worker (the ``pinqueue`` informer's value)."""
+        return self._queued[OpType.PIN]
+
+    async def status(self, cid: CID) -> PinInfo:
+        """This peer's status for ``cid`` (spec §4.5 StatusLocal)."""
+        op = self._ops.get(cid)
+        if op is not None:
+            return self._op_info(op)
+        pin = await self._pinset.get(cid)
+        if pin is None:
+            return self._info(Pin(cid=cid), TrackerStatus.UNPINNED, in_pinset=False)
+        return await self._pin_status(pin)
+
+    async def status_all(self, flt: TrackerStatus = TrackerStatus.UNDEFINED) -> AsyncIterator[PinInfo]:
+        """Stream this peer's status of every pin (and of operations on CIDs no longer in the pinset),
+        keeping those that match ``flt`` (0 = all)."""
+        async for info, _ in self._walk(flt):
+            yield info
+
+    async def recover(self, cid: CID) -> PinInfo:
+        """Re-queue a failed operation or an unexpectedly unpinned pin; returns the new status.
+
+        Raises NotFound when the CID is neither in the pinset nor has a failed operation."""
+        op = self._ops.get(cid)
+        if op is not None:
+            self._recover_op(op)
+            return await self.status(cid)
+        pin = await self._pinset.get(cid)
+        if pin is None:
+            raise NotFound(f"pin is not part of the pinset: {cid} (pin it first)")
+        info = await self._pin_status(pin)
+        if info.status is TrackerStatus.UNEXPECTEDLY_UNPINNED:
+            self._enqueue(pin, OpType.PIN)
+            return await self.status(cid)
+        return info
+
+    async def recover_all(self) -> AsyncIterator[PinInfo]:
+        """Recover every failed or unexpectedly unpinned item; yields the status of each one re-queued."""
+        async for info, pin in self._walk(_RECOVERABLE):
+            op = self._ops.get(info.cid)
+            if op is not None:
+                requeued = self._recover_op(op)
+            elif pin is not None and info.status is TrackerStatus.UNEXPECTEDLY_UNPINNED:
+                requeued = self._enqueue(pin, OpType.PIN) is not None
+            else:
+                requeued = False
+            if requeued:
+                new = self._ops.get(info.cid)
+                yield self._op_info(new) if new is not None else info
+
+    # ------------------------------------------------------------------ internals: queueing
+    def _is_priority(self, op: Operation) -> bool:
+        """Young pins with few attempts go first (Go: timestamp after now−max_age, attempts ≤ max_retries)."""
+        ts = op.pin.timestamp
+        if is_zero_time(ts):
+            return False
+        age = self._clock.now_ns() - unix_nano(ts)
+        return age < self._max_age_ns and op.attempt_count <= self.config.priority_pin_max_retries
+
+    def _enqueue(self, pin: Pin, typ: OpType) -> Operation | None:
+        """Queue ``typ`` for ``pin``. Returns the new operation, or None when an equal one is already
+        queued or running. An operation of the other type is cancelled; a failed one of the same type
+        passes its attempt count on."""
+        old = self._ops.get(pin.cid)
+        attempts = 0
+        if old is not None:
+            if old.type is typ and old.phase is OpPhase.QUEUED:
+                old.pin = pin  # the worker will use the newest options
+                return None
+            if old.type is typ and old.phase is OpPhase.IN_PROGRESS and old.pin.max_depth == pin.max_depth:
+                return None
+            if old.type is typ or (old.type is OpType.REMOTE and typ is OpType.UNPIN):
+                attempts = old.attempt_count
+            self._cancel(old)
+        op = Operation(pin=pin, type=typ, phase=OpPhase.QUEUED, timestamp_ns=self._clock.now_ns(),
+                       attempt_count=attempts)
+        self._ops.put(op)
+        if self._queued[typ] >= self.config.max_pin_queue_size:
+            op.phase = OpPhase.ERROR
+            op.error = QUEUE_FULL_ERROR
+            log.error("%s %s: %s", typ.value, pin.cid, QUEUE_FULL_ERROR)
+            return op
+        self._queued[typ] += 1
+        if typ is OpType.PIN:
+            op.priority = self._is_priority(op)
+            lane = _PRIORITY_LANE if op.priority else _NORMAL_LANE
+            self._pin_q.put_nowait((lane, next(self._seq), op))
+        else:
+            self._unpin_q.put_nowait(op)
+        return op
+
+    def _cancel(self, op: Operation) -> None:
+        """Cancel ``op``; a queued one stops counting against the queue size (its entry is skipped later)."""
+        if op.phase is OpPhase.QUEUED and not op.cancelled:
+            self._queued[op.type] -= 1
+        op.cancel()
+
+    def _dequeued(self, op: Operation) -> bool:
+        """A worker took ``op`` off a queue: True if it is live (then it no longer counts as queued)."""
+        if op.cancelled or op.phase is not OpPhase.QUEUED:
+            return False
+        self._queued[op.type] -= 1
+        return True
+
+    def _recover_op(self, op: Operation) -> bool:
+        """Re-queue a failed operation (a failed remote unpin becomes an unpin). True if re-queued."""
+        if op.phase is not OpPhase.ERROR:
+            return False
+        typ = OpType.PIN if op.type is OpType.PIN else OpType.UNPIN
+        return self._enqueue(op.pin, typ) is not None
+
+    async def _unpin_remote(self, pin: Pin) -> None:
+        """A pin allocated elsewhere must not stay pinned here: unpin it now (status ``remote`` meanwhile)."""
+        old = self._ops.get(pin.cid)
+        if old is not None:
+            self._cancel(old)
+        op = Operation(pin=pin, type=OpType.REMOTE, phase=OpPhase.IN_PROGRESS, timestamp_ns=self._clock.now_ns())
+        self._ops.put(op)
+        await self._execute(op)
+
+    # ------------------------------------------------------------------ internals: workers
+    async def _pin_worker(self) -> None:
+        while True:
+            _, _, op = await self._pin_q.get()
+            if not self._dequeued(op):
+                continue
+            await self._execute(op)
+
+    async def _unpin_worker(self) -> None:
+        while True:
+            op = await self._unpin_q.get()
+            if not self._dequeued(op):
+                continue
+            await self._execute(op)
+
+    async def _execute(self, op: Operation) -> None:
+        """Run the operation's IPFS call as a cancellable task; record success (forget) or error."""
+        op.phase = OpPhase.IN_PROGRESS
+        op.attempt_count += 1
+        op.timestamp_ns = self._clock.now_ns()
+        call: Coroutine[Any, Any, None] = self._do_pin(op.pin) if op.type is OpType.PIN else self._do_unpin(op.pin)
+        task = asyncio.ensure_future(call)
+        op.task = task
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        finally:
+            op.task = None
+        if op.cancelled or task.cancelled():
+            log.debug("%s %s cancelled", op.type.value, op.cid)
+            return
+        exc = task.exception()
+        op.timestamp_ns = self._clock.now_ns()
+        if exc is None:
+            op.phase = OpPhase.DONE
+            self._ops.clean(op)
+            return
+        op.phase = OpPhase.ERROR
+        op.error = str(exc) or type(exc).__name__
+        log.warning("%s %s failed (attempt %d): %s", op.type.value, op.cid, op.attempt_count, op.error)
+
+    async def _do_pin(self, pin: Pin) -> None:
+        await self._ipfs.pin(pin.cid, pin.max_depth, pin_update=pin.pin_update, origins=pin.origins or ())
+
+    async def _do_unpin(self, pin: Pin) -> None:
+        try:
+            await self._ipfs.unpin(pin.cid)
+        except IPFSError as exc:
+            if not _is_not_pinned_error(exc):
+                raise
+
+    async def _recover_loop(self) -> None:
+        """Every ``pin_recover_interval``: RecoverAllLocal (the cluster runs the first one at start)."""
+        assert self._recover_interval is not None
+        period = self._recover_interval.total_seconds()
+        while True:
+            await self._clock.sleep(period)
+            n = 0
+            try:
+                async for _ in self.recover_all():
+                    n += 1
+            except Exception as exc:  # a down IPFS must not end the loop
+                log.warning("periodic recover failed: %s", exc)
+                continue
+            if n:
+                log.info("periodic recover re-queued %d items", n)
+
+    # ------------------------------------------------------------------ internals: statuses
+    def _now(self) -> datetime:
+        return from_unix_nano(self._clock.now_ns())
+
+    def _ipfs_id(self) -> tuple[PeerID | None, tuple[Multiaddr, ...]]:
+        return self._ipfs_info() if self._ipfs_info is not None else (None, ())
+
+    def _info(
+        self,
+        pin: Pin,
+        status: TrackerStatus,
+        *,
+        in_pinset: bool = True,
+        error: str = "",
+        attempts: int = 0,
+        priority: bool = False,
+        ts_ns: int | None = None,
+        now: datetime | None = None,
+        ipfs: tuple[PeerID | None, tuple[Multiaddr, ...]] | None = None,
+    ) -> PinInfo:
+        ipfs_id, addrs = ipfs if ipfs is not None else self._ipfs_id()
+        return PinInfo(
+            cid=pin.cid,
+            name=pin.name if in_pinset else "",
+            peer=self.peer,
+            allocations=pin.allocations if in_pinset else None,
+            origins=pin.origins if in_pinset else None,
+            created=pin.timestamp if in_pinset else ZERO_TIME,
+            metadata=pin.metadata if in_pinset else None,
+            peername=self.peername,
+            ipfs_peer_id=ipfs_id,
+            ipfs_peer_addresses=addrs,
+            status=status,
+            timestamp=from_unix_nano(ts_ns) if ts_ns is not None else (now or self._now()),
+            error=error,
+            attempt_count=attempts,
+            priority_pin=priority,
+        )
+
+    def _op_info(self, op: Operation) -> PinInfo:
+        in_pinset = op.type is not OpType.UNPIN
+        return self._info(
+            op.pin,
+            op.status,
+            in_pinset=in_pinset,
+            error=op.error,
+            attempts=op.attempt_count,
+            priority=op.priority,
+            ts_ns=op.timestamp_ns,
+        )
+
+    def _static_status(self, pin: Pin) -> TrackerStatus | None:
+        """The status that needs no IPFS lookup, if any."""
+        if pin.type is PinType.META:
+            return TrackerStatus.SHARDED
+        if pin.is_remote_pin(self.peer):
+            return TrackerStatus.REMOTE
+        return None
+
+    async def _pin_status(self, pin: Pin) -> PinInfo:
+        static = self._static_status(pin)
+        if static is not None:
+            return self._info(pin, static)
+        try:
+            st = await self._ipfs.pin_ls_cid(pin.cid, pin.max_depth)
+        except Exception as exc:
+            return self._info(pin, TrackerStatus.CLUSTER_ERROR, error=str(exc) or type(exc).__name__)
+        if _satisfies(st, pin.max_depth):
+            return self._info(pin, TrackerStatus.PINNED)
+        if st.value == "error":
+            return self._info(pin, TrackerStatus.CLUSTER_ERROR, error=f"IPFS reported an error status for {pin.cid}")
+        return self._info(pin, TrackerStatus.UNEXPECTEDLY_UNPINNED, error=UNEXPECTEDLY_UNPINNED_ERROR)
+
+    async def _ipfs_pinsets(self) -> tuple[set[bytes], set[bytes]]:
+        """Multihashes of the node's recursive and direct pins, from one streamed ``pin/ls``."""
+        recursive: set[bytes] = set()
+        direct: set[bytes] = set()
+        try:
+            async for cid, st in self._ipfs.pin_ls(("recursive", "direct")):
+                if st.value == "recursive":
+                    recursive.add(cid.multihash)
+                elif st.value == "direct":
+                    direct.add(cid.multihash)
+        except Unavailable:
+            raise
+        except Exception as exc:
+            raise Unavailable(f"cannot list the IPFS node's pins ({exc}); check that IPFS is running") from exc
+        return recursive, direct
+
+    async def _walk(self, flt: TrackerStatus) -> AsyncIterator[tuple[PinInfo, Pin | None]]:
+        """Statuses matching ``flt``, each with its pinset entry (None for operations outside the pinset)."""
+        if flt != 0 and not flt & _PINSET_STATUSES:
+            for queued in self._ops.filtered(flt):  # only in-flight/failed operations can match
+                yield self._op_info(queued), None
+            return
+        recursive, direct = await self._ipfs_pinsets()
+        seen: set[bytes] = set()  # CIDs with an operation met in the pinset (bounded by the operations)
+        now, ipfs = self._now(), self._ipfs_id()  # one timestamp and IPFS identity for the whole listing
+        async for pin in self._pinset.list():
+            op = self._ops.get(pin.cid)
+            if op is not None:
+                seen.add(pin.cid.bytes)
+                info = self._op_info(op)
+            else:
+                status = self._static_status(pin)
+                if status is None:
+                    mh = pin.cid.multihash
+                    held = mh in recursive or (pin.max_depth == 0 and mh in direct)
+                    status = TrackerStatus.PINNED if held else TrackerStatus.UNEXPECTEDLY_UNPINNED
+                if not status.match(flt):
+                    continue
+                err = UNEXPECTEDLY_UNPINNED_ERROR if status is TrackerStatus.UNEXPECTEDLY_UNPINNED else ""
+                info = self._info(pin, status, error=err, now=now, ipfs=ipfs)
+            if info.status.match(flt):
+                yield info, pin
+        for other in self._ops.filtered(flt):
+            if other.cid.bytes in seen:
+                continue
+            if await self._pinset.get(other.cid) is not None:
+                continue  # added to the pinset during the walk: not part of this listing
+            yield self._op_info(other), None
