@@ -1,0 +1,987 @@
+"""The kubo RPC API (``/api/v0/*``) of the embedded node, on aiohttp.
+
+Kubo clients must work unchanged, so this follows go-ipfs-cmds' HTTP conventions: POST only (other methods
+get 405), arguments in repeated ``arg`` query parameters, booleans as Go's strconv.ParseBool reads them
+(``true``/``True``/``1``…), errors as HTTP 500 ``{"Message","Code":0,"Type":"error"}`` (400 and Code 1 for bad
+arguments), streamed lists as NDJSON with ``X-Chunked-Output: 1`` and byte streams with ``X-Stream-Output: 1``;
+an error after the first byte is sent in the HTTP trailer ``X-Stream-Error`` (declared in ``Trailer``).
+Unknown commands get Go's ``404 page not found``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import platform
+import urllib.parse
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import BodyPartReader, MultipartReader, hdrs, web
+
+from pincluster.errors import InvalidInput, NotFound, PinclusterError
+from pincluster.ipfs import dagpb
+from pincluster.types.cid import (
+    BLAKE2B_256,
+    BLAKE3,
+    CID,
+    DAG_CBOR,
+    DAG_PB,
+    IDENTITY,
+    LIBP2P_KEY,
+    RAW,
+    SHA2_256,
+    hash_digest,
+    multihash_encode,
+)
+from pincluster.types.multiaddr import Multiaddr
+
+if TYPE_CHECKING:
+    from pincluster.ipfs.node import IpfsNode
+
+log = logging.getLogger("pincluster.ipfs")
+
+BLOCK_SIZE_LIMIT = 1 << 20        # kubo refuses bigger blocks unless allow-big-block
+BIG_BLOCK_HARD_LIMIT = 32 << 20   # even with allow-big-block: protects the node's memory
+_FLUSH_BYTES = 64 * 1024
+_CODECS = {"raw": RAW, "dag-pb": DAG_PB, "protobuf": DAG_PB, "dag-cbor": DAG_CBOR, "cbor": 0x51,
+           "dag-json": 0x0129, "json": 0x0200, "libp2p-key": LIBP2P_KEY}
+_HASHES = {"sha2-256": SHA2_256, "sha2-512": 0x13, "blake2b-256": BLAKE2B_256, "blake3": BLAKE3,
+           "identity": IDENTITY}
+_TRUE = {"1", "t", "T", "true", "TRUE", "True"}
+_FALSE = {"0", "f", "F", "false", "FALSE", "False"}
+
+
+class ArgError(InvalidInput):
+    """A bad or missing argument/option: HTTP 400, Code 1 (kubo's ErrClient)."""
+
+
+# --- request helpers --------------------------------------------------------------------------------------
+def opt_bool(req: web.Request, name: str, default: bool = False, *aliases: str) -> bool:
+    """A boolean option as go-ipfs-cmds parses it; a bare ``?flag`` means true."""
+    for key in (name, *aliases):
+        if key in req.query:
+            v = req.query[key]
+            if v == "" or v.strip() in _TRUE or v.strip().lower() == "true":
+                return True
+            if v.strip() in _FALSE or v.strip().lower() == "false":
+                return False
+            raise ArgError(f"invalid value {v!r} for boolean option {name!r}: use true or false")
+    return default
+
+
+def opt_int(req: web.Request, name: str, default: int, *aliases: str) -> int:
+    for key in (name, *aliases):
+        if key in req.query and req.query[key] != "":
+            try:
+                return int(req.query[key])
+            except ValueError:
+                raise ArgError(f"invalid value {req.query[key]!r} for integer option {name!r}") from None
+    return default
+
+
+def opt_str(req: web.Request, name: str, default: str, *aliases: str) -> str:
+    for key in (name, *aliases):
+        if key in req.query:
+            return req.query[key]
+    return default
+
+
+def args(req: web.Request) -> list[str]:
+    return list(req.query.getall("arg", []))
+
+
+def one_arg(req: web.Request, what: str) -> str:
+    a = args(req)
+    if not a:
+        raise ArgError(f'argument "{what}" is required')
+    return a[0]
+
+
+def parse_cid(text: str) -> CID:
+    try:
+        return CID.decode(text.strip())
+    except InvalidInput as exc:
+        raise ArgError(str(exc)) from None
+
+
+def error_body(message: str, code: int = 0) -> bytes:
+    return json.dumps({"Message": message, "Code": code, "Type": "error"}, separators=(",", ":")).encode() + b"\n"
+
+
+def error_response(message: str, status: int = 500, code: int = 0) -> web.Response:
+    return web.Response(status=status, body=error_body(message, code), content_type="application/json")
+
+
+def json_response(obj: Any) -> web.Response:
+    return web.Response(body=json.dumps(obj, separators=(",", ":")).encode() + b"\n", content_type="application/json")
+
+
+class Output:
+    """A streamed response with kubo's headers and a real HTTP trailer for late errors.
+
+    aiohttp cannot send trailers, so the chunked framing is written here (``Transfer-Encoding: chunked`` and
+    the final ``0\\r\\nX-Stream-Error: …\\r\\n\\r\\n``); aiohttp's own length logic is switched off.
+    """
+
+    def __init__(self, req: web.Request, *, kind: str = "chunked", content_type: str = "application/json") -> None:
+        self.req = req
+        self.resp = web.StreamResponse(status=200)
+        self.resp.headers[hdrs.CONTENT_TYPE] = content_type
+        self.resp.headers["X-Chunked-Output" if kind == "chunked" else "X-Stream-Output"] = "1"
+        self.resp.headers["Trailer"] = "X-Stream-Error"
+        self.resp.headers[hdrs.TRANSFER_ENCODING] = "chunked"
+        self.resp.headers["Access-Control-Expose-Headers"] = "X-Stream-Output, X-Chunked-Output, X-Content-Length"
+        self._raw = req.version >= (1, 1)
+        if self._raw:
+            self.resp._length_check = False  # we frame the chunks ourselves (see class docstring)
+        else:
+            del self.resp.headers[hdrs.TRANSFER_ENCODING]
+        self._buf = bytearray()
+        self.started = False
+
+    async def start(self) -> None:
+        if not self.started:
+            self.started = True
+            await self.resp.prepare(self.req)
+
+    async def write(self, data: bytes, *, flush: bool = False) -> None:
+        self._buf += data
+        if flush or len(self._buf) >= _FLUSH_BYTES:
+            await self.flush()
+
+    async def send(self, obj: Any, *, flush: bool = False) -> None:
+        await self.write(json.dumps(obj, separators=(",", ":")).encode() + b"\n", flush=flush)
+
+    async def flush(self) -> None:
+        await self.start()
+        if self._buf:
+            data = bytes(self._buf)
+            self._buf.clear()
+            if self._raw:
+                await self.resp.write(b"%x\r\n%s\r\n" % (len(data), data))
+            else:
+                await self.resp.write(data)
+
+    async def finish(self, error: str | None = None) -> web.StreamResponse:
+        await self.flush()
+        if self._raw:
+            trailer = b""
+            if error:
+                clean = error.replace("\r", " ").replace("\n", " ")
+                trailer = b"X-Stream-Error: " + clean.encode("utf-8", "replace") + b"\r\n"
+            await self.resp.write(b"0\r\n" + trailer + b"\r\n")
+        await self.resp.write_eof()
+        return self.resp
+
+
+async def stream_items(req: web.Request, items: AsyncIterator[Any], *, flush_each: bool = False) -> web.StreamResponse:
+    """Send each item as an NDJSON line; an error before the first item becomes a plain 500 error."""
+    out = Output(req)
+    try:
+        first = await anext(items)
+    except StopAsyncIteration:
+        return await out.finish()
+    await out.send(first, flush=flush_each)
+    try:
+        async for item in items:
+            await out.send(item, flush=flush_each)
+    except (PinclusterError, OSError) as exc:
+        return await out.finish(str(exc))
+    return await out.finish()
+
+
+async def stream_bytes(req: web.Request, chunks: AsyncIterator[bytes], content_type: str) -> web.StreamResponse:
+    out = Output(req, kind="stream", content_type=content_type)
+    try:
+        first = await anext(chunks)
+    except StopAsyncIteration:
+        return await out.finish()
+    await out.write(first)
+    try:
+        async for chunk in chunks:
+            await out.write(chunk)
+    except (PinclusterError, OSError) as exc:
+        return await out.finish(str(exc))
+    return await out.finish()
+
+
+# --- the server ---------------------------------------------------------------------------------------------
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ApiServer:
+    """kubo RPC server bound to ``node``; ``start(addr)`` binds (port 0 picks a free port)."""
+
+    def __init__(self, node: IpfsNode) -> None:
+        self.node = node
+        self.app = web.Application(client_max_size=1 << 40, middlewares=[self._errors])
+        self._runner: web.AppRunner | None = None
+        self.multiaddr: Multiaddr | None = None
+        routes: dict[str, Handler] = {
+            "version": self.version, "id": self.id, "add": self.add, "cat": self.cat, "get": self.get,
+            "block/put": self.block_put, "block/get": self.block_get, "block/stat": self.block_stat,
+            "block/rm": self.block_rm, "pin/add": self.pin_add, "pin/ls": self.pin_ls, "pin/rm": self.pin_rm,
+            "pin/update": self.pin_update, "pin/verify": self.pin_verify, "refs": self.refs,
+            "refs/local": self.refs_local, "repo/stat": self.repo_stat, "repo/gc": self.repo_gc,
+            "repo/version": self.repo_version, "swarm/connect": self.swarm_connect,
+            "swarm/disconnect": self.swarm_disconnect, "swarm/peers": self.swarm_peers,
+            "swarm/addrs/local": self.swarm_addrs_local, "dag/get": self.dag_get, "resolve": self.resolve,
+            "config/show": self.config_show, "config": self.config_get,
+        }
+        for name, handler in routes.items():
+            self.app.router.add_route("*", f"/api/v0/{name}", self._post_only(handler))
+        self.app.router.add_route("*", "/{tail:.*}", self._not_found)
+
+    async def start(self, addr: Multiaddr) -> None:
+        host, port = addr.tcp_host_port()
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port, reuse_address=True)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        bound_port = sockets[0].getsockname()[1] if sockets else port
+        self.multiaddr = Multiaddr.from_host_port(host, bound_port)
+        log.info("kubo RPC API listening on %s", self.multiaddr)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    @property
+    def url(self) -> str:
+        assert self.multiaddr is not None
+        host, port = self.multiaddr.tcp_host_port()
+        return f"http://{host}:{port}"
+
+    # -- plumbing ------------------------------------------------------------------------------------------
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except ArgError as exc:
+            return error_response(str(exc), 400, 1)
+        except PinclusterError as exc:
+            return error_response(str(exc))
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            log.exception("API %s failed", request.path)
+            return error_response(f"internal error: {exc}")
+
+    @staticmethod
+    def _post_only(handler: Handler) -> Handler:
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            if request.method == "OPTIONS":
+                return web.Response(status=200)
+            if request.method != "POST":
+                return web.Response(status=405, text="405 - Method Not Allowed", content_type="text/plain")
+            return await handler(request)
+
+        return wrapped
+
+    @staticmethod
+    async def _not_found(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=404, text="404 page not found\n", content_type="text/plain")
+
+    def _getter(self, cache: bool = True) -> Any:
+        return self.node.getter(cache=cache)
+
+    async def _resolve(self, path: str) -> CID:
+        """``/ipfs/<cid>/a/b``, ``<cid>/a`` or ``<cid>`` → the CID at that path (UnixFS names, dag-pb links)."""
+        p = path.strip()
+        if p.startswith("/ipns/"):
+            raise PinclusterError(f"cannot resolve {p}: IPNS names are not supported by this node")
+        if p.startswith("/ipfs/"):
+            p = p[len("/ipfs/") :]
+        elif p.startswith("/"):
+            raise ArgError(f"invalid path {path!r}: use /ipfs/<cid>[/sub/path] or a bare CID")
+        parts = [x for x in p.split("/") if x]
+        if not parts:
+            raise ArgError(f"invalid path {path!r}: no CID")
+        cid = parse_cid(parts[0])
+        if len(parts) == 1:
+            return cid
+        getter = self._getter()
+        for name in parts[1:]:
+            if cid.codec != DAG_PB:
+                raise NotFound(f"no link named {name!r} under {cid} (not a dag-pb node)")
+            node = dagpb.decode_node(await getter.get(cid))
+            for link in node.links:
+                if link.name == name:
+                    cid = link.cid
+                    break
+            else:
+                raise NotFound(f"no link named {name!r} under {cid}")
+        return cid
+
+    # -- commands ------------------------------------------------------------------------------------------
+    async def version(self, req: web.Request) -> web.StreamResponse:
+        from pincluster.ipfs.node import KUBO_COMPAT_VERSION, REPO_VERSION
+
+        return json_response({
+            "Version": KUBO_COMPAT_VERSION, "Commit": "", "Repo": str(REPO_VERSION),
+            "System": f"{_arch()}/{platform.system().lower()}",
+            "Golang": f"python{platform.python_version()} (pincluster, kubo RPC compatible)",
+        })
+
+    async def id(self, req: web.Request) -> web.StreamResponse:
+        from pincluster.ipfs.node import AGENT_VERSION, SWARM_PROTOCOL
+
+        a = args(req)
+        if a and a[0] != str(self.node.peer_id):
+            raise PinclusterError(f"looking up other peers ({a[0]}) is not supported by this node; ask it directly")
+        pub = self.node.config.private_key.public_key()
+        return json_response({
+            "ID": str(self.node.peer_id),
+            "PublicKey": base64.b64encode(pub.to_protobuf()).decode(),
+            "Addresses": [str(m) for m in self.node.swarm_addrs()],
+            "AgentVersion": AGENT_VERSION,
+            "ProtocolVersion": "ipfs/0.1.0",
+            "Protocols": [SWARM_PROTOCOL],
+        })
+
+    # add ---------------------------------------------------------------------------------------------------
+    async def add(self, req: web.Request) -> web.StreamResponse:
+        from pincluster.ipfs.unixfs.importer import AddOptions, import_entries
+
+        for unsupported in ("nocopy", "fscache", "inline", "to-files"):
+            if opt_bool(req, unsupported, False) if unsupported != "to-files" else req.query.get(unsupported):
+                raise ArgError(f"option {unsupported!r} is not supported by this node")
+        try:
+            opts = AddOptions.from_kubo_args(dict(req.query))
+        except InvalidInput as exc:
+            raise ArgError(str(exc)) from None
+        if not req.content_type.startswith("multipart/"):
+            raise ArgError("add needs a multipart/form-data body with the files (Content-Type: multipart/form-data)")
+        reader = await req.multipart()
+        out = Output(req)
+        root: CID | None = None
+        sink = None if opts.only_hash else self.node.blockstore
+        try:
+            async with self._add_lock():
+                async for ev in import_entries(_multipart_entries(reader), sink, opts):
+                    obj: dict[str, Any] = {"Name": ev.name}
+                    if ev.cid is not None:
+                        obj["Hash"] = str(ev.cid)
+                        root = ev.cid
+                    if ev.bytes:
+                        obj["Bytes"] = ev.bytes
+                    if ev.cid is not None:
+                        obj["Size"] = str(ev.size)
+                    await out.send(obj, flush=ev.cid is None)
+                if root is not None and opts.pin and not opts.only_hash:
+                    await self.node.pins.add(root, recursive=True, assume_complete=True)
+        except (PinclusterError, OSError, ValueError) as exc:
+            if not out.started:
+                raise PinclusterError(str(exc)) from exc
+            return await out.finish(str(exc))
+        return await out.finish()
+
+    def _add_lock(self) -> Any:
+        """The GC lock that adds hold shared, so a concurrent GC never removes the blocks of a fresh add."""
+        return self.node.pins.gc_lock.shared()
+
+    # cat / get ----------------------------------------------------------------------------------------------
+    async def cat(self, req: web.Request) -> web.StreamResponse:
+        from pincluster.ipfs.unixfs.exporter import cat
+
+        cid = await self._resolve(one_arg(req, "ipfs-path"))
+        offset = opt_int(req, "offset", 0, "o")
+        length_opt = opt_int(req, "length", -1, "l")
+        if offset < 0:
+            raise ArgError(f"cannot specify negative offset {offset}")
+        if "length" in req.query and length_opt < 0:
+            raise ArgError(f"cannot specify negative length {length_opt}")
+        length = None if length_opt < 0 else length_opt
+        getter = self._getter()
+        return await stream_bytes(req, _closing(cat(getter, cid, offset, length), getter), "text/plain")
+
+    async def get(self, req: web.Request) -> web.StreamResponse:
+        from pincluster.ipfs.unixfs.exporter import get_tar
+
+        path = one_arg(req, "ipfs-path")
+        cid = await self._resolve(path)
+        compress = opt_bool(req, "compress", False, "C")
+        level = opt_int(req, "compression-level", -1, "l")
+        if level != -1 and not 1 <= level <= 9:
+            raise ArgError(f"compression level must be between 1 and 9, got {level}")
+        name = path.rstrip("/").split("/")[-1] or str(cid)
+        getter = self._getter()
+        chunks = _closing(get_tar(getter, cid, name), getter)
+        if compress:
+            chunks = _gzip(chunks, 6 if level == -1 else level)
+            return await stream_bytes(req, chunks, "application/gzip")
+        return await stream_bytes(req, chunks, "application/x-tar")
+
+    # blocks ---------------------------------------------------------------------------------------------------
+    async def block_put(self, req: web.Request) -> web.StreamResponse:
+        fmt = opt_str(req, "format", "", "f")
+        codec_name = opt_str(req, "cid-codec", "")
+        mhtype = opt_str(req, "mhtype", "sha2-256")
+        mhlen = opt_int(req, "mhlen", -1)
+        pin = opt_bool(req, "pin", False)
+        allow_big = opt_bool(req, "allow-big-block", False)
+        version = 1
+        if fmt:
+            if codec_name:
+                raise ArgError("unable to use \"format\" (deprecated) and a custom \"cid-codec\" at the same time")
+            if fmt == "v0":
+                codec_name, version = "dag-pb", 0
+            else:
+                codec_name = {"cbor": "dag-cbor", "protobuf": "dag-pb"}.get(fmt, fmt)
+        codec_name = codec_name or "raw"
+        codec = _CODECS.get(codec_name)
+        if codec is None:
+            raise ArgError(f"unrecognized CID codec {codec_name!r}; use one of {', '.join(sorted(_CODECS))}")
+        hcode = _HASHES.get(mhtype)
+        if hcode is None:
+            raise ArgError(f"unrecognized multihash function {mhtype!r}; use one of {', '.join(sorted(_HASHES))}")
+        if version == 0 and hcode != SHA2_256:
+            raise ArgError("CIDv0 (format=v0) only supports sha2-256")
+        if not req.content_type.startswith("multipart/"):
+            raise ArgError("block/put needs a multipart/form-data body with the block data")
+        limit = BIG_BLOCK_HARD_LIMIT if allow_big else BLOCK_SIZE_LIMIT
+        reader = await req.multipart()
+
+        async def blocks() -> AsyncIterator[dict[str, Any]]:
+            batch: list[tuple[CID, bytes]] = []
+            batch_bytes = 0
+            async for part in _iter_parts(reader):
+                if part.headers.get(hdrs.CONTENT_TYPE, "") == "application/x-directory":
+                    continue
+                data = await _read_limited(part, limit, allow_big)
+                digest = await asyncio.to_thread(hash_digest, hcode, data) if len(data) > 16384 else \
+                    hash_digest(hcode, data)
+                if mhlen not in (-1, len(digest)):
+                    raise ArgError(f"mhlen {mhlen} is not supported for {mhtype} (its length is {len(digest)})")
+                mh = multihash_encode(hcode, digest)
+                cid = CID(mh) if version == 0 else CID.v1(codec, mh)
+                batch.append((cid, data))
+                batch_bytes += len(data)
+                if len(batch) >= 64 or batch_bytes >= 8 << 20:
+                    await self.node.blockstore.put_many(batch)
+                    for c, d in batch:
+                        yield await self._after_put(c, d, pin)
+                    batch, batch_bytes = [], 0
+            if batch:
+                await self.node.blockstore.put_many(batch)
+                for c, d in batch:
+                    yield await self._after_put(c, d, pin)
+
+        return await stream_items(req, blocks())
+
+    async def _after_put(self, cid: CID, data: bytes, pin: bool) -> dict[str, Any]:
+        if pin:
+            await self.node.pins.add(cid, recursive=True)
+        return {"Key": str(cid), "Size": len(data)}
+
+    async def block_get(self, req: web.Request) -> web.StreamResponse:
+        cid = await self._resolve(one_arg(req, "cid"))
+        data = await self._getter().get(cid)
+        return web.Response(body=data, content_type="text/plain",
+                            headers={"X-Stream-Output": "1", "Trailer": "X-Stream-Error"})
+
+    async def block_stat(self, req: web.Request) -> web.StreamResponse:
+        cid = await self._resolve(one_arg(req, "cid"))
+        data = await self._getter().get(cid)
+        return json_response({"Key": str(cid), "Size": len(data)})
+
+    async def block_rm(self, req: web.Request) -> web.StreamResponse:
+        cids = [parse_cid(a) for a in args(req)]
+        if not cids:
+            raise ArgError('argument "cid" is required')
+        force = opt_bool(req, "force", False, "f")
+        quiet = opt_bool(req, "quiet", False, "q")
+
+        async def removed() -> AsyncIterator[dict[str, Any]]:
+            # Like kubo, hold the GC lock (no add or pin may be using the blocks while they go); the results,
+            # one per argument, are collected first so a slow client never holds the lock.
+            async with self.node.pins.gc_lock.exclusive():
+                results = [item async for item in remove_each()]
+            for item in results:
+                yield item
+
+        async def remove_each() -> AsyncIterator[dict[str, Any]]:
+            for cid in cids:
+                err = ""
+                pinned = await self.node.pins.is_pinned(cid)
+                if pinned:
+                    err = f"pinned via {pinned.split()[-1]}" if pinned.startswith("indirect") else f"pinned: {pinned}"
+                elif not await self.node.blockstore.has(cid):
+                    if force:
+                        continue
+                    err = "ipld: could not find node"
+                else:
+                    await self.node.blockstore.delete(cid)
+                if err or not quiet:
+                    obj: dict[str, Any] = {"Hash": str(cid)}
+                    if err:
+                        obj["Error"] = err
+                    yield obj
+
+        return await stream_items(req, removed())
+
+    # pins -------------------------------------------------------------------------------------------------------
+    async def pin_add(self, req: web.Request) -> web.StreamResponse:
+        paths = args(req)
+        if not paths:
+            raise ArgError('argument "ipfs-path" is required')
+        recursive = opt_bool(req, "recursive", True, "r")
+        progress = opt_bool(req, "progress", False)
+        cids = [await self._resolve(p) for p in paths]
+        fetched = 0
+
+        def on_progress(n: int) -> None:
+            nonlocal fetched
+            fetched = n
+
+        async def run() -> None:
+            for cid in cids:
+                getter = self._getter(cache=False)
+                try:
+                    await self.node.pins.add(cid, recursive=recursive, getter=getter,
+                                             progress=on_progress if progress else None)
+                finally:
+                    getter.close()
+
+        if not progress:
+            await run()
+            return json_response({"Pins": [str(c) for c in cids]})
+        out = Output(req)
+        task = asyncio.create_task(run())
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=0.5)
+                if done:
+                    break
+                if fetched:
+                    await out.send({"Progress": fetched}, flush=True)
+                else:
+                    await out.start()
+            task.result()
+        except (PinclusterError, OSError) as exc:
+            if not out.started:
+                raise PinclusterError(str(exc)) from exc
+            return await out.finish(str(exc))
+        finally:
+            if not task.done():
+                task.cancel()
+        if fetched:
+            await out.send({"Progress": fetched})
+        await out.send({"Pins": [str(c) for c in cids]})
+        return await out.finish()
+
+    async def pin_ls(self, req: web.Request) -> web.StreamResponse:
+        ptype = opt_str(req, "type", "all", "t")
+        if ptype not in ("all", "direct", "indirect", "recursive"):
+            raise ArgError(f"invalid type '{ptype}', must be one of {{direct, indirect, recursive, all}}")
+        stream = opt_bool(req, "stream", False, "s")
+        quiet = opt_bool(req, "quiet", False, "q")
+        cids = [await self._resolve(p) for p in args(req)]
+        items = self.node.pins.ls(ptype, cids).__aiter__()
+        if stream:
+            async def lines() -> AsyncIterator[dict[str, Any]]:
+                async for cid, t in items:
+                    yield {"Cid": str(cid)} if quiet else {"Cid": str(cid), "Type": t}
+
+            return await stream_items(req, lines())
+        # Non-stream form: one {"Keys":{…}} object, still written incrementally to keep memory flat.
+        out = Output(req)
+        try:
+            first = await anext(items)
+        except StopAsyncIteration:
+            return json_response({"Keys": {}})
+        await out.write(b'{"Keys":{')
+        sep = b""
+        error: str | None = None
+        try:
+            pending: Any = first
+            while True:
+                cid, t = pending
+                val = {} if quiet else {"Type": t}
+                await out.write(sep + json.dumps(str(cid)).encode() + b":" + json.dumps(val).encode())
+                sep = b","
+                try:
+                    pending = await anext(items)
+                except StopAsyncIteration:
+                    break
+        except (PinclusterError, OSError) as exc:
+            error = str(exc)
+        await out.write(b"}}\n")
+        return await out.finish(error)
+
+    async def pin_rm(self, req: web.Request) -> web.StreamResponse:
+        paths = args(req)
+        if not paths:
+            raise ArgError('argument "ipfs-path" is required')
+        recursive = opt_bool(req, "recursive", True, "r")
+        cids = [await self._resolve(p) for p in paths]
+        for cid in cids:
+            await self.node.pins.rm(cid, recursive=recursive)
+        return json_response({"Pins": [str(c) for c in cids]})
+
+    async def pin_update(self, req: web.Request) -> web.StreamResponse:
+        a = args(req)
+        if len(a) < 1:
+            raise ArgError('argument "from-path" is required')
+        if len(a) < 2:
+            raise ArgError('argument "to-path" is required')
+        unpin = opt_bool(req, "unpin", True)
+        old, new = await self._resolve(a[0]), await self._resolve(a[1])
+        await self.node.pins.update(old, new, unpin=unpin, getter=self._getter(cache=False))
+        return json_response({"Pins": [str(old), str(new)]})
+
+    async def pin_verify(self, req: web.Request) -> web.StreamResponse:
+        verbose = opt_bool(req, "verbose", False)
+        quiet = opt_bool(req, "quiet", False, "q")
+
+        async def results() -> AsyncIterator[dict[str, Any]]:
+            async for item in self.node.pins.verify():
+                cid, ok, bad = _verify_item(item)
+                if ok and not verbose:
+                    continue
+                if quiet:
+                    if not ok:
+                        yield {"Cid": str(cid), "Ok": False}
+                    continue
+                obj: dict[str, Any] = {"Cid": str(cid), "Ok": ok}
+                if bad:
+                    obj["BadNodes"] = [{"Cid": str(c), "Err": e} for c, e in bad]
+                yield obj
+
+        return await stream_items(req, results())
+
+    # refs -----------------------------------------------------------------------------------------------------
+    async def refs(self, req: web.Request) -> web.StreamResponse:
+        roots = [await self._resolve(p) for p in args(req)]
+        if not roots:
+            raise ArgError('argument "ipfs-path" is required')
+        recursive = opt_bool(req, "recursive", False, "r")
+        unique = opt_bool(req, "unique", False, "u")
+        edges = opt_bool(req, "edges", False, "e")
+        fmt = opt_str(req, "format", "<dst>")
+        max_depth = opt_int(req, "max-depth", -1)
+        if recursive and "max-depth" not in req.query:
+            max_depth = -1
+        elif not recursive:
+            max_depth = 1 if "max-depth" not in req.query else max_depth
+        if edges and fmt != "<dst>":
+            raise ArgError("using format argument with edges is not allowed")
+        if edges:
+            fmt = "<src> -> <dst>"
+        getter = self._getter()
+        seen: set[CID] = set()
+
+        def line(src: CID, dst: CID, name: str) -> dict[str, str]:
+            text = fmt.replace("<src>", str(src)).replace("<dst>", str(dst)).replace("<linkname>", name)
+            return {"Ref": text, "Err": ""}
+
+        async def walk() -> AsyncIterator[dict[str, str]]:
+            for root in roots:
+                # DFS pre-order like kubo's RefWriter; an explicit stack keeps deep DAGs off the C stack.
+                stack: list[tuple[CID, int]] = [(root, 0)]
+                while stack:
+                    cid, depth = stack.pop()
+                    if max_depth >= 0 and depth >= max_depth:
+                        continue
+                    children = _links(cid, await getter.get(cid))
+                    push: list[tuple[CID, int]] = []
+                    for child, name in children:
+                        if unique and child in seen:
+                            continue
+                        seen.add(child)
+                        yield line(cid, child, name)
+                        push.append((child, depth + 1))
+                    stack.extend(reversed(push))
+
+        return await stream_items(req, walk())
+
+    async def refs_local(self, req: web.Request) -> web.StreamResponse:
+        async def keys() -> AsyncIterator[dict[str, str]]:
+            async for cid in self.node.blockstore.keys():
+                yield {"Ref": str(cid), "Err": ""}
+
+        return await stream_items(req, keys())
+
+    # repo -------------------------------------------------------------------------------------------------------
+    async def repo_stat(self, req: web.Request) -> web.StreamResponse:
+        from pincluster.ipfs.node import REPO_VERSION
+
+        num, size = await self.node.blockstore.stat()
+        smax = self.node.config.storage_max_bytes
+        if opt_bool(req, "size-only", False):
+            return json_response({"RepoSize": size, "StorageMax": smax})
+        return json_response({"RepoSize": size, "StorageMax": smax, "NumObjects": num,
+                              "RepoPath": str(self.node.repo), "Version": f"fs-repo@{REPO_VERSION}"})
+
+    async def repo_gc(self, req: web.Request) -> web.StreamResponse:
+        from pincluster.ipfs.gc import gc
+
+        stream_errors = opt_bool(req, "stream-errors", False)
+        quiet = opt_bool(req, "quiet", False, "q")
+        errors: list[str] = []
+
+        async def results() -> AsyncIterator[dict[str, Any]]:
+            async for cid, err in gc(self.node.blockstore, self.node.pins):
+                if err:
+                    if stream_errors:
+                        yield {"Error": err}
+                    else:
+                        errors.append(err)
+                elif cid is not None and not quiet:
+                    yield {"Key": {"/": str(cid)}}
+
+        out = Output(req)
+        try:
+            async for item in results():
+                await out.send(item)
+        except (PinclusterError, OSError) as exc:
+            errors.append(str(exc))
+        if errors and not out.started:
+            return error_response("; ".join(errors))
+        return await out.finish("; ".join(errors) if errors else None)
+
+    async def repo_version(self, req: web.Request) -> web.StreamResponse:
+        from pincluster.ipfs.node import REPO_VERSION
+
+        return json_response({"Version": str(REPO_VERSION)})
+
+    # swarm ------------------------------------------------------------------------------------------------------
+    async def swarm_connect(self, req: web.Request) -> web.StreamResponse:
+        addrs = args(req)
+        if not addrs:
+            raise ArgError('argument "address" is required')
+        out = []
+        for text in addrs:
+            try:
+                ma = Multiaddr(text)
+            except InvalidInput as exc:
+                raise ArgError(str(exc)) from None
+            who = str(ma.peer_id) if ma.peer_id else str(ma)
+            try:
+                pid = await self.node.connect(ma)
+            except (PinclusterError, OSError) as exc:
+                raise PinclusterError(f"connect {who} failure: {exc}") from exc
+            out.append(f"connect {pid} success")
+        return json_response({"Strings": out})
+
+    async def swarm_disconnect(self, req: web.Request) -> web.StreamResponse:
+        addrs = args(req)
+        if not addrs:
+            raise ArgError('argument "address" is required')
+        host = self._host()
+        out = []
+        for text in addrs:
+            try:
+                ma = Multiaddr(text)
+            except InvalidInput as exc:
+                raise ArgError(str(exc)) from None
+            pid = ma.peer_id
+            if pid is None:
+                raise ArgError(f"{text}: address must end with /p2p/<peer id>")
+            if pid not in host.connected_peers():
+                raise PinclusterError(f"disconnect {pid} failure: not connected")
+            await host.disconnect(pid)
+            out.append(f"disconnect {pid} success")
+        return json_response({"Strings": out})
+
+    async def swarm_peers(self, req: web.Request) -> web.StreamResponse:
+        host = self._host()
+        peers = []
+        for pid in sorted(host.connected_peers()):
+            addrs = host.peerstore.addrs(pid)
+            peers.append({"Addr": str(addrs[0].without_p2p()) if addrs else "", "Peer": str(pid)})
+        return json_response({"Peers": peers})
+
+    async def swarm_addrs_local(self, req: web.Request) -> web.StreamResponse:
+        with_id = opt_bool(req, "id", False)
+        addrs = self.node.swarm_addrs()
+        return json_response({"Strings": [str(a if with_id else a.without_p2p()) for a in addrs]})
+
+    def _host(self) -> Any:
+        if self.node.host is None:
+            raise PinclusterError("this action must be run in online mode, try running 'pincluster-ipfs daemon' first")
+        return self.node.host
+
+    # dag / resolve / config -------------------------------------------------------------------------------------
+    async def dag_get(self, req: web.Request) -> web.StreamResponse:
+        cid = await self._resolve(one_arg(req, "ref"))
+        codec = opt_str(req, "output-codec", "dag-json")
+        data = await self._getter().get(cid)
+        if codec in ("raw", "dag-pb") and {"raw": RAW, "dag-pb": DAG_PB}[codec] == cid.codec:
+            return web.Response(body=data, content_type="application/octet-stream")
+        if codec not in ("dag-json", "json"):
+            raise PinclusterError(f"cannot encode a {_codec_name(cid.codec)} node as {codec}; use dag-json")
+        if cid.codec == RAW:
+            obj: Any = {"/": {"bytes": _b64(data)}}
+        elif cid.codec == DAG_PB:
+            node = dagpb.decode_node(data)
+            obj = {}
+            if node.data is not None:
+                obj["Data"] = {"/": {"bytes": _b64(node.data)}}
+            links = []
+            for link in node.links:
+                lo: dict[str, Any] = {"Hash": {"/": str(link.cid)}}
+                if link.name is not None:
+                    lo["Name"] = link.name
+                if link.tsize is not None:
+                    lo["Tsize"] = link.tsize
+                links.append(lo)
+            obj["Links"] = links
+        else:
+            raise PinclusterError(f"dag/get supports dag-pb and raw blocks; {cid} is {_codec_name(cid.codec)}")
+        body = json.dumps(obj, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
+        return web.Response(body=body, content_type="application/json")
+
+    async def resolve(self, req: web.Request) -> web.StreamResponse:
+        path = one_arg(req, "name")
+        cid = await self._resolve(path)
+        return json_response({"Path": f"/ipfs/{cid}"})
+
+    async def config_show(self, req: web.Request) -> web.StreamResponse:
+        return json_response(self.node.config.to_json(secrets=False))
+
+    async def config_get(self, req: web.Request) -> web.StreamResponse:
+        a = args(req)
+        if not a:
+            raise ArgError('argument "key" is required')
+        if len(a) > 1:
+            raise PinclusterError("setting config values through the API is not supported; edit the config file "
+                                  "and restart the node")
+        key = a[0]
+        if key.startswith("Identity.PrivKey"):
+            raise PinclusterError("cannot show or change private key through API")
+        cur: Any = self.node.config.to_json(secrets=False)
+        for part in key.replace("/", ".").split("."):
+            if not isinstance(cur, dict) or part not in cur:
+                raise PinclusterError(f"failed to get config value: key has no attribute {part}")
+            cur = cur[part]
+        return json_response({"Key": key, "Value": cur})
+
+
+# --- helpers ----------------------------------------------------------------------------------------------------
+async def _iter_parts(reader: MultipartReader) -> AsyncIterator[BodyPartReader]:
+    """Every leaf part, descending into nested ``multipart/mixed`` (old go-ipfs-files directories)."""
+    while True:
+        part = await reader.next()
+        if part is None:
+            return
+        if isinstance(part, MultipartReader):
+            async for sub in _iter_parts(part):
+                yield sub
+        else:
+            yield part
+
+
+def _part_path(part: BodyPartReader) -> str:
+    """The part's relative path: go-ipfs-files puts it, query-escaped, in Content-Disposition filename."""
+    raw = part.headers.get(hdrs.CONTENT_DISPOSITION, "")
+    name = None
+    for param in raw.split(";")[1:]:
+        k, _, v = param.strip().partition("=")
+        if k.strip().lower() == "filename":
+            name = v.strip().strip('"')
+            break
+    if name is None:
+        name = part.filename or part.name or ""
+    return urllib.parse.unquote_plus(name)
+
+
+async def _multipart_entries(reader: MultipartReader) -> AsyncIterator[Any]:
+    from pincluster.ipfs.unixfs.importer import ImportEntry
+
+    async for part in _iter_parts(reader):
+        ctype = part.headers.get(hdrs.CONTENT_TYPE, "application/octet-stream")
+        path = _part_path(part).strip("/")
+        if ctype == "application/x-directory":
+            yield ImportEntry(path, "dir")
+        elif ctype == "application/symlink":
+            raise ArgError(f"{path}: symlinks are not supported by this node; add the target instead")
+        else:
+            yield ImportEntry(path, "file", _part_chunks(part))
+
+
+async def _part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
+    while True:
+        chunk = await part.read_chunk(256 * 1024)
+        if not chunk:
+            return
+        yield chunk
+
+
+async def _read_limited(part: BodyPartReader, limit: int, allow_big: bool) -> bytes:
+    buf = bytearray()
+    while True:
+        chunk = await part.read_chunk(256 * 1024)
+        if not chunk:
+            return bytes(buf)
+        buf += chunk
+        if len(buf) > limit:
+            if allow_big:
+                raise ArgError(f"block is over the hard limit of {limit >> 20}MiB")
+            raise ArgError("produced block is over 1MiB: big blocks can't be exchanged with other peers. consider "
+                           "using UnixFS for automatic chunking of bigger files, or pass --allow-big-block to "
+                           "override")
+
+
+async def _closing(chunks: AsyncIterator[bytes], getter: Any) -> AsyncIterator[bytes]:
+    """Yield ``chunks``, then drop the fetch session's unused prefetches (also on error or disconnect)."""
+    try:
+        async for chunk in chunks:
+            yield chunk
+    finally:
+        getter.close()
+
+
+async def _gzip(chunks: AsyncIterator[bytes], level: int) -> AsyncIterator[bytes]:
+    comp = zlib.compressobj(level, zlib.DEFLATED, 31)  # wbits 31 = gzip container
+    async for chunk in chunks:
+        out = comp.compress(chunk)
+        if out:
+            yield out
+    yield comp.flush()
+
+
+def _links(cid: CID, data: bytes) -> list[tuple[CID, str]]:
+    if cid.codec == DAG_PB:
+        return [(link.cid, link.name or "") for link in dagpb.decode_node(data).links]
+    if cid.codec == RAW:
+        return []
+    raise PinclusterError(f"cannot list links of {cid}: codec {_codec_name(cid.codec)} is not supported")
+
+
+def _verify_item(item: Any) -> tuple[CID, bool, list[tuple[CID, str]]]:
+    """Normalise PinStore.verify's items (tuple or object) to (cid, ok, bad nodes)."""
+    if isinstance(item, tuple):
+        cid, ok = item[0], bool(item[1])
+        bad = list(item[2]) if len(item) > 2 and item[2] else []
+        return cid, ok, bad
+    cid = item.cid
+    ok = bool(getattr(item, "ok", True))
+    bad = list(getattr(item, "bad_nodes", None) or getattr(item, "bad", None) or [])
+    return cid, ok, bad
+
+
+def _codec_name(code: int) -> str:
+    for name, c in _CODECS.items():
+        if c == code:
+            return name
+    return f"0x{code:x}"
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode().rstrip("=")
+
+
+def _arch() -> str:
+    m = platform.machine().lower()
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(m, m)
+

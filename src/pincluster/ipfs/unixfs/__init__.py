@@ -1,0 +1,1 @@
+"""UnixFS: files and directories on dag-pb (importer, layouts, chunkers, exporter)."""
