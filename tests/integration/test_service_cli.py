@@ -41,7 +41,7 @@ def run(
 
 def test_init_twice_needs_force(tmp_path: Path) -> None:
     d = tmp_path / "peer"
-    first = run("-c", str(d), "init")
+    first = run("-c", str(d), "init", "--ipfs", "external")
     assert first.returncode == 0, first.stderr
     assert first.stderr == (
         f"configuration written to {d}/service.json.\n"
@@ -186,3 +186,19 @@ def test_version_help_and_source(tmp_path: Path) -> None:
     assert s.returncode == 0, s.stderr
     assert json.loads((d / "service.json").read_text()) == {"source": "http://config.example/service.json"}
     assert (d / "identity.json").exists()
+
+
+def test_init_sets_up_the_embedded_ipfs_node(tmp_path: Path) -> None:
+    """With --ipfs embedded, init creates the node's repo with a swarm.key derived from the cluster secret:
+    two peers initialised with the same secret get the same key, another secret gives another key."""
+    secret = "ab" * 32
+    keys = []
+    for name, sec in (("a", secret), ("b", secret), ("c", "cd" * 32)):
+        d = tmp_path / name
+        res = run("-c", str(d), "init", "--ipfs", "embedded", "--randomports", env={"CLUSTER_SECRET": sec})
+        assert res.returncode == 0, res.stderr
+        assert f"embedded IPFS node initialized in {d}/ipfs" in res.stderr
+        assert (d / "ipfs" / "config").exists()
+        keys.append((d / "ipfs" / "swarm.key").read_text())
+    assert keys[0] == keys[1] != keys[2]
+    assert keys[0].startswith("/key/swarm/psk/1.0.0/\n/base16/\n")

@@ -83,7 +83,9 @@ SPEC_DEFAULT_RAFT = """{
       "trailing_logs": 10240,
       "snapshot_interval": "2m0s",
       "snapshot_threshold": 8192,
-      "leader_lease_timeout": "500ms"
+      "leader_lease_timeout": "500ms",
+      "listen_multiaddress": "/ip4/0.0.0.0/tcp/9098",
+      "compaction_min_entries": 100000
     }
   },
   "api": {

@@ -31,6 +31,7 @@ PROGRAM = "ipfs-cluster-service"
 CONSENSUS_CHOICES = ("raft", "crdt")
 DATASTORE_CHOICES = ("pebble", "badger", "badger3", "leveldb")
 SECRET_PROMPT = "Enter cluster secret (32-byte hex string): "
+EMBEDDED_IPFS_DIR = "ipfs"
 OVERWRITE_PROMPT = "The configuration file will be overwritten. Continue?"
 
 
@@ -132,12 +133,19 @@ def randomize_port(addr: Multiaddr) -> Multiaddr:
     return Multiaddr("".join(parts))
 
 
-def randomize_ports(cfg: ServiceConfig) -> ServiceConfig:
-    """``--randomports``: new free ports for the cluster, REST, pinning-service and proxy listeners."""
+def randomize_ports(cfg: ServiceConfig, *, ipfs_api: bool = False) -> ServiceConfig:
+    """``--randomports``: new free ports for the cluster, Raft, REST, pinning-service and proxy listeners (and,
+    with ``ipfs_api``, the embedded IPFS node's API)."""
 
     def many(addrs: tuple[Multiaddr, ...]) -> tuple[Multiaddr, ...]:
         return tuple(randomize_port(a) for a in addrs)
 
+    if ipfs_api:
+        cfg = cfg.replace(
+            ipfshttp=dataclasses.replace(cfg.ipfshttp, node_multiaddress=randomize_port(cfg.ipfshttp.node_multiaddress))
+        )
+    raft_listen = randomize_port(cfg.raft.listen_multiaddress)
+    cfg = cfg.replace(raft=dataclasses.replace(cfg.raft, listen_multiaddress=raft_listen))
     return cfg.replace(
         cluster=dataclasses.replace(cfg.cluster, listen_multiaddress=many(cfg.cluster.listen_multiaddress)),
         restapi=dataclasses.replace(cfg.restapi, http_listen_multiaddress=many(cfg.restapi.http_listen_multiaddress)),
@@ -145,6 +153,40 @@ def randomize_ports(cfg: ServiceConfig) -> ServiceConfig:
             cfg.pinsvcapi, http_listen_multiaddress=many(cfg.pinsvcapi.http_listen_multiaddress)
         ),
         ipfsproxy=dataclasses.replace(cfg.ipfsproxy, listen_multiaddress=many(cfg.ipfsproxy.listen_multiaddress)),
+    )
+
+
+def ipfs_api_answers(addr: Multiaddr, timeout: float = 1.0) -> bool:
+    """Whether an IPFS daemon's API answers at ``addr`` (``init`` then points the connector at it)."""
+    import urllib.request
+
+    try:
+        host, port = addr.tcp_host_port()
+        url = f"http://{host if ':' not in host else f'[{host}]'}:{port}/api/v0/version"
+        with urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=timeout) as resp:
+            return bool(resp.status == 200)
+    except (OSError, InvalidInput, ValueError):
+        return False
+
+
+def _init_embedded_ipfs(folder: Path, cfg: ServiceConfig, randomports: bool) -> None:
+    """Create ``<folder>/ipfs``: the embedded node's repo, its API where the connector looks for it, and a
+    ``swarm.key`` derived from the cluster secret, so that a cluster's nodes form one private network."""
+    from pincluster.ipfs.node import init_repo
+    from pincluster.ipfs.swarmkey import derive_swarm_key
+
+    repo = folder / EMBEDDED_IPFS_DIR
+    if (repo / "config").exists():
+        click.echo(f"embedded IPFS node kept in {repo} (remove it to start a new one).", err=True)
+        return
+    swarm = Multiaddr("/ip4/0.0.0.0/tcp/4001")
+    if randomports:
+        swarm = randomize_port(swarm)
+    key = derive_swarm_key(cfg.cluster.secret) if cfg.cluster.secret else None
+    init_repo(repo, api=str(cfg.ipfshttp.node_multiaddress), swarm=[str(swarm)], swarm_key=key)
+    click.echo(
+        f"embedded IPFS node initialized in {repo} (API {cfg.ipfshttp.node_multiaddress}, swarm {swarm}).",
+        err=True,
     )
 
 
@@ -180,6 +222,14 @@ def parse_peers(text: str) -> list[Multiaddr]:
 @click.option("--peers", default="", help="Comma-separated multiaddrs (with /p2p/<id>) of the initial peers.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing configuration without asking.")
 @click.option("--randomports", is_flag=True, help="Use free random ports for every listener.")
+@click.option(
+    "--ipfs",
+    "ipfs_mode",
+    type=click.Choice(["embedded", "external"]),
+    default=None,
+    help="Set up the embedded IPFS node in <config>/ipfs, or use an external IPFS daemon (kubo) at "
+    "ipfshttp.node_multiaddress. Default: external when an IPFS API answers there, else embedded.",
+)
 @pass_service
 def init(
     svc: ServiceContext,
@@ -190,6 +240,7 @@ def init(
     peers: str,
     force: bool,
     randomports: bool,
+    ipfs_mode: str | None,
 ) -> None:
     """Create service.json, identity.json and the peerstore in the config folder.
 
@@ -226,7 +277,7 @@ def init(
                 )
             if not prompt_yes_no(OVERWRITE_PROMPT):
                 return
-        _write_init(svc, folder, source_url, custom_secret, peer_addrs, randomports)
+        _write_init(svc, folder, source_url, custom_secret, peer_addrs, randomports, ipfs_mode)
     finally:
         if lock is not None:
             lock.release()
@@ -239,11 +290,14 @@ def _write_init(
     custom_secret: bool,
     peer_addrs: list[Multiaddr],
     randomports: bool,
+    ipfs_mode: str | None = None,
 ) -> None:
     try:
         cfg = default_config("raft", folder)
+        if ipfs_mode is None and source_url is None:
+            ipfs_mode = "external" if ipfs_api_answers(cfg.ipfshttp.node_multiaddress) else "embedded"
         if randomports:
-            cfg = randomize_ports(cfg)
+            cfg = randomize_ports(cfg, ipfs_api=ipfs_mode == "embedded")
         cfg = cfg.apply_env(os.environ)
         if custom_secret:
             text = prompt_line(SECRET_PROMPT).strip()
@@ -276,6 +330,8 @@ def _write_init(
         else:
             save_peerstore(pstore, [])
             click.echo(f"new empty peerstore written to {pstore}.", err=True)
+        if ipfs_mode == "embedded":
+            _init_embedded_ipfs(folder, cfg, randomports)
     except PinclusterError as err:
         fail("saving configuration", err)
     except OSError as err:
@@ -284,6 +340,8 @@ def _write_init(
 
 def main() -> None:
     """Console-script entry point."""
+    from pincluster.cli import daemon  # noqa: F401  (registers the subcommand)
+
     cli(prog_name=PROGRAM)
 
 

@@ -34,7 +34,7 @@ from pincluster.config.schema import (
     opt,
     sub,
 )
-from pincluster.errors import ConfigError
+from pincluster.errors import ConfigError, InvalidInput
 from pincluster.types.multiaddr import Multiaddr
 from pincluster.types.peer import PeerID
 
@@ -199,9 +199,18 @@ class RaftConfig(Section):
     snapshot_interval: timedelta = opt(_s(120), DURATION)
     snapshot_threshold: int = opt(8192, INT)
     leader_lease_timeout: timedelta = opt(_s(0.5), DURATION)
+    # pincluster extensions. Go's Raft runs over the cluster's libp2p host; PySyncObj has its own transport,
+    # which listens here (docs/consensus.md), and compacts its log after this many entries.
+    listen_multiaddress: Multiaddr = opt(factory=lambda: Multiaddr("/ip4/0.0.0.0/tcp/9098"), codec=MULTIADDR)
+    compaction_min_entries: int = opt(100_000, INT)
 
     def validate(self) -> None:
         _positive("raft.wait_for_leader_timeout", self.wait_for_leader_timeout)
+        _positive("raft.compaction_min_entries", self.compaction_min_entries)
+        try:
+            self.listen_multiaddress.tcp_host_port()
+        except InvalidInput as err:
+            raise ConfigError("raft.listen_multiaddress", str(err)) from None
         _positive("raft.network_timeout", self.network_timeout)
         _positive("raft.commit_retries", self.commit_retries, allow_zero=True)
         _positive("raft.commit_retry_delay", self.commit_retry_delay)

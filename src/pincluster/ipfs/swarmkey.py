@@ -78,6 +78,18 @@ def generate_swarm_key() -> bytes:
     return secrets.token_bytes(KEY_LEN)
 
 
+def derive_swarm_key(cluster_secret: bytes) -> bytes:
+    """A swarm key derived from the cluster secret (HKDF-SHA256), so that the embedded nodes of one cluster
+    form one private network with nothing more to copy around; a different secret gives an unrelated key, and
+    the key does not reveal the secret."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"pincluster swarm.key v1").derive(
+        cluster_secret
+    )
+
+
 def fingerprint(key: bytes) -> str:
     """A short, non-secret tag of a key for logs and errors (a hash prefix, never the key)."""
     return hashlib.sha256(b"pincluster-swarm-key-fingerprint" + key).hexdigest()[:12]

@@ -67,4 +67,12 @@ POLICIES: dict[str, Policy] = _expand(
     }
 )
 
+#: Methods pincluster adds to IPFS Cluster's set, because its peers are not go-libp2p hosts: Raft runs on its own
+#: address, which a joining peer asks for, and metrics travel by RPC instead of gossipsub.
+EXTENSIONS: dict[str, Policy] = {
+    "Consensus.Address": _O,  # this peer's Raft endpoint, so that a peer can be added by its cluster peer ID
+    "PeerMonitor.LogMetric": _T,  # a peer's metric, broadcast to every member (Go: pubsub topic monitor.metrics)
+}
+POLICIES.update(EXTENSIONS)
+
 SERVICES = ("Cluster", "PinTracker", "IPFSConnector", "Consensus", "PeerMonitor")

@@ -1,0 +1,728 @@
+"""The Cluster: the one object that knows every component and wires them together (Go's ``cluster.go``).
+
+It implements :class:`pincluster.api.interface.ClusterAPI` for the API servers, and the cluster-level RPC
+services that other peers call. Components only know their own small interfaces; everything that crosses
+them (consensus applying a pin → the tracker tracking it, a metric expiring → re-pinning) happens here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Collection
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from pincluster import CLUSTER_COMPAT_VERSION, RPC_PROTOCOL_VERSION
+from pincluster.allocator.allocate import Allocator, repin_after_alert
+from pincluster.allocator.balanced import BalancedAllocator
+from pincluster.api.interface import AddParams
+from pincluster.clock import SYSTEM_CLOCK, Clock
+from pincluster.config import ServiceConfig
+from pincluster.errors import InvalidInput, NotFound, PinclusterError
+from pincluster.informer.disk import DiskInformer
+from pincluster.informer.interface import Informer
+from pincluster.informer.pinqueue import PinQueueInformer
+from pincluster.informer.tags import TagsInformer
+from pincluster.ipfsconn.interface import IPFSConnector
+from pincluster.monitor.monitor import InformerPublisher, Monitor, ping_metric
+from pincluster.p2p.host import Host
+from pincluster.pintracker.stateless import StatelessPinTracker
+from pincluster.rpc.core import RPC
+from pincluster.types.cid import CID
+from pincluster.types.codec import from_json, pin_from_state, pin_to_state
+from pincluster.types.gotime import go_now
+from pincluster.types.models import (
+    ID,
+    IPFSID,
+    AddedOutput,
+    Alert,
+    ConnectGraph,
+    GlobalPinInfo,
+    GlobalRepoGC,
+    IPFSRepoGC,
+    Metric,
+    Pin,
+    PingValue,
+    PinInfo,
+    PinOptions,
+    RepoGC,
+)
+from pincluster.types.multiaddr import Multiaddr
+from pincluster.types.peer import PeerID
+from pincluster.types.status import PinType, TrackerStatus
+
+log = logging.getLogger("pincluster.cluster")
+
+NOT_IN_PINSET = "pin is not part of the pinset"
+STATUS_TIMEOUT = 15.0
+RPC_PROTOCOL = f"/pincluster/rpc/{RPC_PROTOCOL_VERSION}"
+
+
+def _seconds(td: timedelta) -> float:
+    return td.total_seconds()
+
+
+class StatePinset:
+    """The consensus state seen as Pins (the tracker's ``PinsetReader``); decodes on the fly, holds nothing."""
+
+    def __init__(self, state_getter: Callable[[], Any]) -> None:
+        self._state = state_getter
+
+    async def get(self, cid: CID) -> Pin | None:
+        raw = await self._state().get(cid.bytes)
+        return None if raw is None else pin_from_state(raw)
+
+    async def list(self) -> AsyncIterator[Pin]:
+        async for _key, raw in self._state().list():
+            yield pin_from_state(raw)
+
+
+@dataclass(frozen=True)
+class _PeerInfo:
+    """What the ping metric tells about a peer: its name and IPFS daemon."""
+
+    peername: str = ""
+    ipfs_id: PeerID | None = None
+    ipfs_addresses: tuple[Multiaddr, ...] = ()
+
+
+class Cluster:
+    """A running cluster peer. Create with the started transport pieces, then ``await start()``."""
+
+    def __init__(
+        self,
+        *,
+        config: ServiceConfig,
+        folder: Path,
+        host: Host,
+        rpc: RPC,
+        consensus: Any,
+        ipfs: IPFSConnector,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self.config = config
+        self.folder = folder
+        self.host = host
+        self.rpc = rpc
+        self.consensus = consensus
+        self.ipfs = ipfs
+        self.clock = clock
+        self.peer_id: PeerID = host.peer_id
+        cc = config.cluster
+        self.peername = cc.peername
+        self.pinset = StatePinset(lambda: self.consensus.state)
+        self._ipfs_id: IPFSID = IPFSID(error="IPFS not contacted yet")
+        self.monitor = Monitor(
+            config.pubsubmon,
+            broadcast=self._broadcast_metric,
+            peers=self.member_ids,
+            on_alert=self._on_alert,
+            clock=clock,
+        )
+        self.tracker = StatelessPinTracker(
+            config.stateless,
+            self.peer_id,
+            ipfs,
+            self.pinset,
+            peername=self.peername,
+            clock=clock,
+            ipfs_info=self._ipfs_info,
+            recover_interval=cc.pin_recover_interval,
+        )
+        self.allocator = Allocator(
+            self.monitor,
+            BalancedAllocator(config.balanced),
+            is_trusted=lambda p: True,  # Raft: every member is trusted
+            pin_only_on_trusted_peers=cc.pin_only_on_trusted_peers,
+            pin_only_on_untrusted_peers=cc.pin_only_on_untrusted_peers,
+        )
+        self.informers: list[Informer] = self._make_informers()
+        self.publisher = InformerPublisher(self.informers, self.monitor, self.peer_id, clock=clock)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._apply_queue: asyncio.Queue[list[tuple[int, bytes, bytes | None]]] = asyncio.Queue()
+        self._ready = asyncio.Event()
+        self._shutdown_requested = asyncio.Event()
+        self._members_cache: list[PeerID] = [self.peer_id]
+
+    # ------------------------------------------------------------------ wiring
+    def _make_informers(self) -> list[Informer]:
+        cfg = self.config
+        out: list[Informer] = []
+        if cfg.is_loaded("informer.disk") or not cfg.is_loaded("allocator.balanced"):
+            out.append(DiskInformer(cfg.disk, self.ipfs, clock=self.clock))
+        if cfg.is_loaded("informer.tags"):
+            out.append(TagsInformer(cfg.tags, clock=self.clock))
+        if cfg.is_loaded("informer.pinqueue"):
+            out.append(PinQueueInformer(cfg.pinqueue, self.tracker, clock=self.clock))
+        if not out:
+            raise InvalidInput("no informers are configured: service.json needs at least informer.disk")
+        return out
+
+    def on_apply(self, ops: list[tuple[int, bytes, bytes | None]]) -> None:
+        """Called by consensus (on the event loop) with every batch of committed operations."""
+        self._apply_queue.put_nowait(ops)
+
+    async def _apply_loop(self) -> None:
+        """Feed committed changes to the tracker in commit order."""
+        while True:
+            ops = await self._apply_queue.get()
+            for _kind, key, value in ops:
+                try:
+                    if value is not None:
+                        await self.tracker.track(pin_from_state(value))
+                    else:
+                        await self.tracker.untrack(CID(key))
+                except Exception:
+                    log.exception("tracking a committed change of %s failed", CID(key))
+
+    async def start(self) -> None:
+        """Start components after consensus and the IPFS connector are up (the daemon does those)."""
+        await self.tracker.start()
+        await self.monitor.start()
+        self._tasks += [
+            asyncio.create_task(self._apply_loop(), name="cluster-apply"),
+            asyncio.create_task(self._ping_loop(), name="cluster-ping"),
+            asyncio.create_task(self._ready_then_recover(), name="cluster-ready"),
+            asyncio.create_task(self._state_sync_loop(), name="cluster-state-sync"),
+            asyncio.create_task(self._peer_watch_loop(), name="cluster-peer-watch"),
+        ]
+        await self.publisher.start()
+
+    async def _ready_then_recover(self) -> None:
+        """Readiness as in Go: consensus ready, then IPFS answers; then recover everything once."""
+        cc = self.config.raft
+        try:
+            await self.consensus.ready(timeout=_seconds(cc.wait_for_leader_timeout) + 5)
+        except PinclusterError as exc:
+            log.error("consensus did not become ready: %s; is a majority of the peers up?", exc)
+            self._shutdown_requested.set()
+            return
+        await self._refresh_ipfs_id(wait=True)
+        self._ready.set()
+        log.info("** IPFS Cluster is READY **")
+        self._tasks.append(asyncio.create_task(self._connect_swarms_later(), name="cluster-swarm-connect"))
+        try:
+            n = 0
+            async for _ in self.tracker.recover_all():
+                n += 1
+            if n:
+                log.info("recover: re-queued %d items at start", n)
+        except Exception as exc:
+            log.warning("initial recover failed: %s", exc)
+
+    async def wait_ready(self, timeout: float | None = None) -> None:
+        await asyncio.wait_for(self._ready.wait(), timeout)
+
+    @property
+    def is_ready(self) -> bool:
+        return self._ready.is_set()
+
+    async def shutdown(self, *, leave: bool = False) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._tasks.clear()
+        await self.publisher.shutdown()
+        await self.monitor.shutdown()
+        await self.tracker.shutdown()
+
+    # ------------------------------------------------------------------ peers and metrics
+    async def member_ids(self) -> list[PeerID]:
+        """The consensus peerset as peer IDs (self included), sorted."""
+        try:
+            ids = sorted(PeerID.decode(p) for p in await self.consensus.peers())
+        except Exception:
+            return list(self._members_cache)
+        if ids:
+            self._members_cache = ids
+        return ids or [self.peer_id]
+
+    async def _others(self) -> list[PeerID]:
+        return [p for p in await self.member_ids() if p != self.peer_id]
+
+    async def _broadcast_metric(self, metric: Metric) -> None:
+        others = await self._others()
+        if not others:
+            return
+        results = await self.rpc.call_many(others, "PeerMonitor.LogMetric", metric, timeout=5.0)
+        for peer, res in zip(others, results, strict=True):
+            if isinstance(res, Exception):
+                log.debug("metric %s not delivered to %s: %s", metric.name, peer, res)
+
+    def _ipfs_info(self) -> tuple[PeerID | None, tuple[Multiaddr, ...]]:
+        return self._ipfs_id.id, tuple(self._ipfs_id.addresses or ())
+
+    async def _refresh_ipfs_id(self, *, wait: bool = False) -> IPFSID:
+        try:
+            ipfs_id = await (self.ipfs.wait_ready() if wait else self.ipfs.id())
+            self._ipfs_id = ipfs_id
+        except PinclusterError as exc:
+            log.warning("ipfshttp: %s", exc)
+            self._ipfs_id = IPFSID(addresses=None, error=str(exc))
+        return self._ipfs_id
+
+    async def _ping_loop(self) -> None:
+        interval = self.config.cluster.monitor_ping_interval
+        while True:
+            if self._ipfs_id.error or self._ipfs_id.id is None:
+                await self._refresh_ipfs_id()
+            metric = ping_metric(
+                self.peer_id,
+                peer_name=self.peername,
+                ipfs_id=self._ipfs_id.id,
+                ipfs_addresses=tuple(self._ipfs_id.addresses or ()),
+                interval=interval,
+                now_ns=self.clock.now_ns(),
+            )
+            try:
+                await self.monitor.publish_metric(metric)
+            except Exception as exc:
+                log.warning("cannot publish the ping metric: %s", exc)
+            await self.clock.sleep(_seconds(interval))
+
+    async def _peer_info(self, peer: PeerID) -> _PeerInfo:
+        """Name and IPFS daemon of a peer, from its last ping metric (as Go does for status answers)."""
+        if peer == self.peer_id:
+            return _PeerInfo(self.peername, self._ipfs_id.id, tuple(self._ipfs_id.addresses or ()))
+        m = self.monitor.store.latest("ping", peer)
+        if m is not None:
+            with contextlib.suppress(PinclusterError, ValueError):
+                v = from_json(m.value.encode(), PingValue)
+                return _PeerInfo(v.peer_name, v.ipfs_id, tuple(v.ipfs_addresses))
+        return _PeerInfo()
+
+    def _on_alert(self, alert: Alert) -> Awaitable[None]:
+        return self._handle_alert(alert)
+
+    async def _handle_alert(self, alert: Alert) -> None:
+        log.warning("alert: metric %s of peer %s expired", alert.name, alert.peer)
+        if self.config.cluster.follower_mode:
+            return
+        members = await self.member_ids()
+        done, failed = await repin_after_alert(
+            alert,
+            self.pinset.list(),
+            self.peer_id,
+            members,
+            self._repin,
+            disable_repinning=self.config.cluster.disable_repinning,
+        )
+        if done or failed:
+            log.info("re-pinned %d pins of %s (%d failed)", done, alert.peer, failed)
+
+    async def _repin(self, pin: Pin, failed_peer: PeerID) -> Pin:
+        return await self._pin(pin, blacklist=(failed_peer,))
+
+    async def _connect_swarms_later(self) -> None:
+        """Ask our IPFS node to connect to the other peers' nodes, so they fetch blocks from each other."""
+        await self.clock.sleep(_seconds(self.config.ipfshttp.connect_swarms_delay))
+        await self.connect_swarms()
+
+    async def connect_swarms(self) -> int:
+        addrs: list[Multiaddr] = []
+        for peer in await self._others():
+            info = await self._peer_info(peer)
+            if info.ipfs_id is not None:
+                addrs += [a.with_p2p(info.ipfs_id) for a in info.ipfs_addresses]
+        if not addrs:
+            return 0
+        try:
+            return await self.ipfs.connect_swarms(addrs)
+        except PinclusterError as exc:
+            log.warning("ipfshttp: swarm connect failed: %s", exc)
+            return 0
+
+    async def _state_sync_loop(self) -> None:
+        """Unpin expired pins; only the closest trusted peer acts on each CID (spec §3.7, §13.6)."""
+        from pincluster.allocator.allocate import is_closest_peer
+
+        interval = _seconds(self.config.cluster.state_sync_interval)
+        while True:
+            await self.clock.sleep(interval)
+            if self.config.cluster.follower_mode or not self._ready.is_set():
+                continue
+            now = go_now()
+            members = await self.member_ids()
+            expired = [
+                p.cid
+                async for p in self.pinset.list()
+                if p.expired_at(now) and is_closest_peer(self.peer_id, p.cid, members)
+            ]
+            for cid in expired:
+                with contextlib.suppress(PinclusterError):
+                    await self.unpin(cid)
+                    log.info("unpinned %s: its expire_at passed", cid)
+
+    async def _peer_watch_loop(self) -> None:
+        """A peer removed from the peerset shuts itself down (spec §13.7)."""
+        interval = _seconds(self.config.cluster.peer_watch_interval)
+        while True:
+            await self.clock.sleep(interval)
+            if not self._ready.is_set():
+                continue
+            with contextlib.suppress(Exception):
+                peers = await self.consensus.peers()
+                if peers and str(self.peer_id) not in peers:
+                    log.warning("this peer was removed from the cluster peerset: shutting down")
+                    self._shutdown_requested.set()
+                    return
+
+    @property
+    def shutdown_requested(self) -> asyncio.Event:
+        return self._shutdown_requested
+
+    # ------------------------------------------------------------------ ClusterAPI: identity and peers
+    async def id(self) -> ID:
+        members = await self.member_ids()
+        addrs = [a for p in members if p != self.peer_id for a in self.host.peerstore.addrs(p)]
+        return ID(
+            id=self.peer_id,
+            addresses=tuple(self.host.addrs),
+            cluster_peers=tuple(members),
+            cluster_peers_addresses=tuple(a.with_p2p(a.peer_id) if a.peer_id else a for a in addrs),
+            version=CLUSTER_COMPAT_VERSION,
+            commit="",
+            rpc_protocol_version=RPC_PROTOCOL,
+            error="",
+            ipfs=self._ipfs_id,
+            peername=self.peername,
+        )
+
+    async def peers(self) -> AsyncIterator[ID]:
+        members = await self.member_ids()
+        results = await self.rpc.call_many(members, "Cluster.ID", result_type=ID, timeout=STATUS_TIMEOUT)
+        for peer, res in zip(members, results, strict=True):
+            if isinstance(res, Exception):
+                yield ID(id=peer, error=str(res), ipfs=IPFSID(addresses=None, error=""))
+            else:
+                yield res
+
+    async def peer_add(self, peer: PeerID) -> ID:
+        address: str = await self.rpc.call(peer, "Consensus.Address", result_type=str, timeout=STATUS_TIMEOUT)
+        await self.consensus.add_peer(str(peer), address)
+        return await self.rpc.call(peer, "Cluster.ID", result_type=ID, timeout=STATUS_TIMEOUT)  # type: ignore[no-any-return]
+
+    async def peer_rm(self, peer: PeerID) -> None:
+        members = await self.member_ids()
+        if peer not in members:
+            raise NotFound(f"peer {peer} is not part of the cluster peerset")
+        if not self.config.cluster.disable_repinning:
+            moved = 0
+            async for pin in self._pins_allocated_to(peer):
+                try:
+                    await self._pin(pin, blacklist=(peer,))
+                    moved += 1
+                except PinclusterError as exc:
+                    log.warning("could not re-allocate %s away from %s: %s", pin.cid, peer, exc)
+            log.info("re-allocated %d pins before removing %s", moved, peer)
+        await self.consensus.rm_peer(str(peer))
+
+    async def _pins_allocated_to(self, peer: PeerID) -> AsyncIterator[Pin]:
+        todo = [p async for p in self.pinset.list() if peer in p.allocations]
+        for p in todo:
+            yield p
+
+    # ------------------------------------------------------------------ ClusterAPI: pinning
+    async def pin(self, cid: CID, options: PinOptions) -> Pin:
+        if self.config.cluster.follower_mode:
+            raise InvalidInput("this peer is configured to be in follower mode. Write operations are disabled")
+        if options.pin_update is not None and options.pin_update != cid:
+            return await self.pin_update(options.pin_update, cid, options)
+        return await self._pin(Pin.with_options(cid, options))
+
+    async def _pin(self, pin: Pin, *, blacklist: Collection[PeerID] = ()) -> Pin:
+        cc = self.config.cluster
+        existing = await self.pinset.get(pin.cid)
+        pin = pin.with_replication_defaults(cc.replication_factor_min, cc.replication_factor_max)
+        if pin.expired_at(go_now()):
+            raise InvalidInput("pin.ExpireAt set before current time")
+        if existing is not None:
+            if existing.type != pin.type:
+                raise InvalidInput(
+                    "cannot repin CID with different tracking method, clear state with pin rm to proceed. "
+                    f"New: {pin.type.value}. Was: {existing.type.value}"
+                )
+            if existing.max_depth < 0 and pin.max_depth == 0:
+                raise InvalidInput(
+                    "cannot repin a CID which is already pinned in recursive mode (new pin is pinned as "
+                    f"{pin.mode.value}). Unpin it first."
+                )
+        if pin.type is PinType.DATA and pin.reference is not None:
+            raise InvalidInput("data pins cannot have a reference")
+        pin = pin.replace(timestamp=go_now())
+        if pin.type is not PinType.META and (not pin.allocations or blacklist):
+            current = existing.allocations if existing is not None else ()
+            allocations = await self.allocator.allocate(
+                pin.cid,
+                [p for p in current if p not in blacklist],
+                pin.replication_factor_min,
+                pin.replication_factor_max,
+                blacklist=blacklist,
+                priority=pin.user_allocations or (),
+            )
+            pin = pin.replace(allocations=allocations)
+        await self.consensus.log_pin(pin.cid.bytes, pin_to_state(pin))
+        where = ", ".join(map(str, pin.allocations)) if pin.allocations else "every peer"
+        log.info("pinned %s on %s", pin.cid, where)
+        return pin
+
+    async def pin_update(self, from_cid: CID, to_cid: CID, options: PinOptions) -> Pin:
+        """Spec §4.3: a copy of ``from`` with ``cid=to``; allocations and factors copied; ``from`` stays."""
+        old = await self.pinset.get(from_cid)
+        if old is None:
+            raise NotFound(NOT_IN_PINSET)
+        if old.type is not PinType.DATA:
+            raise InvalidInput("this pin type cannot be updated")
+        changes: dict[str, Any] = {"cid": to_cid, "pin_update": from_cid, "timestamp": go_now()}
+        if options.name:
+            changes["name"] = options.name
+        if options.expire_at is not None and not old.expired_at(go_now()) and options.expire_at > go_now():
+            changes["expire_at"] = options.expire_at
+        pin = old.replace(**changes)
+        await self.consensus.log_pin(pin.cid.bytes, pin_to_state(pin))
+        return pin
+
+    async def pin_path(self, path: str, options: PinOptions) -> Pin:
+        return await self.pin(await self._resolve(path), options)
+
+    async def unpin(self, cid: CID) -> Pin:
+        if self.config.cluster.follower_mode:
+            raise InvalidInput("this peer is configured to be in follower mode. Write operations are disabled")
+        pin = await self.pinset.get(cid)
+        if pin is None:
+            raise NotFound(NOT_IN_PINSET)
+        if pin.type is PinType.SHARD:
+            raise InvalidInput("cannot unpin a shard directly. Unpin content root CID instead")
+        if pin.type is PinType.CLUSTER_DAG:
+            raise InvalidInput("cannot unpin a Cluster DAG directly. Unpin content root CID instead")
+        await self.consensus.log_unpin(cid.bytes)
+        log.info("unpinned %s", cid)
+        return pin
+
+    async def unpin_path(self, path: str) -> Pin:
+        return await self.unpin(await self._resolve(path))
+
+    async def _resolve(self, path: str) -> CID:
+        parts = [p for p in path.strip("/").split("/") if p]
+        if len(parts) < 2 or parts[0] not in ("ipfs", "ipns", "ipld"):
+            raise InvalidInput(f"error parsing path: invalid path {path!r}")
+        if parts[0] == "ipfs" and len(parts) == 2:
+            return CID.decode(parts[1])
+        return await self.ipfs.resolve("/" + "/".join(parts))
+
+    async def pin_get(self, cid: CID) -> Pin:
+        pin = await self.pinset.get(cid)
+        if pin is None:
+            raise NotFound(NOT_IN_PINSET)
+        return pin
+
+    async def pins(self, types: Collection[PinType] | None = None) -> AsyncIterator[Pin]:
+        async for pin in self.pinset.list():
+            if not types or pin.type in types:
+                yield pin
+
+    # ------------------------------------------------------------------ ClusterAPI: status and recover
+    async def _error_info(self, cid: CID, peer: PeerID, err: Exception, pin: Pin | None) -> PinInfo:
+        info = await self._peer_info(peer)
+        return PinInfo(
+            cid=cid,
+            name=pin.name if pin else "",
+            peer=peer,
+            allocations=pin.allocations if pin else (),
+            origins=pin.origins if pin else None,
+            created=pin.timestamp if pin else go_now(),
+            metadata=pin.metadata if pin else None,
+            peername=info.peername,
+            ipfs_peer_id=info.ipfs_id,
+            status=TrackerStatus.CLUSTER_ERROR,
+            timestamp=go_now(),
+            error=str(err),
+        )
+
+    async def _remote_info(self, pin: Pin, peer: PeerID, status: TrackerStatus) -> PinInfo:
+        info = await self._peer_info(peer)
+        return PinInfo(
+            cid=pin.cid,
+            name=pin.name,
+            peer=peer,
+            allocations=pin.allocations,
+            origins=pin.origins,
+            created=pin.timestamp,
+            metadata=pin.metadata,
+            peername=info.peername,
+            ipfs_peer_id=info.ipfs_id,
+            ipfs_peer_addresses=info.ipfs_addresses,
+            status=status,
+            timestamp=go_now(),
+        )
+
+    async def _global_op(self, cid: CID, method: str) -> GlobalPinInfo:
+        """Status or Recover on the peers that matter for ``cid`` (spec §4.5, §4.6)."""
+        members = await self.member_ids()
+        pin = await self.pinset.get(cid)
+        if pin is None:
+            if method == "PinTracker.Recover":
+                raise NotFound(NOT_IN_PINSET)
+            blank = Pin(cid=cid, allocations=(), timestamp=go_now())
+            infos = [await self._remote_info(blank, p, TrackerStatus.UNPINNED) for p in members]
+            return GlobalPinInfo.from_pin_infos(infos)
+        ask = members if pin.is_pin_everywhere else [p for p in members if p in pin.allocations]
+        infos = [await self._remote_info(pin, p, TrackerStatus.REMOTE) for p in members if p not in ask]
+        results = await self.rpc.call_many(ask, method, cid, result_type=PinInfo, timeout=STATUS_TIMEOUT)
+        for peer, res in zip(ask, results, strict=True):
+            infos.append(await self._error_info(cid, peer, res, pin) if isinstance(res, Exception) else res)
+        return GlobalPinInfo.from_pin_infos(infos)
+
+    async def status(self, cid: CID, *, local: bool = False) -> GlobalPinInfo:
+        if local:
+            return (await self.tracker.status(cid)).to_global()
+        return await self._global_op(cid, "PinTracker.Status")
+
+    async def recover(self, cid: CID, *, local: bool = False) -> GlobalPinInfo:
+        if local:
+            return (await self.tracker.recover(cid)).to_global()
+        return await self._global_op(cid, "PinTracker.Recover")
+
+    async def status_all(self, filter: TrackerStatus, *, local: bool = False) -> AsyncIterator[GlobalPinInfo]:
+        if local:
+            async for info in self.tracker.status_all(filter):
+                yield info.to_global()
+            return
+        async for g in self._merge_all("PinTracker.StatusAll", int(filter)):
+            yield g
+
+    async def recover_all(self, *, local: bool = False) -> AsyncIterator[GlobalPinInfo]:
+        if local:
+            async for info in self.tracker.recover_all():
+                yield info.to_global()
+            return
+        async for g in self._merge_all("Cluster.RecoverAllLocal", None):
+            yield g
+
+    async def _merge_all(self, method: str, arg: Any) -> AsyncIterator[GlobalPinInfo]:
+        """Every member streams its local statuses in CID order; merge them by CID as they arrive, so memory
+        holds one item per member rather than the whole pinset (Go collects everything in a map)."""
+        members = await self.member_ids()
+        streams: list[AsyncIterator[PinInfo]] = [
+            aiter(self.rpc.stream(p, method, arg, result_type=PinInfo, timeout=None)) for p in members
+        ]
+        failed: dict[PeerID, Exception] = {}
+        heads: list[tuple[bytes, int, PinInfo]] = []
+
+        async def advance(i: int) -> None:
+            try:
+                info = await anext(streams[i])
+            except StopAsyncIteration:
+                return
+            except Exception as exc:
+                failed[members[i]] = exc
+                log.warning("%s on %s failed: %s", method, members[i], exc)
+                return
+            heapq.heappush(heads, (info.cid.bytes, i, info))
+
+        await asyncio.gather(*(advance(i) for i in range(len(streams))))
+        try:
+            while heads:
+                key, i, first = heapq.heappop(heads)
+                group = [first]
+                nexts = [i]
+                while heads and heads[0][0] == key:
+                    _, j, info = heapq.heappop(heads)
+                    group.append(info)
+                    nexts.append(j)
+                for peer, exc in failed.items():
+                    group.append(await self._error_info(first.cid, peer, exc, None))
+                yield GlobalPinInfo.from_pin_infos(group)
+                await asyncio.gather(*(advance(j) for j in nexts))
+        finally:
+            for s in streams:
+                with contextlib.suppress(Exception):
+                    await s.aclose()  # type: ignore[attr-defined]
+
+    # ------------------------------------------------------------------ ClusterAPI: the rest
+    async def repo_gc(self, *, local: bool = False) -> GlobalRepoGC:
+        if local:
+            rg = await self.repo_gc_local()
+            return GlobalRepoGC(peer_map={self.peer_id: rg})
+        peer_map: dict[PeerID, RepoGC] = {}
+        for peer in await self.member_ids():
+            try:
+                peer_map[peer] = await self.rpc.call(peer, "Cluster.RepoGCLocal", result_type=RepoGC, timeout=None)
+            except Exception as exc:
+                info = await self._peer_info(peer)
+                peer_map[peer] = RepoGC(peer=peer, peername=info.peername, keys=(), error=str(exc))
+        return GlobalRepoGC(peer_map=peer_map)
+
+    async def repo_gc_local(self) -> RepoGC:
+        keys: list[IPFSRepoGC] = []
+        try:
+            async for k in self.ipfs.repo_gc():
+                keys.append(k)
+        except PinclusterError as exc:
+            return RepoGC(peer=self.peer_id, peername=self.peername, keys=tuple(keys), error=str(exc))
+        return RepoGC(peer=self.peer_id, peername=self.peername, keys=tuple(keys))
+
+    async def connect_graph(self) -> ConnectGraph:
+        members = await self.member_ids()
+        names: dict[PeerID, str] = {}
+        cluster_links: dict[PeerID, tuple[PeerID, ...]] = {}
+        ipfs_links: dict[PeerID, tuple[PeerID, ...]] = {}
+        to_ipfs: dict[PeerID, PeerID] = {}
+        results = await self.rpc.call_many(members, "Cluster.ID", result_type=ID, timeout=STATUS_TIMEOUT)
+        for peer, res in zip(members, results, strict=True):
+            if isinstance(res, Exception):
+                cluster_links[peer] = ()
+                continue
+            names[peer] = res.peername
+            cluster_links[peer] = tuple(p for p in (res.cluster_peers or ()) if p != peer and p in members)
+            if not res.ipfs.error and res.ipfs.id is not None:
+                to_ipfs[peer] = res.ipfs.id
+                try:
+                    swarm = await self.rpc.call(peer, "IPFSConnector.SwarmPeers", result_type=list[PeerID],
+                                                timeout=STATUS_TIMEOUT)
+                    ipfs_links[res.ipfs.id] = tuple(swarm)
+                except Exception as exc:
+                    log.debug("swarm peers of %s: %s", peer, exc)
+                    ipfs_links[res.ipfs.id] = ()
+        return ConnectGraph(
+            cluster_id=self.peer_id,
+            id_to_peername=names,
+            ipfs_links=ipfs_links,
+            cluster_links=cluster_links,
+            cluster_trust_links=dict.fromkeys(members, True),
+            cluster_to_ipfs=to_ipfs,
+        )
+
+    async def alerts(self) -> list[Alert]:
+        return self.monitor.recent_alerts()
+
+    async def latest_metrics(self, name: str) -> list[Metric]:
+        return await self.monitor.latest_metrics(name)
+
+    async def metric_names(self) -> list[str]:
+        return self.monitor.metric_names()
+
+    async def add(self, entries: AsyncIterable[Any], params: AddParams) -> AsyncIterator[AddedOutput]:
+        from pincluster.cluster_add import add_content
+
+        async for out in add_content(self, entries, params):
+            yield out
+
+    async def wait_pinned(self, cid: CID, timeout: float) -> GlobalPinInfo:
+        """Poll the global status until every allocated peer reports pinned (used by tests and ``--wait``)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            g = await self.status(cid)
+            if all(s.status in (TrackerStatus.PINNED, TrackerStatus.REMOTE) for s in g.peer_map.values()):
+                return g
+            if asyncio.get_running_loop().time() > deadline:
+                return g
+            await asyncio.sleep(0.2)
+

@@ -1,0 +1,261 @@
+"""``ipfs-cluster-service daemon``: start every configured component in order, run, shut down in order.
+
+Start: lock → config → (embedded IPFS node) → IPFS connector → p2p host + RPC → Raft → Cluster → APIs.
+Stop: APIs first, then the cluster's loops, then consensus (leaving the peerset if configured), the host (the
+peerstore is saved), the connector and the embedded node. SIGINT/SIGTERM/SIGHUP start an orderly shutdown;
+a second signal warns, the third exits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pincluster.config import IDENTITY_JSON, ServiceConfig, load_config, load_identity
+from pincluster.errors import ConfigError, InvalidInput, PeerError, PinclusterError, Unavailable
+from pincluster.types.multiaddr import Multiaddr
+
+log = logging.getLogger("pincluster.cluster")
+
+EMBEDDED_IPFS_DIR = "ipfs"
+
+
+@dataclass
+class DaemonOptions:
+    bootstrap: Sequence[Multiaddr] = ()
+    leave: bool = False
+    ipfs: str | None = None  # "embedded", "external" or None (embedded iff <folder>/ipfs exists)
+    stats: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def advertise_host(bind_host: str, cfg: ServiceConfig) -> str:
+    """The host other peers should dial for an address bound to ``bind_host``."""
+    if bind_host not in ("0.0.0.0", "::"):
+        return bind_host
+    for ma in cfg.cluster.announce_multiaddress:
+        with contextlib.suppress(InvalidInput):
+            return ma.tcp_host_port()[0]
+    with contextlib.suppress(OSError):
+        ip = socket.gethostbyname(socket.gethostname())
+        if ip and not ip.startswith("127."):
+            return ip
+    return "127.0.0.1"
+
+
+def raft_settings(cfg: ServiceConfig) -> Any:
+    """The consensus component's Raft settings from ``consensus.raft``."""
+    from pincluster.consensus.config import RaftConfig as ConsensusRaftConfig
+
+    return ConsensusRaftConfig.from_section(cfg.raft)
+
+
+class Daemon:
+    """One running peer: owns every component's lifecycle."""
+
+    def __init__(self, folder: Path, options: DaemonOptions) -> None:
+        self.folder = folder
+        self.options = options
+        self.node: Any = None
+        self.ipfs: Any = None
+        self.host: Any = None
+        self.rpc: Any = None
+        self.consensus: Any = None
+        self.cluster: Any = None
+        self.apis: list[Any] = []
+        self.config: ServiceConfig | None = None
+        self._stopping = False
+
+    async def start(self) -> None:
+        from pincluster import RPC_PROTOCOL_VERSION
+        from pincluster.cluster import Cluster
+        from pincluster.cluster_rpc import register_services
+        from pincluster.consensus.raft import RaftConsensus
+        from pincluster.ipfsconn.ipfshttp import IPFSHTTPConnector
+        from pincluster.p2p.host import Host
+        from pincluster.rpc.core import RPC
+
+        cfg = load_config(self.folder)
+        cfg.require_supported_consensus()
+        self.config = cfg
+        ident = load_identity(self.folder / IDENTITY_JSON)
+        cc = cfg.cluster
+        await self._start_embedded_ipfs(cfg)
+
+        h = cfg.ipfshttp
+        self.ipfs = IPFSHTTPConnector(
+            h.node_multiaddress,
+            connect_swarms_delay=h.connect_swarms_delay.total_seconds(),
+            ipfs_request_timeout=h.ipfs_request_timeout.total_seconds(),
+            pin_timeout=h.pin_timeout.total_seconds(),
+            unpin_timeout=h.unpin_timeout.total_seconds(),
+            repogc_timeout=h.repogc_timeout.total_seconds(),
+            informer_trigger_interval=h.informer_trigger_interval,
+            unpin_disable=h.unpin_disable,
+        )
+
+        self.host = Host(
+            ident.private_key,
+            cc.secret,
+            f"/pincluster/rpc/{RPC_PROTOCOL_VERSION}",
+            list(cc.listen_multiaddress),
+            peerstore_path=cfg.peerstore_path(),
+        )
+        try:
+            await self.host.start()
+        except OSError as exc:
+            raise Unavailable(
+                f"cluster: cannot listen on {', '.join(map(str, cc.listen_multiaddress))}: {exc}; "
+                "is another peer using this address? Change cluster.listen_multiaddress"
+            ) from exc
+        self.rpc = RPC(self.host)
+        log.info("cluster peer %s listening on %s", ident.peer_id, ", ".join(map(str, self.host.addrs)))
+
+        raft_cfg = raft_settings(cfg)
+        bind_host, _port = Multiaddr(raft_cfg.listen_multiaddress).tcp_host_port()
+        data = cfg.raft_data_path()
+        bootstrap_raft: list[str] = []
+        if self.options.bootstrap:
+            bootstrap_raft = await self._resolve_bootstrap(self.options.bootstrap)
+            if data.exists() and any(data.iterdir()):
+                from pincluster.consensus.raft import clean_raft_folder
+
+                backup = clean_raft_folder(data, raft_cfg.backups_rotate)
+                log.info("bootstrapping: the previous Raft state was moved to %s", backup)
+        cluster_box: list[Cluster] = []
+        self.consensus = RaftConsensus(
+            peer_id=str(ident.peer_id),
+            config=raft_cfg,
+            secret=cc.secret,
+            data_folder=data,
+            advertise_host=advertise_host(bind_host, cfg),
+            bootstrap=bootstrap_raft,
+            on_apply=lambda ops: cluster_box[0].on_apply(ops) if cluster_box else None,
+        )
+        await self.consensus.start()
+        self.cluster = Cluster(
+            config=cfg, folder=self.folder, host=self.host, rpc=self.rpc, consensus=self.consensus, ipfs=self.ipfs
+        )
+        cluster_box.append(self.cluster)
+        self.rpc.set_trusted(lambda p: self.consensus.is_trusted_peer(str(p)))
+        register_services(self.rpc, self.cluster)
+        await self.cluster.start()
+        await self._start_apis(cfg)
+        if self.options.leave:
+            log.info("this peer will leave the cluster on shutdown (--leave)")
+
+    async def _resolve_bootstrap(self, addrs: Sequence[Multiaddr]) -> list[str]:
+        """Connect to each bootstrap peer and ask where its Raft endpoint listens."""
+        out: list[str] = []
+        errors: list[str] = []
+        for ma in addrs:
+            if ma.peer_id is None:
+                raise ConfigError("--bootstrap", f"{ma} has no /p2p/<peer id>: use the full cluster multiaddress")
+            try:
+                pid = await self.host.connect(ma)
+                port_or_addr: str = await self.rpc.call(pid, "Consensus.Address", result_type=str, timeout=10.0)
+            except PeerError:
+                raise
+            except PinclusterError as exc:
+                errors.append(f"{ma}: {exc}")
+                continue
+            host, _, port = port_or_addr.rpartition(":")
+            if host in ("0.0.0.0", "::", ""):
+                host = ma.tcp_host_port()[0]
+            out.append(f"{host}:{port}")
+        if not out:
+            raise Unavailable("cannot bootstrap: no bootstrap peer answered: " + "; ".join(errors))
+        return out
+
+    async def _start_embedded_ipfs(self, cfg: ServiceConfig) -> None:
+        from pincluster.ipfs.node import IpfsNode, init_repo
+
+        repo = self.folder / EMBEDDED_IPFS_DIR
+        mode = self.options.ipfs
+        if mode == "external" or (mode is None and not (repo / "config").exists()):
+            return
+        if not (repo / "config").exists():
+            init_repo(repo, api=str(cfg.ipfshttp.node_multiaddress))
+        self.node = await IpfsNode.open(repo)
+        try:
+            await self.node.start()
+        except OSError as exc:
+            raise Unavailable(f"ipfs: cannot start the embedded IPFS node: {exc}; is its port in use?") from exc
+        log.info("embedded IPFS node %s started (API %s)", self.node.peer_id, cfg.ipfshttp.node_multiaddress)
+
+    async def _start_apis(self, cfg: ServiceConfig) -> None:
+        if cfg.is_loaded("api.restapi"):
+            from pincluster.api.rest.server import RestAPI
+
+            api = RestAPI(cfg.restapi, self.cluster, config_folder=self.folder)
+            await api.start()
+            self.apis.append(api)
+
+    async def stop(self) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        leave = self.options.leave or bool(self.config and self.config.cluster.leave_on_shutdown)
+        for api in reversed(self.apis):
+            with contextlib.suppress(Exception):
+                await api.stop()
+        if self.cluster is not None:
+            with contextlib.suppress(Exception):
+                await self.cluster.shutdown()
+        if self.consensus is not None:
+            with contextlib.suppress(Exception):
+                await self.consensus.shutdown(leave=leave)
+        if self.host is not None:
+            with contextlib.suppress(Exception):
+                await self.host.close()
+        if self.ipfs is not None:
+            with contextlib.suppress(Exception):
+                await self.ipfs.close()
+        if self.node is not None:
+            with contextlib.suppress(Exception):
+                await self.node.stop()
+        log.info("shutdown complete")
+
+
+async def run_daemon(folder: Path, options: DaemonOptions) -> int:
+    """Run until a signal (or removal from the peerset); returns the exit code."""
+    daemon = Daemon(folder, options)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal signals
+        signals += 1
+        if signals == 1:
+            log.info("received %s: shutting down", signal.Signals(signum).name)
+            stop.set()
+        elif signals == 2:
+            log.warning("!! Shutdown is taking too long! Send the signal once more to exit at once !!")
+        else:
+            log.error("exiting immediately")
+            os._exit(1)
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        await daemon.start()
+    except BaseException:
+        await daemon.stop()
+        raise
+    waiters = [asyncio.create_task(stop.wait())]
+    if daemon.cluster is not None:
+        waiters.append(asyncio.create_task(daemon.cluster.shutdown_requested.wait()))
+    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    for w in waiters:
+        w.cancel()
+    await daemon.stop()
+    return 0
