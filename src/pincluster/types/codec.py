@@ -1,0 +1,1080 @@
+"""The one encoder of the data model: Go-compatible JSON (REST, export, ctl), msgpack (RPC), state bytes.
+
+JSON (``to_json``/``from_json``) is byte-compatible with IPFS Cluster's Go output: Go's field names and order,
+its ``null``/``[]``/omitted rules (spec §2), map keys sorted, times as Go writes them, and Go's HTML-safe
+escaping of ``<``, ``>``, ``&``, U+2028 and U+2029. ``to_json`` returns one compact value without a newline;
+bodies and NDJSON streams add ``\\n`` (see ``ndjson_lines``). Decoding accepts what Go emits and what Go clients
+send: missing fields take Go's zero values (with the pin ``mode``/``max_depth`` rule of :class:`Pin`), unknown
+fields are ignored, and bad values raise :class:`~pincluster.errors.InvalidInput` naming the field.
+
+msgpack (``to_msgpack``/``from_msgpack``) is for RPC between pincluster peers: the same structs as maps,
+with CIDs and peer IDs as bytes, statuses as their bit values, times as msgpack timestamps (UTC instants).
+
+Times keep Go's nanoseconds through JSON (a :class:`~pincluster.types.gotime.GoTime` when below the
+microsecond); msgpack and the state keep microseconds.
+
+State (``pin_to_state``/``pin_from_state``) is the compact on-disk form of one :class:`Pin`; its format is
+documented at ``pin_to_state`` and must stay stable (the state store versions it on disk).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import typing
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any, Final, TypeVar
+
+import msgspec
+from msgspec import Struct
+
+from pincluster.errors import InvalidInput, StateError
+from pincluster.types.cid import CID
+from pincluster.types.gotime import ZERO_TIME, GoTime, format_time, is_zero_time, parse_time, to_gotime
+from pincluster.types.models import (
+    Alert,
+    ConnectGraph,
+    GlobalPinInfo,
+    GlobalRepoGC,
+    IPFSPinInfo,
+    Pin,
+    PinInfo,
+    PinInfoShort,
+    PinOptions,
+    RepoGC,
+    Time,
+)
+from pincluster.types.multiaddr import Multiaddr
+from pincluster.types.peer import PeerID
+from pincluster.types.status import IPFSPinStatus, PinMode, PinType, TrackerStatus
+
+__all__ = [
+    "STATE_FORMAT",
+    "DecodeError",
+    "aiter_json_values",
+    "from_json",
+    "from_msgpack",
+    "iter_json_values",
+    "ndjson_batches",
+    "ndjson_lines",
+    "pin_from_state",
+    "pin_to_state",
+    "to_json",
+    "to_json_pretty",
+    "to_msgpack",
+]
+
+T = TypeVar("T")
+
+
+class DecodeError(InvalidInput):
+    """Bytes that are not a valid encoding of the expected type; the message names the field."""
+
+
+# --- leaf hooks ---------------------------------------------------------------------------------------------
+def _json_enc_hook(obj: Any) -> Any:
+    t = type(obj)
+    if t is PeerID:
+        return _peer_text(obj)
+    if t is CID or t is Multiaddr:
+        return str(obj)
+    if isinstance(obj, datetime):  # GoTime, or a datetime subclass msgspec does not take natively
+        return format_time(obj)
+    raise NotImplementedError(f"cannot encode {t.__name__} as JSON")
+
+
+def _json_dec_hook(t: type, obj: Any) -> Any:
+    if t is CID:
+        if isinstance(obj, dict) and isinstance(obj.get("/"), str):
+            obj = obj["/"]  # the pre-1.0 {"/": "<cid>"} form
+        if isinstance(obj, str):
+            return CID.decode(obj)
+        raise TypeError(f"expected a CID string, got {type(obj).__name__}")
+    if t is PeerID:
+        if isinstance(obj, str):
+            return _peer_from_text(obj)
+        raise TypeError(f"expected a peer ID string, got {type(obj).__name__}")
+    if t is Multiaddr:
+        if isinstance(obj, str):
+            return Multiaddr(obj)
+        raise TypeError(f"expected a multiaddr string, got {type(obj).__name__}")
+    if t is GoTime:  # only in the exact twins (see _FINE_FRACTION_RE)
+        if isinstance(obj, str):
+            value = parse_time(obj)
+            return value if type(value) is GoTime else to_gotime(value)
+        raise TypeError(f"expected an RFC 3339 time string, got {type(obj).__name__}")
+    raise NotImplementedError(f"cannot decode {t!r} from JSON")
+
+
+_PEER_FROM_TEXT: dict[str, PeerID] = {}
+
+
+def _peer_from_text(text: str) -> PeerID:
+    """Peer IDs repeat across pins: parse each text once (a bounded cache of valid IDs only)."""
+    pid = _PEER_FROM_TEXT.get(text)
+    if pid is None:
+        pid = PeerID.decode(text)
+        if len(_PEER_FROM_TEXT) >= 4096:
+            _PEER_FROM_TEXT.clear()
+        _PEER_FROM_TEXT[text] = pid
+    return pid
+
+
+def _plain_datetime(t: datetime) -> datetime:
+    """A ``datetime`` subclass (GoTime) as a plain one, which msgspec encodes natively (drops extra ns)."""
+    return datetime(t.year, t.month, t.day, t.hour, t.minute, t.second, t.microsecond, t.tzinfo, fold=t.fold)
+
+
+def _msgpack_enc_hook(obj: Any) -> Any:
+    t = type(obj)
+    if t is CID or t is PeerID:
+        return obj.bytes
+    if t is Multiaddr:
+        return str(obj)
+    if isinstance(obj, datetime):
+        return _plain_datetime(obj)
+    raise NotImplementedError(f"cannot encode {t.__name__} as msgpack")
+
+
+def _msgpack_dec_hook(t: type, obj: Any) -> Any:
+    if t is CID:
+        if type(obj) is bytes:
+            if len(obj) == 34 and obj[0] == 0x12 and obj[1] == 0x20:
+                return CID(obj)  # the common CIDv0, already well-formed (what from_bytes checks first)
+            return CID.from_bytes(obj)
+        raise TypeError(f"expected CID bytes, got {type(obj).__name__}")
+    if t is PeerID:
+        if isinstance(obj, bytes):
+            return _peer_from_bytes(obj)
+        raise TypeError(f"expected peer ID bytes, got {type(obj).__name__}")
+    if t is Multiaddr:
+        if isinstance(obj, str):
+            return Multiaddr(obj)
+        raise TypeError(f"expected a multiaddr string, got {type(obj).__name__}")
+    raise NotImplementedError(f"cannot decode {t!r} from msgpack")
+
+
+_PEER_CACHE: dict[bytes, PeerID] = {}
+_PEER_TEXT: dict[PeerID, str] = {}
+
+
+def _peer_text(pid: PeerID) -> str:
+    """Peer IDs repeat across pins and statuses: encode each to base58 once."""
+    text = _PEER_TEXT.get(pid)
+    if text is None:
+        text = str(pid)
+        if len(_PEER_TEXT) >= 4096:
+            _PEER_TEXT.clear()
+        _PEER_TEXT[pid] = text
+    return text
+
+
+def _peer_from_bytes(raw: bytes) -> PeerID:
+    """Peer IDs repeat across pins (a cluster has few peers): validate each once and share the object."""
+    pid = _PEER_CACHE.get(raw)
+    if pid is None:
+        pid = PeerID.from_bytes(raw)
+        if len(_PEER_CACHE) >= 4096:
+            _PEER_CACHE.clear()
+        _PEER_CACHE[raw] = pid
+    return pid
+
+
+# --- JSON mirrors --------------------------------------------------------------------------------------------
+# Go writes times with trimmed nanoseconds (msgspec would write ``.120000``), names for TrackerStatus (msgspec
+# would write the IntFlag's number) and IPFSPinStatus, and sorted map keys (msgspec sorts only str keys). So
+# objects holding those are written through these encode-only mirrors, whose fields are already text. A
+# mirror field with no default is always written; one with a default is left out when equal to it (Go's
+# ``omitempty``).
+_Peers = tuple[PeerID, ...]
+_Addrs = tuple[Multiaddr, ...]
+
+
+class _PinOptionsOut(Struct, gc=False):
+    replication_factor_min: int
+    replication_factor_max: int
+    name: str
+    mode: PinMode
+    shard_size: int
+    user_allocations: _Peers | None
+    expire_at: str
+    metadata: dict[str, str] | None
+    pin_update: CID | None
+    origins: _Addrs | None
+
+
+class _PinOut(Struct, gc=False):
+    replication_factor_min: int
+    replication_factor_max: int
+    name: str
+    mode: PinMode
+    shard_size: int
+    user_allocations: _Peers | None
+    expire_at: str
+    metadata: dict[str, str] | None
+    pin_update: CID | None
+    origins: _Addrs | None
+    cid: CID
+    type: PinType
+    allocations: _Peers
+    max_depth: int
+    reference: CID | None
+    timestamp: str
+
+
+class _ShortOut(Struct, gc=False, kw_only=True, omit_defaults=True):
+    peername: str
+    ipfs_peer_id: PeerID | None = None
+    ipfs_peer_addresses: _Addrs = ()
+    status: str
+    timestamp: str
+    error: str
+    attempt_count: int
+    priority_pin: bool
+
+
+class _PinInfoOut(Struct, gc=False, kw_only=True, omit_defaults=True):
+    cid: CID
+    name: str
+    peer: PeerID
+    allocations: _Peers | None
+    origins: _Addrs | None
+    created: str
+    metadata: dict[str, str] | None
+    peername: str
+    ipfs_peer_id: PeerID | None = None
+    ipfs_peer_addresses: _Addrs = ()
+    status: str
+    timestamp: str
+    error: str
+    attempt_count: int
+    priority_pin: bool
+
+
+class _GlobalOut(Struct, gc=False):
+    cid: CID
+    name: str
+    allocations: _Peers | None
+    origins: _Addrs | None
+    created: str
+    metadata: dict[str, str] | None
+    peer_map: dict[str, _ShortOut]
+
+
+class _AlertOut(Struct, gc=False):
+    name: str
+    peer: PeerID | None
+    value: str
+    expire: int
+    valid: bool
+    weight: int
+    partitionable: bool
+    received_at: int
+    triggered_at: str
+
+
+class _ConnectGraphOut(Struct, gc=False):
+    cluster_id: PeerID
+    id_to_peername: dict[str, str] | None
+    ipfs_links: dict[str, _Peers] | None
+    cluster_links: dict[str, _Peers] | None
+    cluster_trust_links: dict[str, bool] | None
+    cluster_to_ipfs: dict[str, PeerID] | None
+
+
+class _GlobalRepoGCOut(Struct, gc=False):
+    peer_map: dict[str, RepoGC] | None
+
+
+class _IPFSPinInfoOut(Struct, gc=False, rename="pascal"):
+    cid: CID
+    type: str
+
+
+def _str_keys(d: dict[PeerID, T] | None) -> dict[str, T] | None:
+    return None if d is None else {_peer_text(k): v for k, v in d.items()}
+
+
+def _options_out(o: PinOptions) -> _PinOptionsOut:
+    return _PinOptionsOut(
+        o.replication_factor_min,
+        o.replication_factor_max,
+        o.name,
+        o.mode,
+        o.shard_size,
+        o.user_allocations,
+        format_time(o.expire_at),
+        o.metadata,
+        o.pin_update,
+        o.origins,
+    )
+
+
+def _pin_out(p: Pin) -> _PinOut:
+    return _PinOut(
+        p.replication_factor_min,
+        p.replication_factor_max,
+        p.name,
+        p.mode,
+        p.shard_size,
+        p.user_allocations,
+        format_time(p.expire_at),
+        p.metadata,
+        p.pin_update,
+        p.origins,
+        p.cid,
+        p.type,
+        p.allocations,
+        p.max_depth,
+        p.reference,
+        format_time(p.timestamp),
+    )
+
+
+def _short_out(s: PinInfoShort) -> _ShortOut:
+    return _ShortOut(
+        peername=s.peername,
+        ipfs_peer_id=s.ipfs_peer_id,
+        ipfs_peer_addresses=s.ipfs_peer_addresses,
+        status=s.status.json_name,
+        timestamp=format_time(s.timestamp),
+        error=s.error,
+        attempt_count=s.attempt_count,
+        priority_pin=s.priority_pin,
+    )
+
+
+def _pininfo_out(p: PinInfo) -> _PinInfoOut:
+    return _PinInfoOut(
+        cid=p.cid,
+        name=p.name,
+        peer=p.peer,
+        allocations=p.allocations,
+        origins=p.origins,
+        created=format_time(p.created),
+        metadata=p.metadata,
+        peername=p.peername,
+        ipfs_peer_id=p.ipfs_peer_id,
+        ipfs_peer_addresses=p.ipfs_peer_addresses,
+        status=p.status.json_name,
+        timestamp=format_time(p.timestamp),
+        error=p.error,
+        attempt_count=p.attempt_count,
+        priority_pin=p.priority_pin,
+    )
+
+
+def _global_out(g: GlobalPinInfo) -> _GlobalOut:
+    return _GlobalOut(
+        g.cid,
+        g.name,
+        g.allocations,
+        g.origins,
+        format_time(g.created),
+        g.metadata,
+        {_peer_text(k): _short_out(v) for k, v in g.peer_map.items()},
+    )
+
+
+def _alert_out(a: Alert) -> _AlertOut:
+    return _AlertOut(
+        a.name,
+        a.peer,
+        a.value,
+        a.expire,
+        a.valid,
+        a.weight,
+        a.partitionable,
+        a.received_at,
+        format_time(a.triggered_at),
+    )
+
+
+def _graph_out(g: ConnectGraph) -> _ConnectGraphOut:
+    return _ConnectGraphOut(
+        g.cluster_id,
+        _str_keys(g.id_to_peername),
+        _str_keys(g.ipfs_links),
+        _str_keys(g.cluster_links),
+        _str_keys(g.cluster_trust_links),
+        _str_keys(g.cluster_to_ipfs),
+    )
+
+
+def _repogc_out(g: GlobalRepoGC) -> _GlobalRepoGCOut:
+    return _GlobalRepoGCOut(_str_keys(g.peer_map))
+
+
+def _ipfspin_out(p: IPFSPinInfo) -> _IPFSPinInfoOut:
+    return _IPFSPinInfoOut(p.cid, p.type.json_name)
+
+
+# decode-side mirrors: only where a status arrives as a name
+class _ShortIn(Struct, gc=False, kw_only=True):
+    peername: str = ""
+    ipfs_peer_id: PeerID | None = None
+    ipfs_peer_addresses: _Addrs = ()
+    status: str = ""
+    timestamp: Time = ZERO_TIME
+    error: str = ""
+    attempt_count: int = 0
+    priority_pin: bool = False
+
+
+class _PinInfoIn(Struct, gc=False, kw_only=True):
+    cid: CID
+    name: str = ""
+    peer: PeerID
+    allocations: _Peers | None = None
+    origins: _Addrs | None = None
+    created: Time = ZERO_TIME
+    metadata: dict[str, str] | None = None
+    peername: str = ""
+    ipfs_peer_id: PeerID | None = None
+    ipfs_peer_addresses: _Addrs = ()
+    status: str = ""
+    timestamp: Time = ZERO_TIME
+    error: str = ""
+    attempt_count: int = 0
+    priority_pin: bool = False
+
+
+class _GlobalIn(Struct, gc=False, kw_only=True):
+    cid: CID
+    name: str = ""
+    allocations: _Peers | None = None
+    origins: _Addrs | None = None
+    created: Time = ZERO_TIME
+    metadata: dict[str, str] | None = None
+    peer_map: dict[PeerID, _ShortIn] | None = None
+
+
+class _IPFSPinInfoIn(Struct, gc=False, kw_only=True, rename="pascal"):
+    cid: CID
+    type: str = ""
+
+
+def _short_in(w: _ShortIn) -> PinInfoShort:
+    return PinInfoShort(
+        peername=w.peername,
+        ipfs_peer_id=w.ipfs_peer_id,
+        ipfs_peer_addresses=w.ipfs_peer_addresses,
+        status=TrackerStatus.from_string(w.status),
+        timestamp=w.timestamp,
+        error=w.error,
+        attempt_count=w.attempt_count,
+        priority_pin=w.priority_pin,
+    )
+
+
+def _pininfo_in(w: _PinInfoIn) -> PinInfo:
+    d = msgspec.structs.asdict(w)
+    d["status"] = TrackerStatus.from_string(w.status)
+    return PinInfo(**d)
+
+
+def _global_in(w: _GlobalIn) -> GlobalPinInfo:
+    return GlobalPinInfo(
+        cid=w.cid,
+        name=w.name,
+        allocations=w.allocations,
+        origins=w.origins,
+        created=w.created,
+        metadata=w.metadata,
+        peer_map={k: _short_in(v) for k, v in (w.peer_map or {}).items()},
+    )
+
+
+def _ipfspin_in(w: _IPFSPinInfoIn) -> IPFSPinInfo:
+    return IPFSPinInfo(cid=w.cid, type=IPFSPinStatus.from_string(w.type))
+
+
+_WIRE_OUT: Final[dict[type, Callable[[Any], Any]]] = {
+    Pin: _pin_out,
+    PinOptions: _options_out,
+    PinInfoShort: _short_out,
+    PinInfo: _pininfo_out,
+    GlobalPinInfo: _global_out,
+    Alert: _alert_out,
+    IPFSPinInfo: _ipfspin_out,
+    ConnectGraph: _graph_out,
+    GlobalRepoGC: _repogc_out,
+}
+_WIRE_IN: Final[dict[type, tuple[type, Callable[[Any], Any]]]] = {
+    PinInfoShort: (_ShortIn, _short_in),
+    PinInfo: (_PinInfoIn, _pininfo_in),
+    GlobalPinInfo: (_GlobalIn, _global_in),
+    IPFSPinInfo: (_IPFSPinInfoIn, _ipfspin_in),
+}
+
+
+def _wire(obj: Any) -> Any:
+    """Swap objects that need a JSON mirror (at the top level or inside a list/tuple/dict)."""
+    conv = _WIRE_OUT.get(type(obj))
+    if conv is not None:
+        return conv(obj)
+    if type(obj) in (list, tuple):
+        return [_wire(o) for o in obj]
+    if type(obj) is dict:
+        return {(str(k) if type(k) is PeerID else k): _wire(v) for k, v in obj.items()}
+    if isinstance(obj, datetime):
+        return format_time(obj)
+    return obj
+
+
+# --- JSON ----------------------------------------------------------------------------------------------------
+_JSON_ENC: Final = msgspec.json.Encoder(enc_hook=_json_enc_hook, order="deterministic")
+_GO_ESCAPE_RE: Final = re.compile(rb"[<>&]|\xe2\x80[\xa8\xa9]")
+_GO_ESCAPES: Final = {
+    b"<": b"\\u003c",
+    b">": b"\\u003e",
+    b"&": b"\\u0026",
+    b"\xe2\x80\xa8": b"\\u2028",
+    b"\xe2\x80\xa9": b"\\u2029",
+}
+
+
+def _go_escape(data: bytes) -> bytes:
+    """Go's ``encoding/json`` HTML-safe escaping. These characters only occur inside JSON strings, so a
+    byte replacement is exact."""
+    if b"<" not in data and b">" not in data and b"&" not in data and b"\xe2\x80" not in data:
+        return data  # four fast scans beat one regex with an alternation
+    return _GO_ESCAPE_RE.sub(lambda m: _GO_ESCAPES[m.group(0)], data)
+
+
+def to_json(obj: Any) -> bytes:
+    """Compact JSON exactly as Go's ``encoding/json`` writes ``obj`` (no trailing newline).
+
+    ``obj`` is a model object, or a list/tuple/dict of them (a list gives a JSON array).
+    """
+    return _go_escape(_JSON_ENC.encode(_wire(obj)))
+
+
+def to_json_pretty(obj: Any) -> bytes:
+    """Go's ``json.MarshalIndent(obj, "", "    ")`` (ctl ``--enc=json``), without the trailing newline."""
+    return _go_escape(msgspec.json.format(_JSON_ENC.encode(_wire(obj)), indent=4))
+
+
+# Times: msgspec parses RFC 3339 in C but rounds a 7–9 digit fraction to microseconds, where Go keeps
+# nanoseconds. Such fractions are rare (Go peers and clients; this package writes microseconds), so a value
+# whose bytes contain one is decoded through "exact" twins of the structs, whose time fields go through
+# parse_time (nanoseconds kept in a GoTime, as Go); every other value takes the fast path.
+_FINE_FRACTION_RE: Final = re.compile(rb"\.[0-9]{7}")
+
+
+def _is_time_type(t: Any) -> bool:
+    return t is datetime or (typing.get_origin(t) is typing.Annotated and typing.get_args(t)[0] is datetime)
+
+
+def _exact_twin(cls: type[Struct], swap: dict[Any, Any] | None = None) -> type[Struct] | None:
+    """``cls`` with its time fields typed GoTime (decoded by the hook); None when it has no time field."""
+    fields: list[Any] = []
+    changed = False
+    rename = {}
+    for f in msgspec.structs.fields(cls):
+        t: Any = f.type
+        if _is_time_type(t):
+            t = GoTime
+            changed = True
+        elif swap and t in swap:
+            t = swap[t]
+            changed = True
+        if f.encode_name != f.name:
+            rename[f.name] = f.encode_name
+        if f.default_factory is not msgspec.NODEFAULT:
+            fields.append((f.name, t, msgspec.field(default_factory=f.default_factory)))
+        elif f.default is not msgspec.NODEFAULT:
+            fields.append((f.name, t, f.default))
+        else:
+            fields.append((f.name, t))
+    if not changed:
+        return None
+    return msgspec.defstruct(f"_Exact{cls.__name__}", fields, kw_only=True, gc=False, rename=rename or None)
+
+
+def _as(cls: type[T]) -> Callable[[Any], T]:
+    def convert(twin: Any) -> T:
+        return cls(**msgspec.structs.asdict(twin))
+
+    return convert
+
+
+_EXACT_SHORT: Final = _exact_twin(_ShortIn)
+_EXACT_IN: Final[dict[type, tuple[Any, Callable[[Any], Any]]]] = {
+    PinInfoShort: (_EXACT_SHORT, _short_in),
+    PinInfo: (_exact_twin(_PinInfoIn), _pininfo_in),
+    GlobalPinInfo: (
+        _exact_twin(_GlobalIn, {dict[PeerID, _ShortIn] | None: dict[PeerID, _EXACT_SHORT] | None}),  # type: ignore[valid-type]
+        _global_in,
+    ),
+    Pin: (_exact_twin(Pin), _as(Pin)),
+    PinOptions: (_exact_twin(PinOptions), _as(PinOptions)),
+    Alert: (_exact_twin(Alert), _as(Alert)),
+}
+
+
+class _JSONDecoder:
+    """The fast decoder of a type, plus its exact twin for values with sub-microsecond times."""
+
+    __slots__ = ("_exact", "_exact_post", "_fast", "_post")
+
+    def __init__(self, typ: Any) -> None:
+        post: Callable[[Any], Any] | None = None
+        wire_type: Any = typ
+        exact_type: Any = None
+        exact_post: Callable[[Any], Any] | None = None
+        item = typing.get_args(typ)[0] if typing.get_origin(typ) is list and len(typing.get_args(typ)) == 1 else None
+        if typ in _WIRE_IN:
+            wire_type, post = _WIRE_IN[typ]
+        elif item is not None and item in _WIRE_IN:
+            item_wire, item_post = _WIRE_IN[item]
+            wire_type = list[item_wire]  # type: ignore[valid-type]
+            post = _each(item_post)
+        if typ in _EXACT_IN:
+            exact_type, exact_post = _EXACT_IN[typ]
+        elif item is not None and item in _EXACT_IN:
+            item_exact, item_exact_post = _EXACT_IN[item]
+            exact_type, exact_post = list[item_exact], _each(item_exact_post)  # type: ignore[valid-type]
+        self._fast = msgspec.json.Decoder(wire_type, dec_hook=_json_dec_hook)
+        self._post = post
+        self._exact = None if exact_type is None else msgspec.json.Decoder(exact_type, dec_hook=_json_dec_hook)
+        self._exact_post = exact_post
+
+    def decode(self, buf: bytes | memoryview) -> Any:
+        """Decode one whole value, through the exact twin when it holds a sub-microsecond time."""
+        if self._exact is not None and _FINE_FRACTION_RE.search(buf) is not None:
+            value = self._exact.decode(buf)
+            return self._exact_post(value) if self._exact_post is not None else value
+        return self.fast(buf)
+
+    def fast(self, buf: bytes | memoryview) -> Any:
+        """Decode with the fast decoder only (the stream splitter uses it to find where a value ends)."""
+        value = self._fast.decode(buf)
+        return self._post(value) if self._post is not None else value
+
+    def needs_exact(self, buf: bytes | memoryview) -> bool:
+        return self._exact is not None and _FINE_FRACTION_RE.search(buf) is not None
+
+
+def _each(conv: Callable[[Any], Any]) -> Callable[[list[Any]], list[Any]]:
+    def convert(values: list[Any]) -> list[Any]:
+        return [conv(v) for v in values]
+
+    return convert
+
+
+_json_decoders: dict[Any, _JSONDecoder] = {}
+
+
+def _json_decoder(typ: Any) -> _JSONDecoder:
+    dec = _json_decoders.get(typ)
+    if dec is None:
+        dec = _json_decoders[typ] = _JSONDecoder(typ)
+    return dec
+
+
+@typing.overload
+def from_json(data: bytes | str, typ: type[T]) -> T: ...
+@typing.overload
+def from_json(data: bytes | str, typ: Any = ...) -> Any: ...
+def from_json(data: bytes | str, typ: Any = Any) -> Any:
+    """Decode one JSON value as ``typ`` (a model class, ``list[Model]``, or any type msgspec knows).
+
+    Raises :class:`DecodeError` (an InvalidInput) naming the bad field, e.g. ``invalid CID 'x' - at `$.cid```.
+    """
+    dec = _json_decoder(typ)
+    try:
+        return dec.decode(data.encode() if isinstance(data, str) else data)
+    except msgspec.ValidationError as exc:
+        raise DecodeError(f"invalid {_type_name(typ)} JSON: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise DecodeError(f"malformed JSON for {_type_name(typ)}: {exc}") from None
+    except InvalidInput as exc:
+        raise DecodeError(f"invalid {_type_name(typ)} JSON: {exc}") from None
+
+
+def _type_name(typ: Any) -> str:
+    return getattr(typ, "__name__", None) or repr(typ)
+
+
+# --- msgpack (RPC) -------------------------------------------------------------------------------------------
+_MSGPACK_ENC: Final = msgspec.msgpack.Encoder(enc_hook=_msgpack_enc_hook)
+_msgpack_decoders: dict[Any, msgspec.msgpack.Decoder[Any]] = {}
+
+
+def to_msgpack(obj: Any) -> bytes:
+    """Compact binary form for RPC between pincluster peers (not a Go wire format)."""
+    return _MSGPACK_ENC.encode(obj)
+
+
+@typing.overload
+def from_msgpack(data: bytes, typ: type[T]) -> T: ...
+@typing.overload
+def from_msgpack(data: bytes, typ: Any = ...) -> Any: ...
+def from_msgpack(data: bytes, typ: Any = Any) -> Any:
+    """Decode ``to_msgpack`` output as ``typ``; raises :class:`DecodeError` naming the bad field."""
+    dec = _msgpack_decoders.get(typ)
+    if dec is None:
+        dec = _msgpack_decoders[typ] = msgspec.msgpack.Decoder(typ, dec_hook=_msgpack_dec_hook)
+    try:
+        return dec.decode(data)
+    except msgspec.ValidationError as exc:
+        raise DecodeError(f"invalid {_type_name(typ)} msgpack: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise DecodeError(f"malformed msgpack for {_type_name(typ)}: {exc}") from None
+    except InvalidInput as exc:
+        raise DecodeError(f"invalid {_type_name(typ)} msgpack: {exc}") from None
+
+
+# --- state (on-disk pin) -------------------------------------------------------------------------------------
+#: Format tag stored as the first element of every ``pin_to_state`` value.
+STATE_FORMAT: Final = 1
+
+_TYPE_CODE: Final[dict[PinType, int]] = {t: t.bits for t in PinType}
+_CODE_TYPE: Final[dict[int, PinType]] = {t.bits: t for t in PinType}
+
+
+class _StatePin(Struct, array_like=True, gc=False):
+    """Positional msgpack array; trailing fields equal to their default may be left out (see pin_to_state).
+    CIDs and peer IDs stay bytes here: building them afterwards in Python is several times faster than
+    through msgspec's ``dec_hook``."""
+
+    fmt: int
+    cid: bytes
+    type: int
+    max_depth: int
+    timestamp: datetime | None = None
+    rf_min: int = 0
+    rf_max: int = 0
+    allocations: list[bytes] = []
+    name: str = ""
+    metadata: dict[str, str] | None = None
+    expire_at: datetime | None = None
+    reference: bytes | None = None
+    shard_size: int = 0
+    pin_update: bytes | None = None
+    origins: list[str] | None = None
+
+
+_STATE_ENC: Final = msgspec.msgpack.Encoder()
+_STATE_DEC: Final = msgspec.msgpack.Decoder(_StatePin)
+_STATE_REQUIRED: Final = 4
+# defaults of _StatePin by position (the required ones are never compared)
+_STATE_DEFAULTS: Final[tuple[Any, ...]] = (None, None, None, None, None, 0, 0, [], "", None, None, None, 0, None, None)
+
+
+def _time_to_state(t: datetime) -> datetime | None:
+    if t.year == 1 and is_zero_time(t):
+        return None
+    if t.tzinfo is UTC and type(t) is datetime:
+        return t
+    if t.utcoffset() is None:
+        raise InvalidInput(f"time {t.isoformat()!r} has no timezone; pins need tz-aware times")
+    return _plain_datetime(t).astimezone(UTC)
+
+
+def pin_to_state(pin: Pin) -> bytes:
+    """The compact, stable on-disk form of a pin (format 1): about 50 bytes for a pin-everywhere pin.
+
+    A msgpack array, in this order; trailing elements equal to their default are left out:
+
+    ====  ==============  =====================================================================
+    #     field           encoding (default)
+    ====  ==============  =====================================================================
+    0     format          int, always ``1`` (a reader refuses other values)
+    1     cid             binary CID (bytes)
+    2     type            Go's PinType bit: 1 bad, 2 pin, 4 meta, 8 clusterdag, 16 shard, 30 all
+    3     max_depth       int (-1 recursive, 0 direct, n); ``mode`` is derived from it
+    4     timestamp       msgpack timestamp (ext -1), UTC; nil for Go's zero time (nil)
+    5     rf_min          int (0)
+    6     rf_max          int (0)
+    7     allocations     array of peer-ID multihash bytes (empty)
+    8     name            str ("")
+    9     metadata        map str→str, nil when empty (nil)
+    10    expire_at       msgpack timestamp or nil, as timestamp (nil)
+    11    reference       binary CID or nil (nil)
+    12    shard_size      int (0)
+    13    pin_update      binary CID or nil (nil)
+    14    origins         array of multiaddr strings, or nil (nil)
+    ====  ==============  =====================================================================
+
+    Times are stored as UTC instants with microsecond precision (Go stores whole seconds and shows them in
+    local time: QUIRK not copied). ``user_allocations`` is not stored (request-time only, as in Go).
+    New fields may only be appended, with a default that means "absent".
+    """
+    ts = pin.timestamp
+    ts_state = ts if (ts.tzinfo is UTC and type(ts) is datetime and ts.year != 1) else _time_to_state(ts)
+    allocations = [p.bytes for p in pin.allocations] if pin.allocations else []
+    expire = pin.expire_at
+    expire_state = None if expire is ZERO_TIME else _time_to_state(expire)
+    ref = pin.reference
+    upd = pin.pin_update
+    if (
+        expire_state is None
+        and ref is None
+        and upd is None
+        and not pin.name
+        and not pin.metadata
+        and not pin.shard_size
+        and not pin.origins
+    ):  # the common short form: nothing after the allocations
+        short: list[Any] = [
+            STATE_FORMAT,
+            pin.cid.bytes,
+            _TYPE_CODE[pin.type],
+            pin.max_depth,
+            ts_state,
+            pin.replication_factor_min,
+            pin.replication_factor_max,
+            allocations,
+        ]
+        n = 8
+        while n > _STATE_REQUIRED and short[n - 1] == _STATE_DEFAULTS[n - 1]:
+            n -= 1
+        return _STATE_ENC.encode(short if n == 8 else short[:n])
+    fields: list[Any] = [
+        STATE_FORMAT,
+        pin.cid.bytes,
+        _TYPE_CODE[pin.type],
+        pin.max_depth,
+        ts_state,
+        pin.replication_factor_min,
+        pin.replication_factor_max,
+        allocations,
+        pin.name,
+        pin.metadata or None,
+        expire_state,
+        None if ref is None else ref.bytes,
+        pin.shard_size,
+        None if upd is None else upd.bytes,
+        [str(o) for o in pin.origins] if pin.origins else None,
+    ]
+    n = len(fields)
+    while n > _STATE_REQUIRED and fields[n - 1] == _STATE_DEFAULTS[n - 1]:
+        n -= 1
+    return _STATE_ENC.encode(fields[:n] if n < len(fields) else fields)
+
+
+def pin_from_state(raw: bytes) -> Pin:
+    """Decode ``pin_to_state`` output. As Go shows stored pins: ``user_allocations`` None, ``metadata``
+    None when empty, ``origins`` ``()`` when empty, ``mode`` from ``max_depth``; times in UTC.
+
+    Raises :class:`StateError` for another format and :class:`DecodeError` for corrupt bytes.
+    """
+    try:
+        s = _STATE_DEC.decode(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise DecodeError(f"corrupt pin in the state store: {exc}") from None
+    if s.fmt != STATE_FORMAT:
+        raise StateError(
+            f"stored pin has format {s.fmt}, this version reads format {STATE_FORMAT}: "
+            "upgrade pincluster to read this state"
+        )
+    pin_type = _CODE_TYPE.get(s.type)
+    if pin_type is None:
+        raise DecodeError(f"corrupt pin in the state store: unknown pin type code {s.type}")
+    timestamp = ZERO_TIME if s.timestamp is None else s.timestamp
+    try:
+        c = s.cid
+        n = len(c)
+        if (n == 34 and c[0] == 0x12 and c[1] == 0x20) or (
+            n == 36 and c[0] == 1 and c[1] < 0x80 and c[2] == 0x12 and c[3] == 0x20
+        ):
+            cid = CID(c)  # CIDv0 / CIDv1 with sha2-256: well-formed as they are (from_bytes' own fast path)
+        else:
+            cid = CID.from_bytes(c)
+        allocations = tuple(map(_peer_from_bytes, s.allocations)) if s.allocations else ()
+        if 0x94 <= raw[0] <= 0x98:  # only fields up to allocations were stored: fewer arguments, faster
+            return Pin(
+                replication_factor_min=s.rf_min,
+                replication_factor_max=s.rf_max,
+                origins=(),
+                cid=cid,
+                type=pin_type,
+                allocations=allocations,
+                max_depth=s.max_depth,
+                timestamp=timestamp,
+            )
+        return Pin(
+            replication_factor_min=s.rf_min,
+            replication_factor_max=s.rf_max,
+            name=s.name,
+            shard_size=s.shard_size,
+            expire_at=ZERO_TIME if s.expire_at is None else s.expire_at,
+            metadata=s.metadata or None,
+            pin_update=None if s.pin_update is None else CID.from_bytes(s.pin_update),
+            origins=tuple(Multiaddr(o) for o in s.origins) if s.origins else (),
+            cid=cid,
+            type=pin_type,
+            allocations=allocations,
+            max_depth=s.max_depth,
+            reference=None if s.reference is None else CID.from_bytes(s.reference),
+            timestamp=timestamp,
+        )
+    except InvalidInput as exc:
+        raise DecodeError(f"corrupt pin in the state store: {exc}") from None
+
+
+# --- streams -------------------------------------------------------------------------------------------------
+_MAX_VALUE_BYTES: Final = 64 * 1024 * 1024
+_TRAILING_RE: Final = re.compile(r"trailing characters \(byte (\d+)\)")
+_NON_SPACE_RE: Final = re.compile(rb"[^ \t\r\n]")
+_MAX_LINE_CARRY: Final = 1024 * 1024
+
+
+class _ValueSplitter:
+    """Cuts a byte stream into JSON values: NDJSON, or values spread over lines (pretty-printed, like
+    the ``state import`` sample), or several values on a line. msgspec does the parsing: the pending bytes
+    are tried when a line could end a value; "truncated" means read on, "trailing characters" gives the cut.
+    Cuts move an index over a memoryview, so a long line of many values is not copied once per value."""
+
+    def __init__(self, typ: Any) -> None:
+        self._dec = _json_decoder(typ)
+        self._typ = typ
+        self._buf = b""  # pending bytes: the start of a value not decoded yet
+        self._carry = b""  # an incomplete line
+        self._offset = 0  # stream position of _buf[0], for error messages
+
+    def feed(self, chunk: bytes) -> list[Any]:
+        out: list[Any] = []
+        data = self._carry + chunk if self._carry else chunk
+        lines = data.split(b"\n")
+        self._carry = lines.pop()
+        for line in lines:
+            self._line(line + b"\n", out)
+        if len(self._carry) > _MAX_LINE_CARRY:  # a very long line: parse what we have so far
+            carry, self._carry = self._carry, b""
+            self._line(carry, out)
+        return out
+
+    def finish(self) -> list[Any]:
+        out: list[Any] = []
+        if self._carry:
+            carry, self._carry = self._carry, b""
+            self._line(carry, out)
+        if self._buf:
+            self._try(out, final=True)
+        return out
+
+    def _line(self, line: bytes, out: list[Any]) -> None:
+        if not self._buf and line[:1] == b"{" and line.endswith(b"}\n"):  # NDJSON: try the line on its own
+            try:
+                value = self._dec.decode(line)
+            except (msgspec.DecodeError, InvalidInput):
+                pass  # not one whole value (or a bad one): the general path below cuts or reports it
+            else:
+                out.append(value)
+                self._offset += len(line)
+                return
+        self._buf = self._buf + line if self._buf else line
+        if len(self._buf) > _MAX_VALUE_BYTES:
+            raise DecodeError(f"JSON value at byte {self._offset} is larger than {_MAX_VALUE_BYTES} bytes")
+        tail = line.rstrip()
+        if not tail:
+            if not self._buf.strip():
+                self._offset += len(self._buf)
+                self._buf = b""
+            return
+        if tail[-1:] in b'}]"el0123456789':  # a line that can end a JSON value
+            self._try(out, final=False)
+
+    def _try(self, out: list[Any], final: bool) -> None:
+        buf = self._buf
+        view = memoryview(buf)
+        pos = 0
+        try:
+            while True:
+                m = _NON_SPACE_RE.search(buf, pos)
+                if m is None:
+                    pos = len(buf)
+                    return
+                pos = m.start()
+                try:
+                    value = self._dec.fast(view[pos:])  # the rest may hold many values: no exact scan
+                except msgspec.DecodeError as exc:
+                    msg = str(exc)
+                    is_validation = isinstance(exc, msgspec.ValidationError)
+                    if "truncated" in msg and not final and not is_validation:
+                        return
+                    t = _TRAILING_RE.search(msg)
+                    if t is None or is_validation:
+                        raise self._error(exc, pos) from None
+                    cut = pos + int(t.group(1)) - 1  # msgspec counts from 1
+                    out.append(self._decode_part(view[pos:cut], pos))
+                    pos = cut
+                    continue
+                except InvalidInput as exc:
+                    raise self._error(exc, pos) from None
+                if self._dec.needs_exact(view[pos:]):  # the rest is exactly this one value
+                    value = self._decode_part(view[pos:], pos)
+                out.append(value)
+                pos = len(buf)
+                return
+        finally:
+            with contextlib.suppress(BufferError):  # a slice still referenced (e.g. by a traceback)
+                view.release()
+            self._offset += pos
+            self._buf = buf[pos:] if pos < len(buf) else b""
+
+    def _decode_part(self, part: memoryview, pos: int) -> Any:
+        try:
+            return self._dec.decode(part)
+        except (msgspec.DecodeError, InvalidInput) as exc:
+            raise self._error(exc, pos) from None
+
+    def _error(self, exc: Exception, pos: int) -> DecodeError:
+        where = self._offset + pos
+        return DecodeError(f"invalid {_type_name(self._typ)} in JSON stream (value starting at byte {where}): {exc}")
+
+
+def iter_json_values(chunks: Iterable[bytes], typ: Any = Any) -> Iterator[Any]:
+    """Yield the JSON values of a byte stream one after another, decoded as ``typ``.
+
+    ``chunks`` is any iterable of bytes (a binary file, a list of chunks); values may be NDJSON, pretty
+    printed over many lines, or concatenated. Memory is bounded by the largest single value.
+    """
+    splitter = _ValueSplitter(typ)
+    for chunk in chunks:
+        yield from splitter.feed(chunk)
+    yield from splitter.finish()
+
+
+async def aiter_json_values(chunks: AsyncIterable[bytes], typ: Any = Any) -> AsyncIterator[Any]:
+    """The async form of :func:`iter_json_values` (e.g. over ``aiohttp`` response content)."""
+    splitter = _ValueSplitter(typ)
+    async for chunk in chunks:
+        for value in splitter.feed(chunk):
+            yield value
+    for value in splitter.finish():
+        yield value
+
+
+def ndjson_lines(objs: Iterable[Any]) -> Iterator[bytes]:
+    """One ``to_json(obj) + b"\\n"`` per object, as Go's ``json.Encoder`` writes a stream."""
+    for obj in objs:
+        yield to_json(obj) + b"\n"
+
+
+async def ndjson_batches(objs: AsyncIterable[Any] | Iterable[Any], max_bytes: int = 64 * 1024) -> AsyncIterator[bytes]:
+    """NDJSON lines joined into chunks of about ``max_bytes`` (one write per line is several times slower)."""
+    batch: list[bytes] = []
+    size = 0
+    if isinstance(objs, AsyncIterable):
+        async for obj in objs:
+            line = to_json(obj) + b"\n"
+            batch.append(line)
+            size += len(line)
+            if size >= max_bytes:
+                yield b"".join(batch)
+                batch, size = [], 0
+    else:
+        for obj in objs:
+            line = to_json(obj) + b"\n"
+            batch.append(line)
+            size += len(line)
+            if size >= max_bytes:
+                yield b"".join(batch)
+                batch, size = [], 0
+    if batch:
+        yield b"".join(batch)
