@@ -55,7 +55,8 @@ def raft_settings(cfg: ServiceConfig) -> Any:
     """The consensus component's Raft settings from ``consensus.raft``."""
     from pincluster.consensus.config import RaftConfig as ConsensusRaftConfig
 
-    return ConsensusRaftConfig.from_section(cfg.raft)
+    raw = cfg.with_component("consensus.raft", cfg.raft).to_dict()["consensus"]["raft"]
+    return ConsensusRaftConfig.from_mapping(raw)
 
 
 class Daemon:
@@ -102,18 +103,24 @@ class Daemon:
             unpin_disable=h.unpin_disable,
         )
 
+        listen = [a for a in cc.listen_multiaddress if a.has("tcp")]
+        for a in cc.listen_multiaddress:
+            if not a.has("tcp"):
+                log.info("cluster: not listening on %s: pincluster peers speak TCP only", a)
+        if not listen:
+            raise ConfigError("cluster.listen_multiaddress", "needs a /tcp address (pincluster peers speak TCP)")
         self.host = Host(
             ident.private_key,
             cc.secret,
             f"/pincluster/rpc/{RPC_PROTOCOL_VERSION}",
-            list(cc.listen_multiaddress),
+            listen,
             peerstore_path=cfg.peerstore_path(),
         )
         try:
             await self.host.start()
         except OSError as exc:
             raise Unavailable(
-                f"cluster: cannot listen on {', '.join(map(str, cc.listen_multiaddress))}: {exc}; "
+                f"cluster: cannot listen on {', '.join(map(str, listen))}: {exc}; "
                 "is another peer using this address? Change cluster.listen_multiaddress"
             ) from exc
         self.rpc = RPC(self.host)
@@ -195,7 +202,7 @@ class Daemon:
         if cfg.is_loaded("api.restapi"):
             from pincluster.api.rest.server import RestAPI
 
-            api = RestAPI(cfg.restapi, self.cluster, config_folder=self.folder)
+            api = RestAPI.from_config(self.cluster, cfg.restapi, str(self.folder))
             await api.start()
             self.apis.append(api)
 

@@ -139,7 +139,9 @@ class Peer:
 def _patch(folder: Path, fast: bool) -> None:
     svc_path = folder / "service.json"
     svc = json.loads(svc_path.read_text())
-    svc["cluster"]["listen_multiaddress"] = svc["cluster"]["listen_multiaddress"].replace("0.0.0.0", "127.0.0.1")
+    listen = svc["cluster"]["listen_multiaddress"]
+    listen = [listen] if isinstance(listen, str) else listen
+    svc["cluster"]["listen_multiaddress"] = next(a for a in listen if "/tcp/" in a).replace("0.0.0.0", "127.0.0.1")
     raft = svc["consensus"]["raft"]
     raft["listen_multiaddress"] = raft["listen_multiaddress"].replace("0.0.0.0", "127.0.0.1")
     if fast:
@@ -203,5 +205,5 @@ def stop_all(peers: list[Peer]) -> None:
     for p in peers:
         try:
             p.stop()
-        except Exception:  # noqa: BLE001 - best effort in teardown
+        except Exception:
             p.kill()
