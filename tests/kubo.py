@@ -1,0 +1,160 @@
+"""A real kubo daemon for tests: built once by ``tests/kubo.sh``, started on free ports in a temp IPFS_PATH.
+
+Use from a test module::
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # the tests/ folder
+    from kubo import kubo_daemon  # noqa: F401  (a module-scoped fixture yielding a KuboDaemon)
+
+or start one yourself with ``KuboDaemon(tmpdir).start()`` / ``.stop()``. kubo is initialised with
+``ipfs init --profile test`` (every listener on 127.0.0.1 port 0, no bootstrap, no mDNS), so the RPC port is
+read back from ``$IPFS_PATH/api`` and parallel test runs never collide. ``PINCLUSTER_NO_KUBO=1`` skips tests
+that need kubo; ``PINCLUSTER_KUBO_BIN`` points at an existing binary instead of building one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+TESTS_DIR = Path(__file__).resolve().parent
+_BUILD_TIMEOUT = 1800.0
+_START_TIMEOUT = 60.0
+
+
+def kubo_disabled() -> bool:
+    return os.environ.get("PINCLUSTER_NO_KUBO", "") not in ("", "0")
+
+
+def kubo_binary() -> Path:
+    """Path of the pinned kubo binary, building it on first use (skips the test if kubo is disabled)."""
+    if kubo_disabled():
+        pytest.skip("PINCLUSTER_NO_KUBO=1: tests against a real kubo daemon are disabled")
+    env_bin = os.environ.get("PINCLUSTER_KUBO_BIN")
+    if env_bin:
+        return Path(env_bin)
+    try:
+        out = subprocess.run(
+            ["bash", str(TESTS_DIR / "kubo.sh")],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=_BUILD_TIMEOUT,
+        )
+    except subprocess.CalledProcessError as exc:
+        pytest.fail(f"building kubo with tests/kubo.sh failed (exit {exc.returncode}):\n{exc.stderr[-3000:]}")
+    path = Path(out.stdout.strip().splitlines()[-1])
+    if not path.is_file():
+        pytest.fail(f"tests/kubo.sh printed {path}, which is not a file")
+    return path
+
+
+class KuboDaemon:
+    """One kubo daemon in its own IPFS_PATH; ``api_multiaddr`` / ``api_url`` once started."""
+
+    def __init__(self, root: Path, *, binary: Path | None = None, offline: bool = False) -> None:
+        self.root = root
+        self.ipfs_path = root / "ipfs"
+        self.binary = binary or kubo_binary()
+        self.offline = offline
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.api_multiaddr = ""
+        self.api_url = ""
+        self.peer_id = ""
+        self._log = root / "daemon.log"
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({"IPFS_PATH": str(self.ipfs_path), "IPFS_TELEMETRY": "off", "GOLOG_LOG_LEVEL": "error"})
+        return env
+
+    def ipfs(self, *args: str, input: bytes | None = None, timeout: float = 60.0) -> str:
+        """Run the ``ipfs`` CLI against this repo (talks to the daemon when it runs)."""
+        res = subprocess.run([str(self.binary), *args], env=self.env, input=input, capture_output=True, timeout=timeout)
+        if res.returncode != 0:
+            raise RuntimeError(f"ipfs {' '.join(args)} failed: {res.stderr.decode(errors='replace')}")
+        return res.stdout.decode()
+
+    def start(self) -> KuboDaemon:
+        if not (self.ipfs_path / "config").exists():
+            self.ipfs("init", "--profile", "test")
+        api_file = self.ipfs_path / "api"
+        api_file.unlink(missing_ok=True)
+        args = [str(self.binary), "daemon"]
+        if self.offline:
+            args.append("--offline")
+        log = open(self._log, "ab")  # noqa: SIM115 - owned by the child process
+        self.proc = subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.monotonic() + _START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"kubo daemon exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
+            if api_file.exists():
+                self.api_multiaddr = api_file.read_text().strip()
+                parts = self.api_multiaddr.split("/")
+                self.api_url = f"http://{parts[2]}:{parts[4]}"
+                try:
+                    ident = self.rpc("id")
+                except (OSError, urllib.error.URLError):
+                    time.sleep(0.1)
+                    continue
+                self.peer_id = str(ident["ID"])
+                return self
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"kubo daemon did not become ready in {_START_TIMEOUT}s:\n{self.log()[-3000:]}")
+
+    def rpc(self, path: str, timeout: float = 10.0) -> dict[str, object]:
+        """A synchronous RPC call (for setup and cross-checks, independent of the code under test)."""
+        req = urllib.request.Request(f"{self.api_url}/api/v0/{path}", method="POST", data=b"")
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            body = resp.read().decode()
+        return json.loads(body.splitlines()[0]) if body.strip() else {}
+
+    def log(self) -> str:
+        try:
+            return self._log.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+    def __enter__(self) -> KuboDaemon:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@pytest.fixture(scope="module")
+def kubo_daemon() -> Iterator[KuboDaemon]:
+    """A running kubo daemon shared by one test module (online, with no peers: swarm on 127.0.0.1 only)."""
+    root = Path(tempfile.mkdtemp(prefix="pincluster-kubo-"))
+    daemon = KuboDaemon(root)
+    try:
+        daemon.start()
+        yield daemon
+    finally:
+        daemon.stop()
+        shutil.rmtree(root, ignore_errors=True)
