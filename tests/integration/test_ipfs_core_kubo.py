@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from kubo import kubo_binary
+from kubo import kubo_binary  # type: ignore[import-not-found,unused-ignore]
 from pincluster.ipfs.unixfs.importer import AddOptions, ImportEntry, import_entries
 
 pytestmark = [pytest.mark.kubo, pytest.mark.timeout(240)]
@@ -37,6 +37,8 @@ FLAG_SETS = [
     ["-w"],
     ["--chunker=buzhash"],
     ["--chunker=buzhash", "--raw-leaves", "--trickle"],
+    ["--chunker=rabin"],
+    ["--chunker=rabin-min:1000-avg:8192-max:30000", "--cid-version=1"],
 ]
 
 
@@ -125,6 +127,19 @@ def ours(flags: list[str], path: Path) -> list[tuple[str, str]]:
 @pytest.mark.parametrize("flags", FLAG_SETS, ids=[" ".join(f) or "default" for f in FLAG_SETS])
 def test_directory_add_matches_kubo(kubo: tuple[Path, dict[str, str]], tree: Path, flags: list[str]) -> None:
     assert ours(flags, tree) == kubo_add(kubo, flags, tree)
+
+
+@pytest.mark.parametrize("count", [1120, 1121])
+@pytest.mark.parametrize("flags", [[], ["--cid-version=1"]], ids=["v0", "v1"])
+def test_hamt_directory_matches_kubo(
+    kubo: tuple[Path, dict[str, str]], tmp_path: Path, count: int, flags: list[str]
+) -> None:
+    # 200-byte names: with CIDv0 links 1120 entries stay a basic directory and 1121 become a HAMT shard
+    d = tmp_path / "many"
+    d.mkdir()
+    for i in range(count):
+        (d / f"{i:04d}-{'n' * 195}").write_bytes(b"%d" % (i % 5))
+    assert ours(flags, d) == kubo_add(kubo, flags, d)
 
 
 SINGLE = [f for f in FLAG_SETS if f not in (["--hidden"], ["-w"])]

@@ -21,7 +21,7 @@ from pincluster.ipfs.unixfs.layout import MAX_LINKS
 from pincluster.ipfs.unixfs.pb import DataType, UnixFSData, decode_data
 from pincluster.types.cid import CID, RAW
 
-VECTORS = json.loads(Path("/work/shared/vectors/kubo-cids.json").read_text())
+VECTORS = json.loads((Path(__file__).resolve().parents[3] / "shared" / "vectors" / "kubo-cids.json").read_text())
 
 
 def gen(n: int) -> bytes:
@@ -263,7 +263,8 @@ def test_add_options_from_kubo_args() -> None:
     assert not o.effective_raw_leaves
     assert AddOptions.from_kubo_args({"hash": "blake2b-256"}).cid_version == 1
     assert AddOptions.from_kubo_args({}).effective_raw_leaves is False
-    for bad in ({"hash": "md5"}, {"chunker": "size-0"}, {"chunker": "size-2000000"}, {"chunker": "rabin"},
+    for bad in ({"hash": "md5"}, {"chunker": "size-0"}, {"chunker": "size-2097000"}, {"chunker": "rabin-10"},
+                {"chunker": "fastcdc"}, {"chunker": "rabin-100-50-200"}, {"chunker": "rabin-min:20-max:30-avg:40"},
                 {"cid-version": "2"}, {"trickle": "maybe"}, {"inline": "true"}, {"hash": "blake3", "cid-version": "0"}):
         with pytest.raises(InvalidInput):
             AddOptions.from_kubo_args(bad)
@@ -342,3 +343,77 @@ async def test_buzhash_chunks_cover_input_and_respect_limits() -> None:
     assert b"".join(chunks) == data
     assert all(BUZ_MIN <= len(c) <= BUZ_MAX for c in chunks[:-1]) and 0 < len(chunks[-1]) <= BUZ_MAX
     assert [c async for c in buzhash_chunks(pieces(b""))] == []
+
+
+def _many(n: int) -> list[ImportEntry]:
+    # 200-byte names: 234 bytes per link with CIDv0, so 1120 links (262080) stay basic and 1121 shard
+    out = [ImportEntry("d", "dir")]
+    for i in range(n):
+        out.append(ImportEntry(f"d/{i:04d}-{'n' * 195}", "file", pieces(b"%d" % (i % 5))))
+    return out
+
+
+async def test_hamt_threshold_and_export() -> None:
+    store = MemStore()
+    basic = await run(_many(1120), AddOptions(), store)
+    sharded = await run(_many(1121), AddOptions(), store)
+    basic_root, hamt_root = basic[-1].cid, sharded[-1].cid
+    assert basic_root is not None and hamt_root is not None
+    assert decode_data(decode_node(store.blocks[basic_root.multihash]).data or b"").type == DataType.DIRECTORY
+    root_node = decode_node(store.blocks[hamt_root.multihash])
+    fs = decode_data(root_node.data or b"")
+    assert (fs.type, fs.fanout, fs.hash_type) == (DataType.HAMT_SHARD, 256, 0x22)
+    assert all(len(lk.name or "") >= 2 for lk in root_node.links)
+    listed = await ls(store, hamt_root)
+    want = {e.path[2:] for e in _many(1121)[1:]}
+    assert {lk.name for lk in listed} == want and len(listed) == 1121
+    assert all(lk.type == 2 for lk in listed)
+    tar_bytes = b"".join([c async for c in get_tar(store, hamt_root, "d")])
+    with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tf:
+        names = [m.name for m in tf.getmembers() if m.isfile()]
+        assert len(names) == 1121
+        member = tf.extractfile(f"d/0007-{'n' * 195}")
+        assert member is not None and member.read() == b"2"
+
+
+def _slow_rabin_chunks(data: bytes, mn: int, avg: int, mx: int) -> list[int]:
+    """A direct port of whyrusleeping/chunker's loop (window reset with byte 1, min−16 bytes skipped)."""
+    from pincluster.ipfs.unixfs.rabin import RABIN_POLY, _pol_mod
+
+    deg = RABIN_POLY.bit_length() - 1
+    shift = deg - 8
+    out_t = [_pol_mod(b << (8 * 15), RABIN_POLY) for b in range(256)]
+    mod_t = [_pol_mod(b << deg, RABIN_POLY) | (b << deg) for b in range(256)]
+    mask = (1 << (avg.bit_length() - 1)) - 1
+    sizes = []
+    pos = 0
+    while pos < len(data):
+        window = [0] * 16
+        window[0] = 1
+        wpos = 1
+        digest = 1  # slide(1) on a zero digest
+        add = min(mn - 16, len(data) - pos)
+        cut = None
+        while pos + add < len(data):
+            b = data[pos + add]
+            digest ^= out_t[window[wpos]]
+            window[wpos] = b
+            wpos = (wpos + 1) % 16
+            index = digest >> shift
+            digest = ((digest << 8) | b) ^ mod_t[index]
+            add += 1
+            if add >= mn and ((digest & mask) == 0 or add >= mx):
+                cut = add
+                break
+        sizes.append(cut if cut is not None else len(data) - pos)
+        pos += sizes[-1]
+    return sizes
+
+
+async def test_rabin_chunks_match_reference_loop() -> None:
+    from pincluster.ipfs.unixfs.rabin import rabin_chunks
+
+    data = random.Random(13).randbytes(300_000) + bytes(50_000)
+    want = _slow_rabin_chunks(data, 1000, 16384, 20000)
+    got = [len(c) async for c in rabin_chunks(pieces(data, (77_777,)), 1000, 16384, 20000)]
+    assert got == want and len(set(got)) > 3 and 20000 in got

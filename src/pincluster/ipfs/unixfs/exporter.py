@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 from pincluster.errors import InvalidInput
 from pincluster.ipfs.blockstore import BlockGetter
-from pincluster.ipfs.dagpb import PBNode, decode_node
+from pincluster.ipfs.dagpb import PBLink, PBNode, decode_node
+from pincluster.ipfs.unixfs.hamt import shard_entries
 from pincluster.ipfs.unixfs.pb import DataType, UnixFSData, UnixFSError, decode_data
 from pincluster.types.cid import CID, DAG_PB, RAW
 
@@ -161,6 +162,14 @@ async def _tar_entries(getter: BlockGetter, cid: CID, name: str) -> AsyncIterato
                 raise UnixFSError(f"{cid}: directory entry with an invalid name {link.name!r}")
             async for chunk in _tar_entries(getter, link.cid, f"{name}/{link.name}"):
                 yield chunk
+    elif fs.type == DataType.HAMT_SHARD:
+        yield _tar_header(name, 0, True, mtime)
+        assert node is not None
+        async for entry, link in _hamt_walk(getter, node.links, fs.fanout or 256):
+            if not entry or "/" in entry or entry in (".", ".."):
+                raise UnixFSError(f"{cid}: directory entry with an invalid name {entry!r}")
+            async for chunk in _tar_entries(getter, link.cid, f"{name}/{entry}"):
+                yield chunk
     elif fs.type == DataType.SYMLINK:
         ti = tarfile.TarInfo(name)
         ti.type = tarfile.SYMTYPE
@@ -168,7 +177,22 @@ async def _tar_entries(getter: BlockGetter, cid: CID, name: str) -> AsyncIterato
         ti.mode = 0o777
         yield ti.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8")
     else:
-        raise InvalidInput(f"{cid}: cannot export UnixFS type {fs.type.name.lower()} (HAMT is not supported)")
+        raise InvalidInput(f"{cid}: cannot export UnixFS type {fs.type.name.lower()}")
+
+
+async def _hamt_walk(
+    getter: BlockGetter, links: tuple[PBLink, ...], fanout: int
+) -> AsyncIterator[tuple[str, PBLink]]:
+    """The ``(entry name, link)`` pairs of a HAMT-sharded directory, descending into child shards."""
+    for entry, link in shard_entries(links, fanout):
+        if entry is not None:
+            yield entry, link
+            continue
+        child, cfs = _decode(link.cid, await getter.get(link.cid))
+        if child is None or cfs.type != DataType.HAMT_SHARD:
+            raise UnixFSError(f"{link.cid}: expected a HAMT shard")
+        async for item in _hamt_walk(getter, child.links, cfs.fanout or fanout):
+            yield item
 
 
 async def get_tar(getter: BlockGetter, cid: CID, name: str) -> AsyncIterator[bytes]:
@@ -180,19 +204,24 @@ async def get_tar(getter: BlockGetter, cid: CID, name: str) -> AsyncIterator[byt
 
 
 async def ls(getter: BlockGetter, cid: CID, resolve_type: bool = True) -> list[LsLink]:
-    """The links of a directory (or of a file's chunks), like ``ipfs ls``. With ``resolve_type`` each
-    child's root block is fetched (concurrently) to report its type and file size."""
-    node, _fs = _decode(cid, await getter.get(cid))
+    """The links of a directory (or of a file's chunks), like ``ipfs ls``; a HAMT-sharded directory lists its
+    entries (in shard order). With ``resolve_type`` each child's root block is fetched (concurrently) to
+    report its type and file size."""
+    node, fs = _decode(cid, await getter.get(cid))
     if node is None:
         return []
+    if fs.type == DataType.HAMT_SHARD:
+        named = [(entry, link) async for entry, link in _hamt_walk(getter, node.links, fs.fanout or 256)]
+    else:
+        named = [(link.name or "", link) for link in node.links]
     sem = asyncio.Semaphore(16)
 
     async def one(i: int) -> LsLink:
-        link = node.links[i]
+        name, link = named[i]
         if not resolve_type:
-            return LsLink(link.name or "", link.cid, link.tsize or 0, -1, 0)
+            return LsLink(name, link.cid, link.tsize or 0, -1, 0)
         async with sem:
             typ, size = await stat_node(getter, link.cid)
-        return LsLink(link.name or "", link.cid, link.tsize or 0, typ, size)
+        return LsLink(name, link.cid, link.tsize or 0, typ, size)
 
-    return list(await asyncio.gather(*(one(i) for i in range(len(node.links)))))
+    return list(await asyncio.gather(*(one(i) for i in range(len(named)))))

@@ -31,7 +31,7 @@ def estimated_size(entries: list[tuple[str, DagNode]]) -> int:
 
 def name_hash(name: str) -> bytes:
     """The 8-byte big-endian murmur3 x64 (first half of the 128-bit hash, seed 0) of the name's UTF-8."""
-    h1, _h2 = mmh3.hash64(name.encode("utf-8"), 0, True, False)
+    h1, _h2 = mmh3.hash64(name.encode("utf-8"), seed=0, x64arch=True, signed=False)
     return int(h1).to_bytes(8, "big")
 
 

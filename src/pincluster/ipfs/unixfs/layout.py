@@ -28,8 +28,8 @@ from pincluster.types.cid import CID, DAG_PB, RAW, SHA2_256, hash_digest, multih
 MAX_LINKS = 174
 #: Trickle: sub-trees of each depth added per layer (boxo ``depthRepeat``).
 TRICKLE_DEPTH_REPEAT = 4
-#: Largest block kubo accepts from the importer.
-BLOCK_SIZE_LIMIT = 1048576 + 4096
+#: Largest block kubo's importer makes (boxo BlockSizeLimit, 2 MiB).
+BLOCK_SIZE_LIMIT = 2 * 1024 * 1024
 
 _EXECUTOR: ThreadPoolExecutor | None = None
 
