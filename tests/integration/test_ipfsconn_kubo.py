@@ -331,18 +331,11 @@ async def test_pin_times_out_without_progress(node: Node) -> None:
     assert 0.9 <= took < 10
 
 
-async def test_abandoned_pin_is_cancelled_by_the_node(node: Node, request: pytest.FixtureRequest) -> None:
+async def test_abandoned_pin_is_cancelled_by_the_node(node: Node) -> None:
     """When the connector gives up on a pin it closes the request; the node must stop that pin too.
 
     Otherwise the stuck pin keeps holding the node's pin/GC locks (kubo cancels the request context).
     """
-    if isinstance(node, EmbeddedNode):
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="embedded node keeps an abandoned pin/add running (until its fetch timeout); repo/gc waits",
-            )
-        )
     missing = CID.v1(RAW, sha256_multihash(os.urandom(32)))
     async with connector(node, pin_timeout=1.0, repogc_timeout=5.0) as c:
         with pytest.raises(Timeout):

@@ -238,7 +238,8 @@ class ApiServer:
 
     async def start(self, addr: Multiaddr) -> None:
         host, port = addr.tcp_host_port()
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        # handler_cancellation: a client that hangs up (a cluster pin that timed out) cancels its fetch, as kubo does
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, reuse_address=True)
         await site.start()
