@@ -1,0 +1,995 @@
+"""``ipfs-cluster-ctl``: the command-line client of a cluster peer's REST API (spec §5).
+
+Built on :class:`pincluster.client.Client`. Output is Go's, byte for byte (text formats in
+:mod:`pincluster.cli.ctl_format`, ``--enc json`` as Go's ``MarshalIndent``), and so are the exit codes:
+2 for errors answered by the API, 1 for transport and argument errors, 3 for unknown subcommands and 62
+when ``--wait-timeout`` runs out. API errors go to stdout (as in Go); local errors to stderr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+import urllib.parse
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import IO, Any, NoReturn, TypeVar
+
+import click
+
+from pincluster import CLUSTER_COMPAT_VERSION
+from pincluster.api.interface import AddParams
+from pincluster.cli import CLIError, fail
+from pincluster.cli.ctl_format import (
+    format_added,
+    format_alert,
+    format_bandwidth,
+    format_error,
+    format_gpi,
+    format_id,
+    format_json,
+    format_metric,
+    format_metric_names,
+    format_pin,
+    format_repo_gc,
+    format_version,
+)
+from pincluster.cli.dot import make_dot
+from pincluster.client import APIError, Client, TransportError, WaitTimeout
+from pincluster.client.client import path_entries
+from pincluster.client.transport import HTTPResponse
+from pincluster.errors import InvalidInput, PinclusterError
+from pincluster.ipfs.unixfs.importer import AddOptions, ImportEntry
+from pincluster.types.cid import CID
+from pincluster.types.gotime import ZERO_TIME, go_now, parse_duration_ns
+from pincluster.types.models import AddedOutput, GlobalPinInfo, Pin, PinOptions
+from pincluster.types.peer import PeerID
+from pincluster.types.status import PinMode, PinType, TrackerStatus, filter_names
+
+__all__ = ["cli", "main"]
+
+PROGRAM = "ipfs-cluster-ctl"
+DEFAULT_HOST = "/ip4/127.0.0.1/tcp/9094"
+T = TypeVar("T")
+
+
+# --- errors and exit codes ------------------------------------------------------------------------------------
+class DeadlineExceeded(CLIError):
+    """``--wait-timeout`` ran out: Go's ``context deadline exceeded``, exit 62."""
+
+    exit_code = 62
+
+
+class NoHelpTopic(click.ClickException):
+    """An unknown subcommand: urfave/cli prints ``No help topic for '<x>'`` on stdout and exits 3."""
+
+    exit_code = 3
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"No help topic for '{name}'")
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(self.format_message())
+
+
+class APIExit(click.ClickException):
+    """An API (or transport) error already printed on stdout; exit 2, or 1 when the code is 0."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__("")
+        self.api_code = code
+        setattr(self, "exit_code", 2 if code != 0 else 1)  # noqa: B010  (click reads it per instance)
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        pass
+
+
+# --- the --debug client -----------------------------------------------------------------------------------
+def _debug(line: str) -> None:
+    click.echo(line, err=True)
+
+
+def _clip(data: bytes, limit: int = 4096) -> str:
+    text = data.decode("utf-8", "replace")
+    return text if len(text) <= limit else text[:limit] + f"… ({len(data)} bytes)"
+
+
+class DebugClient(Client):
+    """A client that prints every request and response (headers, body chunks, trailers) on stderr.
+
+    The SDK has no hook for this yet, so it wraps ``Client._request`` (the one place every call goes
+    through, redirects and host failover included). ``Authorization`` values are not printed.
+    """
+
+    async def _request(self, method: str, target: str, headers: list[tuple[str, str]],
+                       body: bytes | AsyncIterable[bytes] | None) -> HTTPResponse:
+        _debug(f"> {method} {self.endpoint}{target}")
+        for k, v in headers:
+            _debug(f"> {k}: {'<redacted>' if k.lower() == 'authorization' else v}")
+        if isinstance(body, bytes | bytearray):
+            if body:
+                _debug("> " + _clip(bytes(body)))
+        elif body is not None:
+            _debug("> (request body streamed with chunked encoding)")
+        started = time.monotonic()
+        resp = await super()._request(method, target, headers, body)
+        _debug(f"< {resp.status} from {self.endpoint} in {time.monotonic() - started:.3f} s")
+        for k, v in resp.headers:
+            _debug(f"< {k}: {v}")
+        inner = resp.iter_body
+
+        async def iter_body() -> AsyncIterator[bytes]:
+            async for chunk in inner():
+                _debug("< " + _clip(chunk).rstrip("\n"))
+                yield chunk
+            for k, v in resp.trailers:
+                _debug(f"< (trailer) {k}: {v}")
+
+        setattr(resp, "iter_body", iter_body)  # noqa: B010  (shadow the method on this response only)
+        return resp
+
+
+# --- global context -------------------------------------------------------------------------------------------
+@dataclass
+class Ctl:
+    """Global flags, and the helpers every command uses to call the API and print the result."""
+
+    hosts: list[str]
+    https: bool | None
+    verify: bool
+    username: str | None
+    password: str | None
+    timeout: float | None
+    debug: bool
+    encoding: str
+
+    @property
+    def json(self) -> bool:
+        return self.encoding == "json"
+
+    def client(self) -> Client:
+        cls = DebugClient if self.debug else Client
+        try:
+            return cls(self.hosts, username=self.username, password=self.password, https=self.https,
+                       verify=self.verify, timeout=self.timeout)
+        except InvalidInput as err:
+            fail("parsing host multiaddress", err)
+
+    @staticmethod
+    def write(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    def emit(self, obj: T, text: Callable[[T], str]) -> None:
+        """Print one object as text or JSON."""
+        self.write(format_json(obj) if self.json else text(obj))
+
+    async def emit_all(self, items: AsyncIterator[T], text: Callable[[T], str]) -> None:
+        """Print a stream as it arrives (JSON: one pretty object after another, as Go)."""
+        async for item in items:
+            self.emit(item, text)
+
+    def run(self, action: Callable[[Client], Awaitable[None]]) -> None:
+        """Run ``action`` with a client; API and transport errors are printed on stdout as Go does."""
+
+        async def go() -> None:
+            client = self.client()
+            try:
+                await action(client)
+            finally:
+                await client.close()
+
+        try:
+            asyncio.run(go())
+        except APIError as err:
+            self.write(format_error(err.code, err.message, self.json))
+            raise APIExit(err.code) from None
+        except TransportError as err:
+            self.write(format_error(0, str(err), self.json))
+            raise APIExit(0) from None
+        except click.ClickException:
+            raise
+        except PinclusterError as err:
+            fail("", err)
+        except OSError as err:  # a local file that cannot be read while it is being uploaded
+            fail("", err)
+        except KeyboardInterrupt:
+            click.echo("error : context canceled", err=True)
+            sys.exit(125)
+
+
+pass_ctl = click.make_pass_decorator(Ctl)
+
+
+# --- click plumbing: urfave/cli's help topics, usage errors and exit codes -------------------------------------
+class CtlGroup(click.Group):
+    """A group whose unknown subcommands exit 3 with ``No help topic for '<x>'`` (urfave/cli v1)."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None,
+                                                                            list[str]]:
+        name = args[0] if args else ""
+        if self.get_command(ctx, name) is None and not ctx.resilient_parsing and not name.startswith("-"):
+            raise NoHelpTopic(name)
+        return super().resolve_command(ctx, args)
+
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 118}
+
+
+def _parse_credentials(text: str) -> tuple[str, str]:
+    user, _, password = text.partition(":")
+    return user, password
+
+
+@click.group(cls=CtlGroup, invoke_without_command=True, context_settings=CONTEXT,
+             help="ipfs-cluster-ctl is a tool to manage IPFS Cluster nodes (pincluster's implementation). "
+                  "It talks to the REST API of one cluster peer (--host).")
+@click.option("-l", "--host", default=DEFAULT_HOST, show_default=True, metavar="MULTIADDR|URL",
+              help="Cluster's REST API endpoint: a multiaddr or an http(s):// URL; a comma list fails over.")
+@click.option("--secret", default="", metavar="HEX",
+              help="Cluster secret (32 bytes, hex), only for libp2p API endpoints (not supported by pincluster).")
+@click.option("-s", "--https", is_flag=True, help="Use HTTPS to talk to the API.")
+@click.option("--no-check-certificate", is_flag=True, help="Do not verify the server's TLS certificate.")
+@click.option("--encoding", "--enc", "encoding", default="text", show_default=True, metavar="text|json",
+              help="Output format: text or json.")
+@click.option("-t", "--timeout", default=0, show_default=True, type=int, metavar="SECONDS",
+              help="Timeout of each network operation in seconds (0: none).")
+@click.option("-d", "--debug", is_flag=True, help="Print every request and response on stderr.")
+@click.option("--basic-auth", envvar="CLUSTER_CREDENTIALS", default="", metavar="USER[:PASSWORD]",
+              help="Basic auth credentials (implies HTTPS unless --force-http) [env CLUSTER_CREDENTIALS].")
+@click.option("-f", "--force-http", is_flag=True, help="Keep plain HTTP when --basic-auth is given.")
+@click.version_option(CLUSTER_COMPAT_VERSION, "-v", "--version", prog_name=PROGRAM,
+                      message="%(prog)s version %(version)s")
+@click.pass_context
+def cli(ctx: click.Context, host: str, secret: str, https: bool, no_check_certificate: bool, encoding: str,
+        timeout: int, debug: bool, basic_auth: str, force_http: bool) -> None:
+    if encoding not in ("text", "json"):
+        fail("", "unsupported encoding")
+    hosts = [h.strip() for h in host.split(",") if h.strip()]
+    if not hosts:
+        fail("parsing host multiaddress", "no host given")
+    for h in hosts:
+        if "/p2p/" in h or "/ipfs/" in h or h.startswith("/dnsaddr/"):
+            fail("parsing host multiaddress",
+                 f"{h}: libp2p API endpoints are not supported by pincluster; "
+                 "use the peer's REST API address, e.g. /ip4/127.0.0.1/tcp/9094")
+    if secret:
+        try:
+            ok = len(bytes.fromhex(secret)) == 32
+        except ValueError:
+            ok = False
+        if not ok:
+            fail("parsing secret", "the cluster secret must be 32 bytes in hex (64 characters)")
+    use_https: bool | None = True if https else None
+    user: str | None = None
+    password: str | None = None
+    if basic_auth:
+        user, password = _parse_credentials(basic_auth)
+        multiaddr_hosts = all(h.startswith("/") for h in hosts)
+        if not https and not force_http and multiaddr_hosts:
+            use_https = True
+            if debug:
+                _debug("SSL automatically enabled with basic auth credentials. Set \"force-http\" to disable")
+    ctx.obj = Ctl(hosts=hosts, https=use_https, verify=not no_check_certificate, username=user,
+                  password=password, timeout=float(timeout) if timeout > 0 else None, debug=debug,
+                  encoding=encoding)
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+
+
+# --- argument helpers -----------------------------------------------------------------------------------------
+def _cid(text: str) -> CID:
+    try:
+        return CID.decode(text)
+    except InvalidInput as err:
+        fail("parsing cid", err)
+
+
+def _ipfs_path(arg: str) -> str:
+    """A pin argument as an IPFS path: CIDs become ``/ipfs/<cid>`` (the ctl always uses the path routes)."""
+    if not arg:
+        fail("parsing path", "need a CID or an /ipfs/, /ipns/ or /ipld/ path")
+    if not arg.startswith("/"):
+        return "/ipfs/" + str(_cid(arg))
+    parts = arg.strip("/").split("/")
+    if len(parts) < 2 or parts[0] not in ("ipfs", "ipns", "ipld") or not parts[1]:
+        fail("parsing path", f"invalid path {arg!r}: use /ipfs/<cid>[/…], /ipns/<name>[/…] or /ipld/<cid>[/…]")
+    if parts[0] != "ipns":
+        _cid(parts[1])
+    return arg
+
+
+def _duration_ns(text: str, doing: str) -> int:
+    try:
+        return parse_duration_ns(text)
+    except InvalidInput as err:
+        fail(doing, err)
+
+
+def _wait_timeout(text: str) -> float:
+    """``--wait-timeout``: a Go duration (``30s``, ``2m``); a bare number is taken as seconds."""
+    if not text:
+        return 0.0
+    try:
+        return float(text)
+    except ValueError:
+        return _duration_ns(text, "parsing wait-timeout") / 1e9
+
+
+def _expire_at(text: str) -> datetime:
+    if not text:
+        return ZERO_TIME
+    ns = _duration_ns(text, "parsing expire-in")
+    return go_now() + timedelta(microseconds=ns // 1000)
+
+
+def _metadata(items: Sequence[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            fail("parsing metadata", "metadata were not in the format key=value")
+        out[key] = value
+    return out
+
+
+def _allocations(text: str) -> tuple[PeerID, ...] | None:
+    if not text:
+        return None
+    out = []
+    for part in text.split(","):
+        try:
+            out.append(PeerID.decode(part.strip()))
+        except InvalidInput:
+            fail("decoding allocations", "some peer IDs could not be decoded")
+    return tuple(out)
+
+
+def _mode(text: str) -> PinMode:
+    if text not in ("recursive", "direct", ""):
+        fail("parsing mode", f"unknown pin mode {text!r}: use recursive or direct")
+    return PinMode.from_string(text)
+
+
+async def _wait(client: Client, cid: CID, target: TrackerStatus, limit: int, timeout: float) -> GlobalPinInfo:
+    """Poll the status every second until ``target`` (spec §5.2 "Waiting"); the timeout counts only if > 1 s."""
+    try:
+        return await client.wait_for(cid, target, limit=limit, interval=1.0,
+                                     timeout=timeout if timeout > 1 else None)
+    except WaitTimeout:
+        raise DeadlineExceeded("waiting for pin status", "context deadline exceeded") from None
+    except APIError as err:
+        fail("waiting for pin status", err.message)
+    except TransportError as err:
+        fail("waiting for pin status", err)
+
+
+async def _after_pin(c: Ctl, client: Client, pin: Pin, target: TrackerStatus, no_status: bool, wait: bool,
+                     wait_limit: int, wait_timeout: float) -> None:
+    """Go's ``handlePinResponseFormatFlags``: the pin itself, or the status after waiting (or after 1 s)."""
+    if no_status:
+        c.emit(pin, format_pin)
+        return
+    if wait:
+        limit = pin.replication_factor_min if target == TrackerStatus.PINNED else 0
+        if wait_limit:
+            limit = wait_limit
+        status = await _wait(client, pin.cid, target, limit, wait_timeout)
+    else:
+        await asyncio.sleep(1)
+        status = await client.status(pin.cid, local=False)
+    c.emit(status, format_gpi)
+
+
+def _wait_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("--wait-timeout", "--wt", "wait_timeout", default="", metavar="DURATION",
+                     help="How long to --wait (e.g. 30s, 2m); default: indefinitely.")(f)
+    f = click.option("--wait-limit", "--wl", "wait_limit", default=0, type=int,
+                     help="With --wait: stop waiting once this many peers reach the target status.")(f)
+    f = click.option("-w", "--wait", is_flag=True, help="Wait for all (or --wait-limit) peers to reach the "
+                     "target status.")(f)
+    f = click.option("--no-status", "--ns", "no_status", is_flag=True,
+                     help="Print the pin instead of fetching its status.")(f)
+    return f
+
+
+def _group_help(ctx: click.Context) -> None:
+    """A command group run on its own shows its help (urfave/cli), instead of a usage error."""
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+
+
+# --- id, peers, version ---------------------------------------------------------------------------------------
+@cli.command("id", context_settings=CONTEXT)
+@pass_ctl
+def id_cmd(c: Ctl) -> None:
+    """Retrieve peer information: the ID, addresses, cluster peers and IPFS daemon of the contacted peer."""
+
+    async def go(client: Client) -> None:
+        c.emit(await client.id(), format_id)
+
+    c.run(go)
+
+
+@cli.group(cls=CtlGroup, invoke_without_command=True, context_settings=CONTEXT)
+@click.pass_context
+def peers(ctx: click.Context) -> None:
+    """List and manage the cluster's peers (peers join with `ipfs-cluster-service daemon --bootstrap`)."""
+    _group_help(ctx)
+
+
+@peers.command("ls", context_settings=CONTEXT)
+@pass_ctl
+def peers_ls(c: Ctl) -> None:
+    """List the cluster's peers, each as seen by itself."""
+
+    async def go(client: Client) -> None:
+        await c.emit_all(client.peers(), format_id)
+
+    c.run(go)
+
+
+@peers.command("rm", context_settings=CONTEXT)
+@click.argument("peer_id", required=False, default="")
+@pass_ctl
+def peers_rm(c: Ctl, peer_id: str) -> None:
+    """Remove a peer from the cluster; its pins are re-allocated first."""
+    try:
+        pid = PeerID.decode(peer_id)
+    except InvalidInput as err:
+        fail("parsing peer ID", err)
+
+    async def go(client: Client) -> None:
+        await client.peer_rm(pid)
+
+    c.run(go)
+
+
+@cli.command(context_settings=CONTEXT)
+@pass_ctl
+def version(c: Ctl) -> None:
+    """Print the version of the contacted cluster peer."""
+
+    async def go(client: Client) -> None:
+        c.emit(await client.version(), format_version)
+
+    c.run(go)
+
+
+# --- add --------------------------------------------------------------------------------------------------------
+def _is_url(p: str) -> bool:
+    return p.startswith(("http://", "https://"))
+
+
+def _url_name(url: str) -> str:
+    name = os.path.basename(urllib.parse.urlsplit(url).path.rstrip("/"))
+    return urllib.parse.unquote(name) or "index"
+
+
+async def _url_chunks(url: str) -> AsyncIterator[bytes]:
+    """Stream a web file into the upload (Go's ctl adds URLs as files named after the URL's last segment)."""
+    import aiohttp
+
+    try:
+        async with aiohttp.ClientSession() as session, session.get(url) as resp:
+            if resp.status >= 400:
+                raise InvalidInput(f"fetching {url}: HTTP {resp.status}")
+            async for chunk in resp.content.iter_chunked(256 * 1024):
+                yield chunk
+    except aiohttp.ClientError as err:
+        raise InvalidInput(f"fetching {url}: {err}") from None
+
+
+async def _entries(paths: Sequence[str], recursive: bool, hidden: bool) -> AsyncIterator[ImportEntry]:
+    for p in paths:
+        if _is_url(p):
+            yield ImportEntry(path=_url_name(p), kind="file", chunks=_url_chunks(p))
+        else:
+            async for e in path_entries([p], recursive=recursive, hidden=hidden):
+                yield e
+
+
+def _local_size(paths: Sequence[str], hidden: bool) -> int | None:
+    """Total bytes to upload (for the progress bar); None when a URL makes it unknown."""
+    total = 0
+    for p in paths:
+        if _is_url(p):
+            return None
+        if os.path.isdir(p):
+            for root, dirs, files in os.walk(p):
+                if not hidden:
+                    dirs[:] = [d for d in dirs if not d.startswith(".")]
+                total += sum(os.path.getsize(os.path.join(root, f)) for f in files
+                             if hidden or not f.startswith("."))
+        else:
+            total += os.path.getsize(p)
+    return total
+
+
+def _check_paths(paths: Sequence[str], recursive: bool) -> None:
+    for p in paths:
+        if _is_url(p):
+            continue
+        if not os.path.exists(p):
+            fail("", f"{p}: no such file or directory")
+        if os.path.isdir(p) and not recursive:
+            fail("", f"{p} is a directory: use -r to add directories")
+
+
+class _Bar:
+    """A progress bar on stderr (rich), shown only when the output is a terminal."""
+
+    def __init__(self, total: int | None) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                  TransferSpeedColumn(), console=Console(stderr=True), transient=True)
+        self._task = self._progress.add_task("adding", total=total)
+        self._done: dict[str, int] = {}
+
+    def __enter__(self) -> _Bar:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def update(self, ev: AddedOutput) -> None:
+        self._done[ev.name] = ev.bytes
+        self._progress.update(self._task, completed=sum(self._done.values()))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("paths", nargs=-1)
+@click.option("-r", "--recursive", is_flag=True, help="Add directories recursively.")
+@click.option("-q", "--quiet", is_flag=True, help="Write only the CIDs.")
+@click.option("-Q", "--quieter", is_flag=True, help="Write only the final CID.")
+@click.option("--no-stream", is_flag=True, help="Buffer the output and print it at the end (json: an array).")
+@click.option("--layout", default="", metavar="balanced|trickle", help="DAG layout (default balanced).")
+@click.option("-w", "--wrap-with-directory", is_flag=True, help="Wrap the added files in a directory.")
+@click.option("--format", "fmt", default="unixfs", show_default=True, metavar="unixfs|car",
+              help="unixfs: add files and folders; car: import a CAR file with one root.")
+@click.option("-H", "--hidden", is_flag=True, help="Include files whose names start with a dot.")
+@click.option("-s", "--chunker", default="size-262144", show_default=True,
+              help="size-<bytes> or rabin-<min>-<avg>-<max>.")
+@click.option("--raw-leaves", is_flag=True, help="Use raw blocks for leaves (forced by --cid-version 1).")
+@click.option("--cid-version", default=0, show_default=True, type=int, help="CID version (0 or 1).")
+@click.option("--hash", "hash_", default="sha2-256", show_default=True,
+              help="Hash function (other than sha2-256 implies --cid-version 1).")
+@click.option("--nocopy", is_flag=True, help="Add URLs with the filestore (implies --raw-leaves; experimental).")
+@click.option("--local", is_flag=True, help="Write blocks only to the contacted peer's IPFS daemon.")
+@click.option("-n", "--name", default="", help="Pin name.")
+@click.option("--replication-min", "--rmin", "rmin", default=0, type=int, help="Replication factor minimum.")
+@click.option("--replication-max", "--rmax", "rmax", default=0, type=int, help="Replication factor maximum.")
+@click.option("--expire-in", default="", metavar="DURATION", help="Unpin automatically after this long.")
+@click.option("--metadata", multiple=True, metavar="KEY=VALUE", help="Pin metadata (repeatable).")
+@click.option("--allocations", "--allocs", "allocations", default="", metavar="PEER,…",
+              help="Peers to allocate the pin to first (comma-separated peer IDs).")
+@click.option("--no-pin", is_flag=True, help="Only store the blocks; do not pin them in the cluster.")
+@click.option("--wait", is_flag=True, help="Wait until the added content is pinned.")
+@click.option("--wait-timeout", "--wt", "wait_timeout", default="", metavar="DURATION",
+              help="How long to --wait (e.g. 30s); default: indefinitely.")
+@pass_ctl
+def add(c: Ctl, paths: tuple[str, ...], recursive: bool, quiet: bool, quieter: bool, no_stream: bool, layout: str,
+        wrap_with_directory: bool, fmt: str, hidden: bool, chunker: str, raw_leaves: bool, cid_version: int,
+        hash_: str, nocopy: bool, local: bool, name: str, rmin: int, rmax: int, expire_in: str,
+        metadata: tuple[str, ...], allocations: str, no_pin: bool, wait: bool, wait_timeout: str) -> None:
+    """Add files, folders or web URLs to the cluster: the content is imported by the contacted peer (as
+    `ipfs add` would) and pinned with the given options. Prints `added <cid> <name>` per file and folder."""
+    if not paths:
+        fail("", "need at least one path")
+    wrap = wrap_with_directory or len(paths) > 1
+    if hash_ != "sha2-256":
+        cid_version = 1
+    if cid_version > 0 or nocopy:
+        raw_leaves = True
+    if wrap and fmt == "car":
+        fail("", "only a single CAR file can be added and wrap-with-directory is not supported")
+    if fmt not in ("unixfs", "car"):
+        fail("", f"format parameter is invalid: {fmt!r} (use unixfs or car)")
+    if layout not in ("", "balanced", "trickle"):
+        fail("", f"layout parameter is invalid: {layout!r} (use balanced or trickle)")
+    _check_paths(paths, recursive)
+    timeout = _wait_timeout(wait_timeout)
+    pin_opts = PinOptions(replication_factor_min=rmin, replication_factor_max=rmax, name=name,
+                          user_allocations=_allocations(allocations), expire_at=_expire_at(expire_in),
+                          metadata=_metadata(metadata))
+    show_bar = (not c.json and not quiet and not quieter and sys.stdout.isatty() and sys.stderr.isatty())
+    try:
+        io = AddOptions(cid_version=cid_version, raw_leaves=raw_leaves, chunker=chunker, trickle=layout == "trickle",
+                        hash=hash_, wrap_with_directory=wrap, hidden=hidden, progress=show_bar)
+    except InvalidInput as err:
+        fail("", err)
+    params = AddParams(import_options=io, pin_options=pin_opts, local=local, no_pin=no_pin, format=fmt,
+                       extra={"recursive": "true" if recursive else "false", "nocopy": "true" if nocopy else "false"})
+    quiet = quiet or quieter
+
+    async def go(client: Client) -> None:
+        buffered: list[AddedOutput] = []
+        last: AddedOutput | None = None
+        bar = _Bar(_local_size(paths, hidden)) if show_bar else None
+        try:
+            if bar is not None:
+                bar.__enter__()
+            async for ev in client.add(_entries(paths, recursive, hidden), params):
+                if show_bar and ev.cid is None:
+                    if bar is not None:
+                        bar.update(ev)
+                    continue
+                last = ev
+                if no_stream:
+                    buffered.append(ev)
+                elif not quieter:
+                    c.emit(ev, lambda e: format_added(e, quiet))
+        finally:
+            if bar is not None:
+                bar.__exit__()
+            if buffered:
+                if c.json:
+                    c.write(format_json(buffered))
+                else:
+                    c.write("".join(format_added(e, quiet) for e in buffered))
+            elif quieter and last is not None:
+                c.emit(last, lambda e: format_added(e, True))
+        if wait and not no_pin and last is not None and last.cid is not None:
+            pin = await client.allocation(last.cid)
+            await _wait(client, last.cid, TrackerStatus.PINNED, pin.replication_factor_min, timeout)
+
+    c.run(go)
+
+
+# --- pin ----------------------------------------------------------------------------------------------------------
+@cli.group(cls=CtlGroup, invoke_without_command=True, context_settings=CONTEXT)
+@click.pass_context
+def pin(ctx: click.Context) -> None:
+    """Pin and unpin content in the cluster, and list the pinset."""
+    _group_help(ctx)
+
+
+@pin.command("add", context_settings=CONTEXT)
+@click.argument("arg", required=False, default="")
+@click.option("-r", "--replication", default=0, type=int, help="Replication factor (sets both min and max).")
+@click.option("--replication-min", "--rmin", "rmin", default=0, type=int, help="Replication factor minimum.")
+@click.option("--replication-max", "--rmax", "rmax", default=0, type=int, help="Replication factor maximum.")
+@click.option("--allocations", "--allocs", "allocations", default="", metavar="PEER,…",
+              help="Peers to allocate the pin to first (comma-separated peer IDs).")
+@click.option("-n", "--name", default="", help="Pin name.")
+@click.option("--mode", default="recursive", show_default=True, metavar="recursive|direct", help="Pin mode.")
+@click.option("--expire-in", default="", metavar="DURATION", help="Unpin automatically after this long.")
+@click.option("--metadata", multiple=True, metavar="KEY=VALUE", help="Pin metadata (repeatable).")
+@_wait_options
+@pass_ctl
+def pin_add(c: Ctl, arg: str, replication: int, rmin: int, rmax: int, allocations: str, name: str, mode: str,
+            expire_in: str, metadata: tuple[str, ...], no_status: bool, wait: bool, wait_limit: int,
+            wait_timeout: str) -> None:
+    """Pin a CID or an /ipfs/, /ipns/ or /ipld/ path in the cluster, then print its status."""
+    path = _ipfs_path(arg)
+    if replication:
+        rmin = rmax = replication
+    opts = PinOptions(replication_factor_min=rmin, replication_factor_max=rmax, name=name, mode=_mode(mode),
+                      user_allocations=_allocations(allocations), expire_at=_expire_at(expire_in),
+                      metadata=_metadata(metadata))
+    timeout = _wait_timeout(wait_timeout)
+
+    async def go(client: Client) -> None:
+        p = await client.pin_path(path, opts)
+        await _after_pin(c, client, p, TrackerStatus.PINNED, no_status, wait, wait_limit, timeout)
+
+    c.run(go)
+
+
+@pin.command("rm", context_settings=CONTEXT)
+@click.argument("arg", required=False, default="")
+@_wait_options
+@pass_ctl
+def pin_rm(c: Ctl, arg: str, no_status: bool, wait: bool, wait_limit: int, wait_timeout: str) -> None:
+    """Unpin a CID or path from the cluster, then print its status."""
+    path = _ipfs_path(arg)
+    timeout = _wait_timeout(wait_timeout)
+
+    async def go(client: Client) -> None:
+        p = await client.unpin_path(path)
+        await _after_pin(c, client, p, TrackerStatus.UNPINNED, no_status, wait, wait_limit, timeout)
+
+    c.run(go)
+
+
+@pin.command("update", context_settings=CONTEXT)
+@click.argument("existing", required=False, default="")
+@click.argument("new", required=False, default="")
+@click.option("-n", "--name", default="", help="Name of the new pin (default: the existing one's).")
+@click.option("--expire-in", default="", metavar="DURATION", help="Unpin the new pin automatically after this.")
+@_wait_options
+@pass_ctl
+def pin_update(c: Ctl, existing: str, new: str, name: str, expire_in: str, no_status: bool, wait: bool,
+               wait_limit: int, wait_timeout: str) -> None:
+    """Pin a new CID or path with the options and allocations of an existing pin (which stays pinned: run
+    `pin rm` for it afterwards). IPFS pins the new DAG by difference, which is fast for similar DAGs."""
+    try:
+        from_cid = CID.decode(existing)
+    except InvalidInput as err:
+        fail("parsing from Cid", err)
+    path = _ipfs_path(new)
+    opts = PinOptions(pin_update=from_cid, name=name, expire_at=_expire_at(expire_in))
+    timeout = _wait_timeout(wait_timeout)
+
+    async def go(client: Client) -> None:
+        p = await client.pin_path(path, opts)
+        await _after_pin(c, client, p, TrackerStatus.PINNED, no_status, wait, wait_limit, timeout)
+
+    c.run(go)
+
+
+def _type_filter(text: str) -> str:
+    """``--filter`` of ``pin ls`` as the Go client sends it: ``all`` or the known type names."""
+    bits = 0
+    for part in text.split(","):
+        bits |= PinType.from_filter_string(part.strip()).bits
+    if bits & PinType.ALL.bits == PinType.ALL.bits:
+        return "all"
+    names = [t.value for t in (PinType.DATA, PinType.META, PinType.CLUSTER_DAG, PinType.SHARD) if bits & t.bits]
+    return ",".join(names) if names else text  # nothing known: let the API say "invalid filter value"
+
+
+@pin.command("ls", context_settings=CONTEXT)
+@click.argument("cid", required=False, default="")
+@click.option("--filter", "flt", default="all", show_default=True,
+              help="Pin types to list, comma-separated: all, pin, meta-pin, clusterdag-pin, shard-pin.")
+@pass_ctl
+def pin_ls(c: Ctl, cid: str, flt: str) -> None:
+    """List the pinset (or one item of it) with each pin's options and allocations."""
+    one = _cid(cid) if cid else None
+
+    async def go(client: Client) -> None:
+        if one is not None:
+            c.emit(await client.allocation(one), format_pin)
+        else:
+            await c.emit_all(client.allocations(_type_filter(flt)), format_pin)
+
+    c.run(go)
+
+
+# --- status, recover, sync ------------------------------------------------------------------------------------------
+def _status_filter(text: str) -> TrackerStatus:
+    value = TrackerStatus.from_string(text)
+    if value == 0 and text != "":
+        fail("parsing filter flag", "invalid filter name")
+    return value
+
+
+async def _print_status(c: Ctl, client: Client, cids: Sequence[CID], local: bool, flt: TrackerStatus) -> None:
+    if len(cids) == 1:
+        c.emit(await client.status(cids[0], local=local), format_gpi)
+    elif cids:
+        await c.emit_all(client.status_cids(cids, local=local), format_gpi)
+    else:
+        await c.emit_all(client.status_all(flt, local=local), format_gpi)
+
+
+@cli.command(context_settings=CONTEXT,
+             help="Show the status of the given CIDs (or of every tracked CID) on every peer. "
+                  f"--filter takes one or more of: {', '.join(filter_names())} (comma-separated).")
+@click.argument("cids", nargs=-1)
+@click.option("--local", is_flag=True, help="Only the contacted peer's statuses.")
+@click.option("--filter", "flt", default="", help="Only items in these statuses (comma-separated).")
+@pass_ctl
+def status(c: Ctl, cids: tuple[str, ...], local: bool, flt: str) -> None:
+    parsed = [_cid(x) for x in cids]
+    value = _status_filter(flt) if not parsed else TrackerStatus.UNDEFINED
+
+    async def go(client: Client) -> None:
+        await _print_status(c, client, parsed, local, value)
+
+    c.run(go)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("cid", required=False, default="")
+@click.option("--local", is_flag=True, help="Only on the contacted peer.")
+@pass_ctl
+def recover(c: Ctl, cid: str, local: bool) -> None:
+    """Re-try failed pins and unpins (pin_error, unpin_error, unexpectedly_unpinned) of one CID or of all.
+
+    Without a CID, prints only the items that were re-queued."""
+    one = _cid(cid) if cid else None
+
+    async def go(client: Client) -> None:
+        if one is not None:
+            c.emit(await client.recover(one, local=local), format_gpi)
+        else:
+            await c.emit_all(client.recover_all(local=local), format_gpi)
+
+    c.run(go)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("cids", nargs=-1)
+@click.option("--local", is_flag=True, help="Only on the contacted peer.")
+@pass_ctl
+def sync(c: Ctl, cids: tuple[str, ...], local: bool) -> None:
+    """Make the statuses agree with what each IPFS daemon really has, then print them like `status`.
+
+    IPFS Cluster 1.x removed `sync`; here it re-checks every peer's IPFS pins for the CIDs (all when none
+    is given) through `recover`, which re-reads the IPFS pin state and re-queues what is missing, and then
+    prints the fresh statuses."""
+    parsed = [_cid(x) for x in cids]
+
+    async def go(client: Client) -> None:
+        if parsed:
+            for one in parsed:
+                await client.recover(one, local=local)
+        else:
+            async for _ in client.recover_all(local=local):
+                pass
+        await _print_status(c, client, parsed, local, TrackerStatus.UNDEFINED)
+
+    c.run(go)
+
+
+# --- health, ipfs -----------------------------------------------------------------------------------------------------
+@cli.group(cls=CtlGroup, invoke_without_command=True, context_settings=CONTEXT)
+@click.pass_context
+def health(ctx: click.Context) -> None:
+    """The cluster's health: connectivity graph, metrics, alerts and bandwidth."""
+    _group_help(ctx)
+
+
+@health.command("graph", context_settings=CONTEXT)
+@click.option("-f", "--file", "file", default="", metavar="PATH", help="Write the graph here (default stdout).")
+@click.option("--all-ipfs-peers", is_flag=True, help="Also draw the IPFS daemons' other swarm peers.")
+@pass_ctl
+def health_graph(c: Ctl, file: str, all_ipfs_peers: bool) -> None:
+    """Write the cluster's connectivity graph in Graphviz dot (render with `dot -Tpng`)."""
+
+    async def go(client: Client) -> None:
+        text = make_dot(await client.health_graph(), all_ipfs_peers)
+        if not file:
+            c.write(text)
+            return
+        try:
+            with open(file, "w", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as err:
+            fail("creating output file", err)
+
+    c.run(go)
+
+
+@health.command("metrics", context_settings=CONTEXT)
+@click.argument("name", required=False, default="")
+@pass_ctl
+def health_metrics(c: Ctl, name: str) -> None:
+    """List the metric names, or the latest metric of that name from every peer (freespace, ping, tag:…)."""
+
+    async def go(client: Client) -> None:
+        if not name:
+            c.emit(await client.metric_names(), format_metric_names)
+            return
+        metrics = await client.metrics(name)
+        now = time.time_ns()
+        c.emit(metrics, lambda ms: "".join(format_metric(m, now) for m in ms))
+
+    c.run(go)
+
+
+@health.command("alerts", context_settings=CONTEXT)
+@pass_ctl
+def health_alerts(c: Ctl) -> None:
+    """List the latest alerts: metrics that peers stopped sending in time (newest first)."""
+
+    async def go(client: Client) -> None:
+        alerts = await client.alerts()
+        now = time.time_ns()
+        c.emit(alerts, lambda xs: "".join(format_alert(a, now) for a in xs))
+
+    c.run(go)
+
+
+@health.command("bandwidth", context_settings=CONTEXT)
+@pass_ctl
+def health_bandwidth(c: Ctl) -> None:
+    """Show the peer's network traffic per protocol."""
+
+    async def go(client: Client) -> None:
+        c.emit(await client.bandwidth(), format_bandwidth)
+
+    c.run(go)
+
+
+@cli.group(cls=CtlGroup, invoke_without_command=True, context_settings=CONTEXT)
+@click.pass_context
+def ipfs(ctx: click.Context) -> None:
+    """Run operations on the peers' IPFS daemons."""
+    _group_help(ctx)
+
+
+@ipfs.command("gc", context_settings=CONTEXT)
+@click.option("--local", is_flag=True, help="Only on the contacted peer's IPFS daemon.")
+@pass_ctl
+def ipfs_gc(c: Ctl, local: bool) -> None:
+    """Garbage-collect the IPFS daemons' repositories and list the removed CIDs per peer."""
+
+    async def go(client: Client) -> None:
+        c.emit(await client.repo_gc(local=local), format_repo_gc)
+
+    c.run(go)
+
+
+# --- help topics (urfave/cli style) -----------------------------------------------------------------------------------
+def _command_paths(group: click.Group, prefix: str) -> Iterable[str]:
+    for name in sorted(group.commands):
+        cmd = group.commands[name]
+        if cmd.hidden:
+            continue
+        yield f"{prefix} {name}"
+        if isinstance(cmd, click.Group):
+            yield from _command_paths(cmd, f"{prefix} {name}")
+
+
+@cli.command("commands", hidden=True)
+def commands() -> None:
+    """List every command."""
+    for line in _command_paths(cli, PROGRAM):
+        click.echo(line)
+
+
+def _help(ctx: click.Context, topic: tuple[str, ...]) -> None:
+    root = ctx.find_root()
+    cmd: click.Command = root.command
+    sub = root
+    for name in topic:
+        if not isinstance(cmd, click.Group):
+            raise NoHelpTopic(name)
+        nxt = cmd.get_command(sub, name)
+        if nxt is None:
+            raise NoHelpTopic(name)
+        cmd = nxt
+        sub = click.Context(cmd, info_name=name, parent=sub)
+    click.echo(cmd.get_help(sub))
+
+
+@cli.command("help", hidden=True)
+@click.argument("topic", nargs=-1)
+@click.pass_context
+def help_cmd(ctx: click.Context, topic: tuple[str, ...]) -> None:
+    """Show help for a command."""
+    _help(ctx, topic)
+
+
+@cli.command("h", hidden=True)
+@click.argument("topic", nargs=-1)
+@click.pass_context
+def h_cmd(ctx: click.Context, topic: tuple[str, ...]) -> None:
+    """Show help for a command."""
+    _help(ctx, topic)
+
+
+def _usage_exit(err: click.UsageError) -> NoReturn:
+    """urfave/cli: ``Incorrect Usage: <why>`` and the command's help, exit 1."""
+    click.echo(f"Incorrect Usage: {err.format_message()}\n", err=True)
+    if err.ctx is not None:
+        click.echo(err.ctx.get_help(), err=True)
+    sys.exit(1)
+
+
+def main(args: Sequence[str] | None = None) -> None:
+    """Console-script entry point."""
+    try:
+        rv = cli.main(args=list(args) if args is not None else None, prog_name=PROGRAM, standalone_mode=False)
+    except click.UsageError as err:
+        _usage_exit(err)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except click.Abort:
+        click.echo("error : context canceled", err=True)
+        sys.exit(125)
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+if __name__ == "__main__":
+    main()
