@@ -148,6 +148,7 @@ class Cluster:
         self._ready = asyncio.Event()
         self._shutdown_requested = asyncio.Event()
         self._members_cache: list[PeerID] = [self.peer_id]
+        self._swarm_known: dict[PeerID, PeerID] = {}  # cluster peer -> the IPFS node we connected ours to
 
     # ------------------------------------------------------------------ wiring
     def _make_informers(self) -> list[Informer]:
@@ -247,14 +248,87 @@ class Cluster:
     async def _others(self) -> list[PeerID]:
         return [p for p in await self.member_ids() if p != self.peer_id]
 
+    async def learn_addresses(self) -> int:
+        """Find addresses for members we cannot reach yet, from the peers we are connected to (each one's ID
+        lists the addresses it knows: ``cluster_peers_addresses``). A peer that joined through peer A learns
+        of peer B this way, as libp2p's peer exchange would tell it in Go. Returns how many peers it learnt."""
+        members = await self._others()
+        connected = set(self.host.connected_peers())
+        missing = {m for m in members if m not in connected and not self.host.peerstore.addrs(m)}
+        learnt = 0
+        for src in (m for m in members if m in connected):
+            if not missing:
+                break
+            try:
+                ident: ID = await self.rpc.call(src, "Cluster.ID", result_type=ID, timeout=5.0)
+            except PinclusterError as exc:
+                log.debug("cannot ask %s for addresses: %s", src, exc)
+                continue
+            for addr in ident.cluster_peers_addresses or ():
+                pid = addr.peer_id
+                if pid in missing:
+                    self.host.peerstore.add_addrs(pid, [addr])
+                    missing.discard(pid)
+                    learnt += 1
+        return learnt
+
     async def _broadcast_metric(self, metric: Metric) -> None:
         others = await self._others()
         if not others:
             return
+        if any(p not in self.host.connected_peers() and not self.host.peerstore.addrs(p) for p in others):
+            await self.learn_addresses()
         results = await self.rpc.call_many(others, "PeerMonitor.LogMetric", metric, timeout=5.0)
         for peer, res in zip(others, results, strict=True):
             if isinstance(res, Exception):
                 log.debug("metric %s not delivered to %s: %s", metric.name, peer, res)
+
+    async def receive_metric(self, metric: Metric) -> None:
+        """A metric broadcast by another peer. The first one from a peer means it just joined (or came back):
+        answer with ours at once, so that it can allocate pins without waiting for our next round."""
+        new = metric.peer is not None and metric.peer not in self.monitor.store.peers()
+        await self.monitor.log_metric(metric)
+        if new and self._ready.is_set():
+            self._spawn(self._greet(), "cluster-greet")
+        if metric.name == "ping" and metric.peer is not None:
+            self._connect_ipfs_of(metric)
+
+    def _spawn(self, coro: Awaitable[Any], name: str) -> None:
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.append(task)
+        task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
+
+    def _connect_ipfs_of(self, ping: Metric) -> None:
+        """Keep our IPFS node connected to every other peer's node, so they fetch blocks from each other: the
+        first ping of a peer (or one whose node changed) triggers a swarm connect to the node it names."""
+        try:
+            value = from_json(ping.value.encode(), PingValue)
+        except (PinclusterError, ValueError):
+            return
+        if value.ipfs_id is None or not value.ipfs_addresses or value.ipfs_id == self._ipfs_id.id:
+            return
+        if self._swarm_known.get(ping.peer) == value.ipfs_id:  # type: ignore[arg-type]
+            return
+        self._swarm_known[ping.peer] = value.ipfs_id  # type: ignore[index]
+        addrs = [a.with_p2p(value.ipfs_id) for a in value.ipfs_addresses]
+
+        async def connect() -> None:
+            try:
+                n = await self.ipfs.connect_swarms(addrs)
+                log.debug("ipfshttp: connected our IPFS node to %s (%d addresses)", value.ipfs_id, n)
+            except PinclusterError as exc:
+                self._swarm_known.pop(ping.peer, None)  # type: ignore[arg-type]
+                log.warning("ipfshttp: cannot connect our IPFS node to %s: %s", value.ipfs_id, exc)
+
+        self._spawn(connect(), "cluster-swarm-connect")
+
+    async def _greet(self) -> None:
+        try:
+            await self.publisher.push_all()
+            await self._publish_ping()
+        except Exception as exc:
+            log.debug("could not send our metrics to a new peer: %s", exc)
 
     def _ipfs_info(self) -> tuple[PeerID | None, tuple[Multiaddr, ...]]:
         return self._ipfs_id.id, tuple(self._ipfs_id.addresses or ())
@@ -268,24 +342,27 @@ class Cluster:
             self._ipfs_id = IPFSID(addresses=None, error=str(exc))
         return self._ipfs_id
 
+    async def _publish_ping(self) -> None:
+        if self._ipfs_id.error or self._ipfs_id.id is None:
+            await self._refresh_ipfs_id()
+        metric = ping_metric(
+            self.peer_id,
+            peer_name=self.peername,
+            ipfs_id=self._ipfs_id.id,
+            ipfs_addresses=tuple(self._ipfs_id.addresses or ()),
+            interval=self.config.cluster.monitor_ping_interval,
+            now_ns=self.clock.now_ns(),
+        )
+        await self.monitor.publish_metric(metric)
+
     async def _ping_loop(self) -> None:
-        interval = self.config.cluster.monitor_ping_interval
+        interval = _seconds(self.config.cluster.monitor_ping_interval)
         while True:
-            if self._ipfs_id.error or self._ipfs_id.id is None:
-                await self._refresh_ipfs_id()
-            metric = ping_metric(
-                self.peer_id,
-                peer_name=self.peername,
-                ipfs_id=self._ipfs_id.id,
-                ipfs_addresses=tuple(self._ipfs_id.addresses or ()),
-                interval=interval,
-                now_ns=self.clock.now_ns(),
-            )
             try:
-                await self.monitor.publish_metric(metric)
+                await self._publish_ping()
             except Exception as exc:
                 log.warning("cannot publish the ping metric: %s", exc)
-            await self.clock.sleep(_seconds(interval))
+            await self.clock.sleep(interval)
 
     async def _peer_info(self, peer: PeerID) -> _PeerInfo:
         """Name and IPFS daemon of a peer, from its last ping metric (as Go does for status answers)."""
@@ -303,6 +380,8 @@ class Cluster:
 
     async def _handle_alert(self, alert: Alert) -> None:
         log.warning("alert: metric %s of peer %s expired", alert.name, alert.peer)
+        if alert.name == "ping" and alert.peer is not None:
+            self._swarm_known.pop(alert.peer, None)  # reconnect our IPFS node to its node when it is back
         if self.config.cluster.follower_mode:
             return
         members = await self.member_ids()
@@ -381,12 +460,12 @@ class Cluster:
     # ------------------------------------------------------------------ ClusterAPI: identity and peers
     async def id(self) -> ID:
         members = await self.member_ids()
-        addrs = [a for p in members if p != self.peer_id for a in self.host.peerstore.addrs(p)]
+        addrs = [a.with_p2p(p) for p in members if p != self.peer_id for a in self.host.peerstore.addrs(p)]
         return ID(
             id=self.peer_id,
             addresses=tuple(self.host.addrs),
             cluster_peers=tuple(members),
-            cluster_peers_addresses=tuple(a.with_p2p(a.peer_id) if a.peer_id else a for a in addrs),
+            cluster_peers_addresses=tuple(addrs),
             version=CLUSTER_COMPAT_VERSION,
             commit="",
             rpc_protocol_version=RPC_PROTOCOL,

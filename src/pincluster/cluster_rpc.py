@@ -185,7 +185,7 @@ class PeerMonitorService:
 
     @rpc_method("LogMetric")
     async def log_metric(self, metric: Metric) -> None:
-        await self.c.monitor.log_metric(metric)
+        await self.c.receive_metric(metric)
 
     @rpc_method("LatestMetrics")
     async def latest_metrics(self, name: str) -> list[Metric]:

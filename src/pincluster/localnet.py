@@ -269,8 +269,15 @@ def start_network(peers: list[Peer], *, bootstrap: bool = True, timeout: float =
         p.wait_ready(timeout)
     want = {p.identity for p in peers}
     deadline = time.monotonic() + timeout
+
+    def sees_all(p: Peer) -> bool:
+        """Members and metrics: a peer can place pins only once it has every peer's metrics."""
+        ids = set((p.api("GET", "/id")[1] or {}).get("cluster_peers") or ())
+        metrics = p.api("GET", "/monitor/metrics/freespace")[1] or []
+        return ids == want and {m["peer"] for m in metrics} == want
+
     while time.monotonic() < deadline:
-        if all(set((p.api("GET", "/id")[1] or {}).get("cluster_peers") or ()) == want for p in peers):
+        if all(sees_all(p) for p in peers):
             return
         time.sleep(0.3)
     raise RuntimeError("the peers did not all see each other:\n" + "\n".join(p.log()[-2000:] for p in peers))

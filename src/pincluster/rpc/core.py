@@ -42,8 +42,7 @@ from pincluster.rpc.errors import (
     error_from_code,
 )
 from pincluster.rpc.policy import POLICIES, Policy
-from pincluster.types.cid import CID
-from pincluster.types.multiaddr import Multiaddr
+from pincluster.types.codec import msgpack_decoder, msgpack_encoder
 from pincluster.types.peer import PeerID
 
 log = logging.getLogger("pincluster.rpc")
@@ -67,40 +66,11 @@ def rpc_method(name: str | None = None) -> Callable[[F], F]:
     return mark
 
 
-# ----- value encoding: any msgspec-encodable value, msgspec Structs, and our identifier types.
-def _enc_hook(obj: Any) -> Any:
-    if isinstance(obj, CID | PeerID):
-        return obj.bytes
-    if isinstance(obj, Multiaddr):
-        return str(obj)
-    raise NotImplementedError(f"cannot encode {type(obj).__name__} for RPC")
-
-
-def _dec_hook(typ: type, obj: Any) -> Any:
-    try:
-        if typ is CID:
-            return CID.from_bytes(obj) if isinstance(obj, bytes) else CID.decode(obj)
-        if typ is PeerID:
-            return PeerID.from_bytes(obj) if isinstance(obj, bytes) else PeerID.decode(obj)
-        if typ is Multiaddr:
-            return Multiaddr(obj)
-    except (TypeError, ValueError) as e:
-        raise msgspec.ValidationError(str(e)) from e
-    raise NotImplementedError(f"cannot decode {typ!r} from RPC")
-
-
-_encoder = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
+# ----- value encoding: the data model's one msgpack codec (any msgspec value, Structs, CIDs, peer IDs, times).
+_encoder = msgpack_encoder()
 _hdr_decoder = msgspec.msgpack.Decoder(tuple[str, float, bool])
 _err_decoder = msgspec.msgpack.Decoder(tuple[str, str])
-_decoders: dict[Any, msgspec.msgpack.Decoder[Any]] = {}
-
-
-def decoder_for(typ: Any) -> msgspec.msgpack.Decoder[Any]:
-    dec = _decoders.get(typ)
-    if dec is None:
-        dec = msgspec.msgpack.Decoder(typ, dec_hook=_dec_hook)
-        _decoders[typ] = dec
-    return dec
+decoder_for = msgpack_decoder
 
 
 def encode(value: Any) -> bytes:

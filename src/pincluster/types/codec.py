@@ -703,6 +703,20 @@ _MSGPACK_ENC: Final = msgspec.msgpack.Encoder(enc_hook=_msgpack_enc_hook)
 _msgpack_decoders: dict[Any, msgspec.msgpack.Decoder[Any]] = {}
 
 
+def msgpack_encoder() -> msgspec.msgpack.Encoder:
+    """The msgpack encoder with our type hooks (CID/PeerID as bytes, Multiaddr as text, GoTime as datetime);
+    the RPC layer frames its messages with it."""
+    return _MSGPACK_ENC
+
+
+def msgpack_decoder(typ: Any) -> msgspec.msgpack.Decoder[Any]:
+    """The (cached) msgpack decoder of ``typ`` with our type hooks; raises msgspec errors as they are."""
+    dec = _msgpack_decoders.get(typ)
+    if dec is None:
+        dec = _msgpack_decoders[typ] = msgspec.msgpack.Decoder(typ, dec_hook=_msgpack_dec_hook)
+    return dec
+
+
 def to_msgpack(obj: Any) -> bytes:
     """Compact binary form for RPC between pincluster peers (not a Go wire format)."""
     return _MSGPACK_ENC.encode(obj)
@@ -714,9 +728,7 @@ def from_msgpack(data: bytes, typ: type[T]) -> T: ...
 def from_msgpack(data: bytes, typ: Any = ...) -> Any: ...
 def from_msgpack(data: bytes, typ: Any = Any) -> Any:
     """Decode ``to_msgpack`` output as ``typ``; raises :class:`DecodeError` naming the bad field."""
-    dec = _msgpack_decoders.get(typ)
-    if dec is None:
-        dec = _msgpack_decoders[typ] = msgspec.msgpack.Decoder(typ, dec_hook=_msgpack_dec_hook)
+    dec = msgpack_decoder(typ)
     try:
         return dec.decode(data)
     except msgspec.ValidationError as exc:
