@@ -1,0 +1,132 @@
+"""A journal wrapper that makes PySyncObj truncate its log only on a real conflict, as Raft requires.
+
+PySyncObj's follower, on every AppendEntries whose ``prevLogIdx`` is before its last entry, deletes every
+entry after ``prevLogIdx`` and appends the message's entries. A stale or overlapping message (frequent
+under load: the leader resends from an older index) then shortens the log below entries already applied.
+Measured here: "truncating already-applied log entries" hundreds of times per minute, and once the log
+shrank below the index of a snapshot being written, compaction emptied the journal and the tick thread
+crashed on every tick (the failure FINDINGS.md describes).
+
+Raft (§5.3) says: "If an existing entry conflicts with a new one (same index but different terms), delete the
+existing entry and all that follow it". ``ConflictOnlyJournal`` defers ``deleteEntriesFrom`` and then:
+
+- an added entry equal (index and term) to the existing one at the cut point is kept, and the cut moves on;
+- a different one is a conflict: the tail is deleted from there and the entry appended;
+- if the message ends with entries left after the cut, those of the current term are kept (only this term's
+  leader wrote entries of this term, and Raft's log matching property makes them the leader's), and the
+  first entry of an older term and everything after it are deleted, because they were not checked against
+  the leader.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+_log = logging.getLogger("pincluster.raft")
+
+
+class ConflictOnlyJournal:
+    """Wraps a PySyncObj ``Journal`` (file or memory); same interface."""
+
+    def __init__(self, inner: Any) -> None:
+        self._j = inner
+        self._cut: int | None = None
+        self.kept = 0
+        self.truncated = 0
+        #: Called with the entries kept by ``_settle`` (not re-sent by the leader): PySyncObj had already
+        #: rolled back the membership changes among them, so they must be applied again.
+        self.on_kept_tail: Callable[[list[Any]], None] | None = None
+
+    # -- the deferred truncation -----------------------------------------------------------------------------
+
+    def _settle(self) -> None:
+        cut = self._cut
+        if cut is None:
+            return
+        self._cut = None
+        n = len(self._j)
+        if cut >= n:
+            return
+        term = self._j.getCurrentTerm()
+        pos = cut
+        while pos < n and self._j[pos][2] == term:
+            pos += 1
+        if pos < n:
+            self.truncated += n - pos
+            _log.debug("Raft journal: dropping %d unchecked entries of older terms from position %d", n - pos, pos)
+            self._j.deleteEntriesFrom(pos)
+        if pos > cut:
+            self.kept += pos - cut
+            if self.on_kept_tail is not None:
+                self.on_kept_tail([self._j[i] for i in range(cut, pos)])
+
+    def deleteEntriesFrom(self, entryFrom: int) -> None:
+        self._settle()
+        self._cut = max(0, entryFrom)
+
+    def add(self, command: bytes, idx: int, term: int) -> None:
+        cut = self._cut
+        if cut is not None:
+            if cut < len(self._j):
+                existing = self._j[cut]
+                if existing[1] == idx and existing[2] == term:
+                    self._cut = cut + 1
+                    self.kept += 1
+                    return
+                self.truncated += len(self._j) - cut
+                _log.info("Raft journal: entry %d conflicts with the leader's (term %d, ours %d); truncating",
+                          idx, term, existing[2])
+                self._j.deleteEntriesFrom(cut)
+            self._cut = None
+        self._j.add(command, idx, term)
+
+    # -- everything else settles first, then delegates --------------------------------------------------------
+
+    def clear(self) -> None:
+        self._cut = None
+        self._j.clear()
+
+    def deleteEntriesTo(self, entryTo: int) -> None:
+        self._settle()
+        self._j.deleteEntriesTo(entryTo)
+
+    def __getitem__(self, item: Any) -> Any:
+        self._settle()
+        return self._j[item]
+
+    def __len__(self) -> int:
+        self._settle()
+        return len(self._j)
+
+    def __getattr__(self, name: str) -> Any:
+        # setRaftCommitIndex, getCurrentTerm, setCurrentTerm, onOneSecondTimer, _destroy, flush …
+        if name.startswith("__"):
+            raise AttributeError(name)
+        self._settle()
+        return getattr(self._j, name)
+
+
+class _DeferredTruncationFilter(logging.Filter):
+    """PySyncObj logs "truncating already-applied log entries" before it calls ``deleteEntriesFrom``; with
+    ``ConflictOnlyJournal`` nothing is truncated unless an entry conflicts, so the CRITICAL line is wrong."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("truncating already-applied log entries")
+
+
+def install() -> None:
+    """Make PySyncObj create every journal wrapped in ``ConflictOnlyJournal`` (idempotent)."""
+    import pysyncobj.syncobj as ps
+
+    if getattr(ps.createJournal, "_pincluster", False):
+        return
+    logging.getLogger("pysyncobj.syncobj").addFilter(_DeferredTruncationFilter())
+    original = ps.createJournal
+
+    def create_journal(journalFile: str | None = None) -> ConflictOnlyJournal:
+        return ConflictOnlyJournal(original(journalFile))
+
+    create_journal._pincluster = True  # type: ignore[attr-defined]
+    ps.createJournal = create_journal

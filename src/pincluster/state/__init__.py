@@ -1,0 +1,1 @@
+"""pincluster.state."""

@@ -1,0 +1,460 @@
+"""The pinset on disk: one SQLite database in WAL mode, with a format version and a migrations hook.
+
+Why SQLite: it is in the standard library, gives atomic multi-row commits (one Raft batch = one transaction =
+one fsync), readers that never block the writer (WAL), ordered iteration by key for streaming in CID order,
+and consistent copies of itself (``VACUUM INTO``) without stopping writes, which is what Raft snapshots need.
+
+Layout::
+
+    meta(key TEXT PRIMARY KEY, value)     format_version, applied_index, applied_term
+    pins(key BLOB PRIMARY KEY, value BLOB) WITHOUT ROWID    key = CID bytes, value = compact Pin encoding
+
+``applied_index`` is the Raft log index of the last batch written, committed in the same transaction as the
+batch. Applying an entry whose index is not above it is a no-op, which makes apply idempotent: PySyncObj
+re-applies journal entries after a restart and sometimes re-adds entries it already applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from pincluster.errors import InvalidInput, StateError
+
+log = logging.getLogger("pincluster.raft")
+
+#: Version of the on-disk layout written by this release. Bump it and add a MIGRATIONS entry on any change.
+FORMAT_VERSION: Final = 1
+
+#: ``MIGRATIONS[v]`` upgrades a database from version ``v`` to ``v + 1`` inside one transaction.
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {}
+
+UPGRADE_COMMAND: Final = "ipfs-cluster-service state upgrade"
+
+OP_PUT: Final = 1
+OP_DELETE: Final = 2
+
+#: One state change: ``(OP_PUT, key, value)`` or ``(OP_DELETE, key, None)``.
+Op = tuple[int, bytes, bytes | None]
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS pins (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID",
+)
+
+
+class StateVersionError(StateError):
+    """The state on disk has another format version than this program writes."""
+
+    def __init__(self, path: Path, found: int, expected: int) -> None:
+        self.found = found
+        self.expected = expected
+        if found < expected and all(v in MIGRATIONS for v in range(found, expected)):
+            advice = f"run `{UPGRADE_COMMAND}` to upgrade it, then start again"
+        elif found < expected:
+            advice = (
+                f"no automatic upgrade exists from version {found}; export the state with the older release "
+                f"(`ipfs-cluster-service state export`) and import it with this one (or try `{UPGRADE_COMMAND}`)"
+            )
+        else:
+            advice = (
+                f"it was written by a newer release; run that release, or export with it and import here "
+                f"(`{UPGRADE_COMMAND}` cannot downgrade)"
+            )
+        super().__init__(
+            f"the state in {path} has format version {found}, but this version of pincluster uses format "
+            f"version {expected}: {advice}"
+        )
+
+
+class SnapshotSuperseded(StateError):
+    """A snapshot was dropped because a newer one arrived while it was being written."""
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotInfo:
+    """What a snapshot file says about itself."""
+
+    format_version: int
+    applied_index: int
+    applied_term: int
+    count: int
+    extra: Mapping[str, bytes]
+
+
+def _connect(path: Path | str, *, readonly: bool = False) -> sqlite3.Connection:
+    uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
+    conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=30.0)
+    return conn
+
+
+def _read_meta(conn: sqlite3.Connection) -> dict[str, object]:
+    try:
+        rows = conn.execute("SELECT key, value FROM meta").fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise StateError(f"cannot read the state metadata: {exc}") from exc
+    return {str(k): v for k, v in rows}
+
+
+def _as_int(value: object, name: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, (str, bytes)):
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    raise StateError(f"the state metadata key {name!r} holds {value!r}, not an integer; the state is corrupt")
+
+
+class SQLiteStore:
+    """Synchronous store. One writer (the Raft thread) and any number of readers on other threads.
+
+    Every method is thread-safe. Writes go through one connection serialized by a lock; reads use a second
+    connection (WAL lets them run while a write is in progress) serialized by another lock.
+    """
+
+    def __init__(self, path: Path | str, *, durable: bool = True) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._wlock = threading.Lock()
+        self._rlock = threading.Lock()
+        try:
+            self._w = _connect(self.path)
+            self._w.execute("PRAGMA journal_mode=WAL")
+            # FULL: the WAL is fsynced at every commit, so an acknowledged pin survives a power loss.
+            self._w.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            self._w.execute("PRAGMA wal_autocheckpoint=4000")
+            meta_exists = self._w.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+            ).fetchone()
+            if meta_exists:
+                self._check_version(self._w)
+            else:
+                self._create(self._w)
+            meta = _read_meta(self._w)
+            self._applied_index = _as_int(meta.get("applied_index", 0), "applied_index")
+            self._applied_term = _as_int(meta.get("applied_term", 0), "applied_term")
+            self._r = _connect(self.path)
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"cannot open the state database {self.path}: {exc}") from exc
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+
+    def _create(self, conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        for stmt in _SCHEMA:
+            conn.execute(stmt)
+        conn.execute(
+            "INSERT OR REPLACE INTO meta(key, value) VALUES ('format_version', ?), ('applied_index', 0), "
+            "('applied_term', 0)",
+            (FORMAT_VERSION,),
+        )
+        conn.execute("COMMIT")
+
+    def _check_version(self, conn: sqlite3.Connection) -> None:
+        meta = _read_meta(conn)
+        if "format_version" not in meta:
+            raise StateError(f"the state database {self.path} has no format version; it is not a pincluster state")
+        found = _as_int(meta["format_version"], "format_version")
+        if found != FORMAT_VERSION:
+            raise StateVersionError(self.path, found, FORMAT_VERSION)
+
+    def close(self) -> None:
+        """Close both connections (a WAL checkpoint happens on the last close)."""
+        with self._wlock, self._rlock:
+            self._r.close()
+            self._w.close()
+
+    # -- writes (Raft thread) ----------------------------------------------------------------------------
+
+    @property
+    def applied_index(self) -> int:
+        """Raft index of the last batch written to this store."""
+        return self._applied_index
+
+    @property
+    def applied_term(self) -> int:
+        """Raft term of the last batch written to this store."""
+        return self._applied_term
+
+    def apply(self, index: int, term: int, ops: Iterable[Op]) -> bool:
+        """Write ``ops`` as one transaction tagged with Raft ``index``; skip (return False) if already applied."""
+        with self._wlock:
+            if index and index <= self._applied_index:
+                return False
+            w = self._w
+            w.execute("BEGIN IMMEDIATE")
+            try:
+                for op, key, value in ops:
+                    if op == OP_PUT:
+                        if value is None:
+                            raise InvalidInput("a put operation needs a value")
+                        w.execute("INSERT OR REPLACE INTO pins(key, value) VALUES (?, ?)", (key, value))
+                    elif op == OP_DELETE:
+                        w.execute("DELETE FROM pins WHERE key = ?", (key,))
+                    else:
+                        raise InvalidInput(f"unknown state operation {op!r}")
+                if index:
+                    w.execute(
+                        "UPDATE meta SET value = CASE key WHEN 'applied_index' THEN ? ELSE ? END "
+                        "WHERE key IN ('applied_index', 'applied_term')",
+                        (index, term),
+                    )
+                w.execute("COMMIT")
+            except BaseException:
+                w.execute("ROLLBACK")
+                raise
+            if index:
+                self._applied_index = index
+                self._applied_term = term
+            return True
+
+    def put_many(self, items: Iterable[tuple[bytes, bytes]]) -> int:
+        """Offline bulk insert (``state import``): not tagged with a Raft index. Returns the number written."""
+        n = 0
+
+        def ops() -> Iterable[Op]:
+            nonlocal n
+            for k, v in items:
+                n += 1
+                yield (OP_PUT, k, v)
+
+        self.apply(0, 0, ops())
+        return n
+
+    def clear(self) -> None:
+        """Remove every pin and reset the applied index (``state cleanup`` / fresh Raft)."""
+        with self._wlock:
+            self._w.execute("BEGIN IMMEDIATE")
+            self._w.execute("DELETE FROM pins")
+            self._w.execute("UPDATE meta SET value = 0 WHERE key IN ('applied_index', 'applied_term')")
+            self._w.execute("COMMIT")
+            self._applied_index = 0
+            self._applied_term = 0
+
+    # -- reads (any thread) ------------------------------------------------------------------------------
+
+    def get(self, key: bytes) -> bytes | None:
+        with self._rlock:
+            row = self._r.execute("SELECT value FROM pins WHERE key = ?", (key,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def count(self) -> int:
+        with self._rlock:
+            row = self._r.execute("SELECT count(*) FROM pins").fetchone()
+        return int(row[0])
+
+    def page(self, after: bytes | None, limit: int) -> list[tuple[bytes, bytes]]:
+        """Up to ``limit`` entries with key > ``after`` in key order (keyset pagination: no long transaction)."""
+        with self._rlock:
+            if after is None:
+                cur = self._r.execute("SELECT key, value FROM pins ORDER BY key LIMIT ?", (limit,))
+            else:
+                cur = self._r.execute(
+                    "SELECT key, value FROM pins WHERE key > ? ORDER BY key LIMIT ?", (after, limit)
+                )
+            return [(bytes(k), bytes(v)) for k, v in cur.fetchall()]
+
+    # -- snapshots ---------------------------------------------------------------------------------------
+
+    def snapshot_to(
+        self,
+        dest: Path | str,
+        extra: Mapping[str, bytes] | None = None,
+        *,
+        commit: Callable[[], bool] | None = None,
+    ) -> SnapshotInfo:
+        """Write a consistent copy of the store to ``dest`` (atomically), adding ``extra`` metadata.
+
+        Runs ``VACUUM INTO`` on its own connection, so the writer keeps applying while the copy is made; the
+        copy is one read transaction, hence consistent, and carries its own ``applied_index``. ``commit`` is
+        asked just before the copy replaces ``dest``; if it says no, the copy is dropped (SnapshotSuperseded).
+        """
+        dest = Path(dest)
+        tmp = dest.with_name(dest.name + ".snap.tmp")
+        for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm"), Path(f"{tmp}-journal")):
+            leftover.unlink(missing_ok=True)
+        src = _connect(self.path)
+        try:
+            src.execute("VACUUM INTO ?", (str(tmp),))
+        finally:
+            src.close()
+        copy = _connect(tmp)
+        try:
+            copy.execute("PRAGMA journal_mode=DELETE")
+            copy.execute("BEGIN IMMEDIATE")
+            for k, v in (extra or {}).items():
+                copy.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (f"x:{k}", v))
+            copy.execute("COMMIT")
+            info = _snapshot_info(copy, tmp)
+        finally:
+            copy.close()
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        if commit is not None and not commit():
+            tmp.unlink(missing_ok=True)
+            raise SnapshotSuperseded(f"a newer snapshot replaced {dest} while this one was being written")
+        os.replace(tmp, dest)
+        _fsync_dir(dest.parent)
+        return info
+
+    def restore_from(self, src_path: Path | str) -> SnapshotInfo:
+        """Replace the whole content of this store by the snapshot at ``src_path`` (SQLite backup API)."""
+        info = read_snapshot_info(src_path)
+        src = _connect(src_path, readonly=True)
+        try:
+            with self._wlock, self._rlock:
+                src.backup(self._w)
+                self._w.execute("PRAGMA journal_mode=WAL")
+                self._w.execute("DELETE FROM meta WHERE key LIKE 'x:%'")
+                self._applied_index = info.applied_index
+                self._applied_term = info.applied_term
+        finally:
+            src.close()
+        return info
+
+
+def _snapshot_info(conn: sqlite3.Connection, path: Path | str) -> SnapshotInfo:
+    meta = _read_meta(conn)
+    if "format_version" not in meta:
+        raise StateError(f"{path} is not a pincluster state snapshot (no format version)")
+    version = _as_int(meta["format_version"], "format_version")
+    if version != FORMAT_VERSION:
+        raise StateVersionError(Path(path), version, FORMAT_VERSION)
+    extra: dict[str, bytes] = {}
+    for k, v in meta.items():
+        if k.startswith("x:"):
+            extra[k[2:]] = bytes(v) if isinstance(v, (bytes, bytearray, memoryview)) else str(v).encode()
+    count = int(conn.execute("SELECT count(*) FROM pins").fetchone()[0])
+    return SnapshotInfo(
+        format_version=version,
+        applied_index=_as_int(meta.get("applied_index", 0), "applied_index"),
+        applied_term=_as_int(meta.get("applied_term", 0), "applied_term"),
+        count=count,
+        extra=extra,
+    )
+
+
+def read_snapshot_info(path: Path | str) -> SnapshotInfo:
+    """Open a snapshot file read-only and return its metadata; refuses other format versions."""
+    if not Path(path).is_file():
+        raise StateError(f"snapshot file {path} does not exist")
+    try:
+        conn = _connect(path, readonly=True)
+    except sqlite3.DatabaseError as exc:
+        raise StateError(f"cannot open snapshot {path}: {exc}") from exc
+    try:
+        return _snapshot_info(conn, path)
+    except sqlite3.DatabaseError as exc:
+        raise StateError(f"snapshot {path} is not a valid state database: {exc}") from exc
+    finally:
+        conn.close()
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_format_version(path: Path | str) -> int | None:
+    """The format version of the state at ``path``, or None when there is no state there yet."""
+    p = Path(path)
+    if not p.exists():
+        return None
+    conn = _connect(p, readonly=True)
+    try:
+        return _as_int(_read_meta(conn).get("format_version", 0), "format_version")
+    finally:
+        conn.close()
+
+
+def upgrade(path: Path | str, migrations: Mapping[int, Callable[[sqlite3.Connection], None]] | None = None) -> int:
+    """Bring the state at ``path`` to FORMAT_VERSION by running the migrations in order (``state upgrade``).
+
+    Each step runs in its own transaction together with the version bump, so an interrupted upgrade leaves a
+    state of a known version. Returns the version found before upgrading.
+    """
+    steps = MIGRATIONS if migrations is None else migrations
+    p = Path(path)
+    conn = _connect(p)
+    try:
+        found = _as_int(_read_meta(conn).get("format_version", 0), "format_version")
+        if found > FORMAT_VERSION:
+            raise StateVersionError(p, found, FORMAT_VERSION)
+        version = found
+        while version < FORMAT_VERSION:
+            step = steps.get(version)
+            if step is None:
+                raise StateVersionError(p, version, FORMAT_VERSION)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                step(conn)
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'format_version'", (version + 1,))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            log.info("upgraded the state in %s from format version %d to %d", p, version, version + 1)
+            version += 1
+        return found
+    finally:
+        conn.close()
+
+
+class SQLiteState:
+    """Async ``State`` over a ``SQLiteStore``: reads run in worker threads, never on the event loop."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+
+    @property
+    def store(self) -> SQLiteStore:
+        return self._store
+
+    @property
+    def format_version(self) -> int:
+        return FORMAT_VERSION
+
+    async def get(self, key: bytes) -> bytes | None:
+        return await asyncio.to_thread(self._store.get, key)
+
+    async def has(self, key: bytes) -> bool:
+        return (await asyncio.to_thread(self._store.get, key)) is not None
+
+    async def count(self) -> int:
+        return await asyncio.to_thread(self._store.count)
+
+    async def list(self, *, page_size: int = 1000) -> AsyncIterator[tuple[bytes, bytes]]:
+        if page_size <= 0:
+            raise InvalidInput(f"page_size must be positive, got {page_size}")
+        after: bytes | None = None
+        while True:
+            rows = await asyncio.to_thread(self._store.page, after, page_size)
+            for row in rows:
+                yield row
+            if len(rows) < page_size:
+                return
+            after = rows[-1][0]
+
+    async def put(self, key: bytes, value: bytes) -> None:
+        await asyncio.to_thread(self._store.apply, 0, 0, [(OP_PUT, key, value)])
+
+    async def delete(self, key: bytes) -> None:
+        await asyncio.to_thread(self._store.apply, 0, 0, [(OP_DELETE, key, None)])
+
+    async def put_many(self, items: Sequence[tuple[bytes, bytes]]) -> int:
+        return await asyncio.to_thread(self._store.put_many, items)

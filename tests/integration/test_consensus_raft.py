@@ -1,0 +1,339 @@
+"""Raft consensus end to end: real peer processes (tests/integration/raft_peer.py) on 127.0.0.1.
+
+One 3-peer cluster is shared by the tests of this module, in order; each test states what it expects.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pincluster.consensus.transport import RaftAuthenticator, sealed_frame
+
+PEER = Path(__file__).with_name("raft_peer.py")
+SECRET = "5a" * 32
+WRONG_SECRET = "a5" * 32
+# small compaction threshold so that snapshots are written and shipped during the tests
+CONFIG = json.dumps({"compaction_min_entries": 40, "commit_timeout": "50ms", "election_timeout": "1s"})
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Peer:
+    def __init__(self, root: Path, peer_id: str, secret: str = SECRET) -> None:
+        self.peer_id = peer_id
+        self.data = root / peer_id
+        self.log_path = root / f"{peer_id}.log"
+        self.raft_port = free_port()
+        self.secret = secret
+        self.proc: subprocess.Popen[str] | None = None
+        self.ctl = 0
+
+    @property
+    def addr(self) -> str:
+        return f"127.0.0.1:{self.raft_port}"
+
+    @property
+    def spec(self) -> str:
+        return f"{self.peer_id}@{self.addr}"
+
+    def start(self, init: str = "", bootstrap: str = "", expect_ready: bool = True) -> str:
+        cmd = [sys.executable, str(PEER), "--peer-id", self.peer_id, "--data", str(self.data),
+               "--raft-port", str(self.raft_port), "--secret", self.secret, "--config", CONFIG]
+        if init:
+            cmd += ["--init", init]
+        if bootstrap:
+            cmd += ["--bootstrap", bootstrap]
+        with open(self.log_path, "a") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
+        line = self.proc.stdout.readline().strip() if self.proc.stdout else ""
+        if expect_ready:
+            assert line.startswith("READY"), f"{self.peer_id} did not start: {line!r}\n{self.log_path.read_text()}"
+            self.ctl = int(line.split()[1])
+        return line
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.ctl}{path}", timeout=60) as r:
+            return json.load(r)
+
+    def post(self, path: str, body: Any, timeout: float = 60) -> Any:
+        req = urllib.request.Request(f"http://127.0.0.1:{self.ctl}{path}", data=json.dumps(body).encode(),
+                                     headers={"content-type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return json.load(r)
+        except urllib.error.HTTPError as exc:
+            return json.load(exc)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        self.proc = None
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None
+
+
+def wait(pred: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = pred()
+            if last:
+                return last
+        except (OSError, urllib.error.URLError, ValueError) as exc:
+            last = exc
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}: {last!r}")
+
+
+class Cluster:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.peers = [Peer(root, f"peer{i}") for i in range(3)]
+        self.init = ",".join(p.spec for p in self.peers)
+
+    def start(self, peer: Peer) -> None:
+        peer.start(init=self.init)
+
+    def live(self) -> list[Peer]:
+        return [p for p in self.peers if p.alive]
+
+    def leader(self, timeout: float = 15) -> Peer:
+        def find() -> Peer | None:
+            sts = [(p, p.get("/status")) for p in self.live()]
+            leaders = {s["leader"] for _, s in sts}
+            if len(leaders) == 1 and None not in leaders:
+                name = leaders.pop()
+                return next((p for p, _ in sts if p.peer_id == name), None)
+            return None
+
+        return wait(find, timeout, "one agreed leader")  # type: ignore[no-any-return]
+
+    def digests(self) -> list[Any]:
+        for p in self.live():
+            r = p.post("/wait_sync", {"timeout": 20})
+            assert r.get("ok"), r
+        return [p.get("/digest") for p in self.live()]
+
+    def converged(self, timeout: float = 30) -> Any:
+        def same() -> Any:
+            ds = [p.get("/digest") for p in self.live()]
+            return ds[0] if all(d == ds[0] for d in ds) else None
+
+        return wait(same, timeout, "identical state on every live peer")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    c = Cluster(tmp_path_factory.mktemp("raft"))
+    for p in c.peers:
+        c.start(p)
+    c.leader()
+    yield c
+    for p in c.peers + getattr(c, "extra", []):
+        p.stop()
+
+
+def keys(n: int, tag: str) -> list[str]:
+    return [(tag.encode().hex() + os.urandom(16).hex()) for _ in range(n)]
+
+
+def test_1000_concurrent_pins_through_every_peer_are_identical(cluster: Cluster) -> None:
+    ks = keys(1000, "c")
+    chunks = [ks[i::30] for i in range(30)]
+    with ThreadPoolExecutor(30) as ex:
+        results = list(ex.map(lambda ic: cluster.peers[ic[0] % 3].post("/pin", {"keys": ic[1]}), enumerate(chunks)))
+    acked = sum(len(r["acked"]) for r in results)
+    assert acked == 1000, [r["failed"][:3] for r in results if r["failed"]]
+    ds = cluster.converged()
+    assert ds["count"] == 1000 and ds["ordered"]
+    assert all(p.post("/has", {"keys": ks})["missing"] == [] for p in cluster.peers)
+
+
+def test_kill_leader_during_writes_keeps_every_acknowledged_write(cluster: Cluster) -> None:
+    leader = cluster.leader()
+    followers = [p for p in cluster.peers if p is not leader]
+    acked: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def writer(peer: Peer) -> None:
+        while not stop.is_set():
+            try:
+                r = peer.post("/pin", {"keys": keys(20, "k")}, timeout=40)
+            except OSError:
+                continue
+            with lock:
+                acked.extend(r["acked"])
+
+    threads = [threading.Thread(target=writer, args=(followers[i % 2],)) for i in range(4)]
+    for t in threads:
+        t.start()
+    wait(lambda: len(acked) > 200, 20, "writes before the kill")
+    leader.kill()
+    killed_at = time.monotonic()
+
+    def new_leader() -> bool:
+        sts = [p.get("/status") for p in followers]
+        return all(s["leader"] not in (None, leader.peer_id) and s["leader"] == sts[0]["leader"] for s in sts)
+
+    wait(new_leader, 10, "a new leader")
+    failover = time.monotonic() - killed_at
+    n_at_failover = len(acked)
+    wait(lambda: len(acked) > n_at_failover + 200, 20, "writes after the failover")
+    stop.set()
+    for t in threads:
+        t.join(60)
+    assert failover < 5.0, f"failover took {failover:.2f}s"
+    cluster.start(leader)
+    ds = cluster.converged(40)
+    assert ds["count"] >= len(acked)
+    for p in cluster.peers:
+        assert p.post("/has", {"keys": acked})["missing"] == [], p.peer_id
+    print(f"failover {failover:.2f}s, {len(acked)} acknowledged writes kept")
+
+
+def test_restart_all_three_keeps_state(cluster: Cluster) -> None:
+    cluster.leader()
+    before = cluster.converged()
+    for p in cluster.peers:
+        p.stop()
+    for p in cluster.peers:
+        cluster.start(p)
+    cluster.leader(20)
+    after = cluster.converged()
+    assert after == before
+
+
+def test_peer_with_deleted_data_folder_catches_up(cluster: Cluster) -> None:
+    leader = cluster.leader()
+    # many small entries so that the leader compacts its log and must ship a snapshot
+    for _ in range(10):
+        leader.post("/pin", {"keys": keys(1, "s")})
+    for chunk in range(6):
+        cluster.peers[chunk % 3].post("/pin", {"keys": keys(5, "s")})
+    victim = next(p for p in cluster.peers if p is not leader)
+    victim.stop()
+    shutil.rmtree(victim.data)
+    cluster.peers[cluster.peers.index(leader)].post("/pin", {"keys": keys(50, "w")})
+    cluster.start(victim)
+    expected = leader.get("/digest")
+    wait(lambda: victim.get("/digest") == leader.get("/digest"), 40, "the wiped peer to catch up")
+    assert victim.get("/digest")["count"] >= expected["count"]
+
+
+def test_fourth_peer_joins_receives_state_and_is_removed(cluster: Cluster) -> None:
+    leader = cluster.leader()
+    d = Peer(cluster.root, "peer3")
+    cluster.extra = [d]  # type: ignore[attr-defined]
+    d.start(bootstrap=cluster.peers[1].addr)
+    wait(lambda: d.get("/digest") == leader.get("/digest"), 40, "the new peer to receive the state")
+    assert d.peer_id in leader.get("/status")["peers"]
+    d.post("/pin", {"keys": keys(10, "d")})
+    cluster.converged()
+    r = leader.post("/rm_peer", {"peer_id": d.peer_id})
+    assert "error" not in r, r
+    wait(lambda: all(d.peer_id not in p.get("/status")["peers"] for p in cluster.peers), 10, "removal")
+    d.stop()
+    r = cluster.peers[2].post("/pin", {"keys": keys(10, "r")})
+    assert len(r["acked"]) == 10
+
+
+def test_peer_with_wrong_secret_cannot_join_and_says_why(cluster: Cluster) -> None:
+    e = Peer(cluster.root, "peerX", secret=WRONG_SECRET)
+    line = e.start(bootstrap=cluster.peers[0].addr, expect_ready=False)
+    assert e.proc is not None
+    assert e.proc.wait(30) == 1
+    assert line.startswith("ERROR") and "does not share the same cluster.secret" in line, line
+    assert "does not share the same cluster.secret" in e.log_path.read_text()
+    member_log = cluster.peers[0].log_path.read_text()
+    assert "does not share the same cluster.secret" in member_log
+    assert "peerX" not in cluster.peers[0].get("/status")["peers"]
+
+
+class _Exploit:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("with_secret", [False, True])
+def test_pickle_exploit_sent_to_raft_port_does_not_run(cluster: Cluster, tmp_path: Path, with_secret: bool) -> None:
+    marker = tmp_path / "pwned"
+    payload = pickle.dumps(_Exploit(str(marker)), 2)
+    auth = RaftAuthenticator(bytes.fromhex(SECRET)) if with_secret else None
+    target = cluster.peers[0]
+    with socket.create_connection(("127.0.0.1", target.raft_port), timeout=5) as s:
+        if auth is not None:
+            # a secret holder completes the handshake first (random key), then sends the exploit as a message
+            s.sendall(sealed_frame(pickle.dumps(os.urandom(32), 2), auth))
+            time.sleep(0.3)
+        s.sendall(sealed_frame(payload, auth))
+        # and once more, bare, as a first message
+        s.sendall(sealed_frame(payload, auth))
+        time.sleep(0.5)
+    time.sleep(0.3)
+    assert not marker.exists(), "the pickle ran code on the Raft peer"
+    log_text = target.log_path.read_text()
+    if with_secret:
+        assert "refused to unpickle the global posix.system" in log_text
+    # the cluster still works
+    r = cluster.peers[1].post("/pin", {"keys": keys(5, "p")})
+    assert len(r["acked"]) == 5
+
+
+def test_state_format_version_refusal(tmp_path: Path) -> None:
+    p = Peer(tmp_path, "old")
+    p.data.mkdir(parents=True)
+    db = sqlite3.connect(p.data / "state.sqlite")
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID")
+    db.execute("CREATE TABLE pins (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID")
+    db.execute("INSERT INTO meta VALUES ('format_version', 0), ('applied_index', 0), ('applied_term', 0)")
+    db.commit()
+    db.close()
+    line = p.start(init=p.spec, expect_ready=False)
+    assert p.proc is not None and p.proc.wait(30) == 1
+    assert "format version 0" in line and "format version 1" in line, line
+    assert "ipfs-cluster-service state upgrade" in line, line

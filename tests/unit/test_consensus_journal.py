@@ -1,0 +1,65 @@
+"""ConflictOnlyJournal: PySyncObj's log is truncated only on a real conflict."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pysyncobj.journal import MemoryJournal
+
+from pincluster.consensus.journal import ConflictOnlyJournal
+
+
+def make(entries: list[tuple[int, int]], term: int) -> ConflictOnlyJournal:
+    j = ConflictOnlyJournal(MemoryJournal())
+    for idx, t in entries:
+        j.add(b"c%d" % idx, idx, t)
+    j.setCurrentTerm(term, None)
+    return j
+
+
+def ids(j: ConflictOnlyJournal) -> list[tuple[int, int]]:
+    return [(j[i][1], j[i][2]) for i in range(len(j))]
+
+
+def test_stale_message_does_not_shorten_the_log() -> None:
+    j = make([(1, 1), (2, 1), (3, 1), (4, 1), (5, 1)], term=1)
+    j.deleteEntriesFrom(2)  # PySyncObj: prevLogIdx = 2, delete everything after it
+    j.add(b"c3", 3, 1)  # the same entry again
+    assert ids(j) == [(1, 1), (2, 1), (3, 1), (4, 1), (5, 1)]
+    assert j.truncated == 0 and j.kept == 3
+
+
+def test_conflict_truncates_from_the_conflicting_entry() -> None:
+    j = make([(1, 1), (2, 1), (3, 1), (4, 1)], term=2)
+    j.deleteEntriesFrom(2)
+    j.add(b"new", 3, 2)  # same index, newer term: conflict
+    assert ids(j) == [(1, 1), (2, 1), (3, 2)]
+    assert j[2][0] == b"new"
+
+
+def test_unchecked_tail_of_an_older_term_is_dropped() -> None:
+    j = make([(1, 1), (2, 1), (3, 1), (4, 1)], term=2)
+    j.deleteEntriesFrom(2)  # heartbeat of the term-2 leader with no entries
+    assert ids(j) == [(1, 1), (2, 1)]  # entries 3-4 of term 1 were never checked: gone
+
+
+def test_kept_tail_is_reported_for_membership_replay() -> None:
+    seen: list[Any] = []
+    j = make([(1, 3), (2, 3), (3, 3)], term=3)
+    j.on_kept_tail = seen.extend
+    j.deleteEntriesFrom(1)
+    assert len(j) == 3
+    assert [e[1] for e in seen] == [2, 3]
+
+
+def test_append_after_the_end_and_clear() -> None:
+    j = make([(1, 1), (2, 1)], term=1)
+    j.deleteEntriesFrom(2)
+    j.add(b"c3", 3, 1)
+    assert ids(j) == [(1, 1), (2, 1), (3, 1)]
+    j.deleteEntriesFrom(0)
+    j.clear()
+    assert len(j) == 0
+    j.add(b"x", 7, 1)
+    assert ids(j) == [(7, 1)]
+    assert j.getCurrentTerm() == 1

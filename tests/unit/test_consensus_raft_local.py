@@ -1,0 +1,138 @@
+"""RaftConsensus in-process, one peer (real PySyncObj thread, real socket on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+import pytest
+
+from pincluster.consensus.config import RaftConfig
+from pincluster.consensus.interface import Consensus
+from pincluster.consensus.raft import DUMP_FILE, RaftConsensus, clean_raft_folder
+from pincluster.consensus.transport import RaftAuthenticator, raft_request
+from pincluster.errors import InvalidInput, NotFound, PeerError, Unavailable
+from pincluster.state.store import OP_DELETE, OP_PUT, Op
+
+SECRET = bytes.fromhex("33" * 32)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make(folder: Path, port: int, applied: list[list[Op]] | None = None, **cfg: object) -> RaftConsensus:
+    config = RaftConfig.from_mapping({"listen_multiaddress": f"/ip4/127.0.0.1/tcp/{port}", **cfg})
+    return RaftConsensus(
+        peer_id="QmSelf", config=config, secret=SECRET, data_folder=folder,
+        on_apply=(applied.append if applied is not None else None),
+    )
+
+
+async def test_single_peer_pins_unpins_restarts_and_snapshots(tmp_path: Path) -> None:
+    port = free_port()
+    applied: list[list[Op]] = []
+    raft = make(tmp_path / "raft", port, applied, compaction_min_entries=5)
+    await raft.start()
+    try:
+        assert isinstance(raft, Consensus)
+        await raft.ready(10)
+        assert await raft.leader() == "QmSelf"
+        assert await raft.peers() == ["QmSelf"] and raft.is_trusted_peer("QmSelf")
+        assert not raft.is_trusted_peer("QmOther")
+        keys = [i.to_bytes(4, "big") for i in range(300)]
+        await asyncio.gather(*(raft.log_pin(k, b"v" + k) for k in keys))
+        assert await raft.state.count() == 300
+        assert [k async for k, _ in raft.state.list()] == keys
+        for k in keys[:20]:  # one entry each: enough entries for a compaction
+            await raft.log_unpin(k)
+        with pytest.raises(NotFound):
+            await raft.log_unpin(keys[0])
+        assert await raft.state.count() == 280
+        await asyncio.sleep(0.05)
+        ops = [op for batch in applied for op in batch]
+        assert sum(1 for op in ops if op[0] == OP_PUT) == 300
+        assert sum(1 for op in ops if op[0] == OP_DELETE) == 20
+        for _ in range(100):
+            if raft.snapshots_written:
+                break
+            await asyncio.sleep(0.05)
+        assert raft.snapshots_written >= 1 and (tmp_path / "raft" / DUMP_FILE).exists()
+        status = await asyncio.to_thread(raft_request, RaftAuthenticator(SECRET), f"127.0.0.1:{port}", ["status"], 5)
+        assert status["leader"].id == raft.self_spec
+        with pytest.raises(PeerError):
+            await asyncio.to_thread(
+                raft_request, RaftAuthenticator(b"other" * 4), f"127.0.0.1:{port}", ["status"], 5
+            )
+    finally:
+        await raft.shutdown()
+    with pytest.raises(Unavailable):
+        await raft.log_pin(b"late", b"x")
+
+    again = make(tmp_path / "raft", port)
+    await again.start()
+    try:
+        await again.ready(10)
+        assert await again.state.count() == 280
+        await again.log_pin(b"after", b"restart")
+        assert await again.state.get(b"after") == b"restart"
+    finally:
+        await again.shutdown()
+    backup = await again.clean()
+    assert backup is not None and backup.name == "raft.old.0" and not (tmp_path / "raft").exists()
+
+
+def test_clean_rotates_backups(tmp_path: Path) -> None:
+    for _ in range(4):
+        (tmp_path / "raft").mkdir()
+        (tmp_path / "raft" / DUMP_FILE).write_bytes(b"x")
+        clean_raft_folder(tmp_path / "raft", backups_rotate=3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["raft.old.0", "raft.old.1", "raft.old.2"]
+    (tmp_path / "raft").mkdir()  # nothing worth keeping: just deleted
+    assert clean_raft_folder(tmp_path / "raft", 3) is None and not (tmp_path / "raft").exists()
+
+
+def test_constructor_validates(tmp_path: Path) -> None:
+    cfg = RaftConfig.from_mapping({"listen_multiaddress": "/ip4/0.0.0.0/tcp/9098"})
+    with pytest.raises(InvalidInput, match="advertise"):
+        RaftConsensus(peer_id="Qm", config=cfg, secret=SECRET, data_folder=tmp_path)
+    with pytest.raises(InvalidInput):
+        RaftConsensus(peer_id="Qm", config=cfg, secret=SECRET, data_folder=tmp_path, advertise_host="h",
+                      max_inflight=5000)
+    with pytest.raises(InvalidInput):
+        RaftConsensus(peer_id="Qm", config=RaftConfig.from_mapping({"listen_multiaddress": "/ip4/1.2.3.4/udp/1"}),
+                      secret=SECRET, data_folder=tmp_path)
+
+
+async def test_typed_pinset_over_raft(tmp_path: Path) -> None:
+    from dataclasses import dataclass
+
+    from pincluster.consensus.pinset import TypedPinset
+
+    @dataclass(frozen=True)
+    class FakePin:
+        key: bytes
+        name: str
+
+    raft = make(tmp_path / "raft", free_port())
+    await raft.start()
+    try:
+        await raft.ready(10)
+        pins: TypedPinset[FakePin] = TypedPinset(
+            raft,
+            encode=lambda p: p.name.encode(),
+            decode=lambda raw: FakePin(b"?", raw.decode()),
+            key=lambda p: p.key,
+        )
+        await pins.log_pin(FakePin(b"\x02", "two"))
+        await pins.log_pin(FakePin(b"\x01", "one"))
+        assert [p.name async for p in pins.list()] == ["one", "two"]
+        got = await pins.get(b"\x02")
+        assert got is not None and got.name == "two"
+        await pins.log_unpin(b"\x02")
+        assert await pins.get(b"\x02") is None
+    finally:
+        await raft.shutdown()
