@@ -54,6 +54,7 @@ class Peer:
     index: int
     folder: Path
     proc: subprocess.Popen[bytes] | None = None
+    _log_offset: int = 0  # where this run's lines begin in the (appended) log file
 
     @property
     def log_path(self) -> Path:
@@ -92,6 +93,7 @@ class Peer:
         return f"http://{parts[2]}:{parts[4]}/api/v0"
 
     def start(self, *args: str, loglevel: str = "info") -> None:
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         logf = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [SERVICE, "-c", str(self.folder), "--loglevel", loglevel, "daemon", *args],
@@ -136,22 +138,32 @@ class Peer:
         """kill -9: no orderly shutdown at all."""
         self.stop(signal.SIGKILL, timeout=5)
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+    def log(self, *, this_run: bool = False) -> str:
+        """The peer's log; with ``this_run``, only what the current daemon wrote."""
+        if not self.log_path.exists():
+            return ""
+        with self.log_path.open("rb") as f:
+            if this_run:
+                f.seek(self._log_offset)
+            return f.read().decode(errors="replace")
 
     def api(self, method: str, path: str, body: bytes | None = None, timeout: float = 30) -> tuple[int, Any]:
         """One REST call; returns (status, decoded JSON, or a list for NDJSON streams, or None)."""
         req = urllib.request.Request(self.rest + path, data=body, method=method)
+        streamed = False
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 raw = resp.read()
                 status = resp.status
+                streamed = "X-Stream-Error" in resp.headers.get("Trailer", "")
         except urllib.error.HTTPError as err:
             raw = err.read()
             status = err.code
         text = raw.decode()
         if not text.strip():
-            return status, None
+            return status, [] if streamed else None
+        if streamed:
+            return status, [json.loads(line) for line in text.splitlines() if line.strip()]
         try:
             return status, json.loads(text)
         except json.JSONDecodeError:
@@ -165,7 +177,7 @@ class Peer:
                 raise RuntimeError(f"peer{self.index} exited with {self.proc.returncode}:\n{self.log()[-4000:]}")
             try:
                 status, _ = self.api("GET", "/id", timeout=5)
-                if status == 200 and "IPFS Cluster is READY" in self.log():
+                if status == 200 and "IPFS Cluster is READY" in self.log(this_run=True):
                     return
             except OSError:
                 pass

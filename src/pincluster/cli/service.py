@@ -340,7 +340,7 @@ def _write_init(
 
 def main() -> None:
     """Console-script entry point."""
-    from pincluster.cli import daemon  # noqa: F401  (registers the subcommand)
+    from pincluster.cli import daemon, state  # noqa: F401  (registers the subcommands)
 
     cli(prog_name=PROGRAM)
 
