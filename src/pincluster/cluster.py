@@ -448,10 +448,31 @@ class Cluster:
                 continue
             with contextlib.suppress(Exception):
                 peers = await self.consensus.peers()
-                if peers and str(self.peer_id) not in peers:
+                if (peers and str(self.peer_id) not in peers) or await self._removed_per_others(peers):
                     log.warning("this peer was removed from the cluster peerset: shutting down")
                     self._shutdown_requested.set()
                     return
+
+    async def _removed_per_others(self, peers: list[str]) -> bool:
+        """Whether the other members say this peer is no longer one of them.
+
+        PySyncObj's leader stops replicating to a peer as soon as it removes it, so the removed peer may never
+        see its own removal: its local peerset still lists it, and it only loses its leader. So a peer without
+        a leader asks the others (``Cluster.ID`` is open to any peer); when every one that answers lists a
+        peerset without this peer, it was removed.
+        """
+        try:
+            await self.consensus.leader()
+            return False
+        except PinclusterError:
+            pass
+        others = [PeerID.decode(p) for p in peers if p != str(self.peer_id)]
+        if not others:
+            return False
+        results = await self.rpc.call_many(others, "Cluster.ID", result_type=ID, timeout=STATUS_TIMEOUT)
+        # A peer that is still starting reports only itself: that says nothing about us, so it does not count.
+        answers = [r for r in results if not isinstance(r, BaseException) and len(r.cluster_peers) > 1]
+        return bool(answers) and all(self.peer_id not in r.cluster_peers for r in answers)
 
     @property
     def shutdown_requested(self) -> asyncio.Event:

@@ -21,6 +21,7 @@ from typing import Any
 
 from pincluster.config import IDENTITY_JSON, ServiceConfig, load_config, load_identity
 from pincluster.errors import ConfigError, InvalidInput, PeerError, PinclusterError, Unavailable
+from pincluster.p2p.errors import SecretMismatch
 from pincluster.types.multiaddr import Multiaddr
 
 log = logging.getLogger("pincluster.cluster")
@@ -159,6 +160,28 @@ class Daemon:
         if self.options.leave:
             log.info("this peer will leave the cluster on shutdown (--leave)")
 
+    async def _leave_through_leader(self) -> bool:
+        """Ask the Raft leader to remove this peer, as Go's RmPeer does; True once the leader confirmed it.
+
+        A follower's own removal request is forwarded by PySyncObj, but the leader drops its link to the peer
+        as soon as it removes it, so the confirmation never arrives and the follower waits for its full
+        timeout (about 30 s) without knowing. Through the leader's RPC the answer comes back at once. The
+        leader itself (or a peer without a leader) uses the consensus' own leave.
+        """
+        from pincluster.types.peer import PeerID
+
+        try:
+            leader = await self.consensus.leader()
+            me = str(self.consensus.peer_id)
+            if leader == me:
+                return False
+            await self.rpc.call(PeerID.decode(leader), "Consensus.RmPeer", PeerID.decode(me), timeout=15.0)
+        except Exception as exc:  # shutting down: report it and fall back to the consensus leave
+            log.warning("could not leave the peerset through the Raft leader: %s; trying directly", exc)
+            return False
+        log.info("left the cluster peerset")
+        return True
+
     async def _resolve_bootstrap(self, addrs: Sequence[Multiaddr]) -> list[str]:
         """Connect to each bootstrap peer and ask where its Raft endpoint listens."""
         out: list[str] = []
@@ -169,6 +192,12 @@ class Daemon:
             try:
                 pid = await self.host.connect(ma)
                 port_or_addr: str = await self.rpc.call(pid, "Consensus.Address", result_type=str, timeout=10.0)
+            except SecretMismatch as exc:
+                # Said from this peer's side, so the operator knows which service.json to fix.
+                raise PeerError(
+                    f"cannot bootstrap: this peer does not share the same cluster.secret as {ma}; "
+                    "copy cluster.secret from a running peer's service.json (or set CLUSTER_SECRET)"
+                ) from exc
             except PeerError:
                 raise
             except PinclusterError as exc:
@@ -218,6 +247,8 @@ class Daemon:
             with contextlib.suppress(Exception):
                 await self.cluster.shutdown()
         if self.consensus is not None:
+            if leave and await self._leave_through_leader():
+                leave = False
             with contextlib.suppress(Exception):
                 await self.consensus.shutdown(leave=leave)
         if self.host is not None:
