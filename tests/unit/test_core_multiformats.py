@@ -123,11 +123,14 @@ def test_rsa_peer_id_is_hashed() -> None:
 
 def test_go_written_peer_id_parses() -> None:
     # Peer IDs in both forms go-libp2p prints (identity multihash and sha2-256 multihash).
-    for text in ("12D3KooWRzvzPzA3whBoYPu5mQWjt8t4t6F5hM8HuAtTnDfDPkvK", "QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N"):
+    texts = ("12D3KooWRzvzPzA3whBoYPu5mQWjt8t4t6F5hM8HuAtTnDfDPkvK", "QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N")
+    for text in texts:
         assert str(PeerID.decode(text)) == text
 
 
-@pytest.mark.parametrize("bad", ["", "12D3KooW", "Qmfoo", "bafybeif7ztnhq65lumvvtr4ekcwd2ifwgm3awq4zfr3srh462rwyinlb4y"])
+@pytest.mark.parametrize(
+    "bad", ["", "12D3KooW", "Qmfoo", "bafybeif7ztnhq65lumvvtr4ekcwd2ifwgm3awq4zfr3srh462rwyinlb4y"]
+)
 def test_bad_peer_ids(bad: str) -> None:
     with pytest.raises(InvalidPeerID):
         PeerID.decode(bad)

@@ -15,7 +15,8 @@ How the PySyncObj hazards measured in FINDINGS.md are handled here:
   thread (``serializeChecker``), so the Raft thread only starts it; threshold 100k entries, 2 min, or 16 MiB
   of entries (PySyncObj keeps the journal in memory);
 - the journal is not fsynced: a write is acknowledged only after the acknowledging peer committed it to SQLite
-  with ``synchronous=FULL`` (an fsync of the WAL).
+  with ``synchronous=FULL`` (an fsync of the WAL), and followers msync the journal before telling the leader
+  they hold new entries (``sync_journal``, see ``transport.SecretTCPTransport.send``).
 """
 
 from __future__ import annotations
