@@ -125,6 +125,9 @@ class Daemon:
                 "is another peer using this address? Change cluster.listen_multiaddress"
             ) from exc
         self.rpc = RPC(self.host)
+        known = await self.host.bootstrap()  # dial the peers of the peerstore file (errors are logged)
+        if known:
+            log.info("connected to %d known peers from the peerstore", len(known))
         log.info("cluster peer %s listening on %s", ident.peer_id, ", ".join(map(str, self.host.addrs)))
 
         raft_cfg = raft_settings(cfg)

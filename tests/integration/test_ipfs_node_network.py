@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextlib
 import hashlib
@@ -287,3 +288,55 @@ async def test_cli_bootstrap_and_force_pnet(tmp_path: Path, daemons: list[Daemon
     await c.init()
     rc, out = await Daemon.cli("--repo", str(c.repo), "daemon", env={**os.environ, "LIBP2P_FORCE_PNET": "1"})
     assert rc == 1 and "LIBP2P_FORCE_PNET=1" in out and "refusing to start" in out
+
+
+VECTORS = json.loads((Path(__file__).resolve().parents[3] / "shared" / "vectors" / "kubo-cids.json").read_text())
+
+
+def _vector_content(spec: str) -> bytes:
+    """The vectors' formula: gen(n) = the first n bytes of sha256(b'ipfs-cid-vector:%d' % i) for i = 0, 1, …"""
+    if spec.startswith("literal "):
+        return bytes(ast.literal_eval(spec[len("literal "):]))  # a Python bytes literal
+    n = int(spec[4:-1])
+    out = bytearray()
+    i = 0
+    while len(out) < n:
+        out += hashlib.sha256(b"ipfs-cid-vector:%d" % i).digest()
+        i += 1
+    return bytes(out[:n])
+
+
+async def test_cli_add_reproduces_every_kubo_vector(tmp_path: Path, daemons: list[Daemon]) -> None:
+    """`pincluster-ipfs add` (the CLI, through a running daemon) gives every CID of shared/vectors: each file,
+    and the directory tree with every child, as `ipfs add` and `ipfs add -r` print them."""
+    node = Daemon(tmp_path / "node")
+    await node.init()
+    daemons.append(node)
+    await node.start()
+    files = tmp_path / "files"
+    files.mkdir()
+    for name, vec in VECTORS["files"].items():
+        path = files / name
+        path.write_bytes(_vector_content(vec["content"]))
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == vec["sha256"]
+        rc, out = await Daemon.cli("--repo", str(node.repo), "add", "-Q", str(path))
+        assert rc == 0, out
+        assert out.strip() == vec["cid"], name
+    tree = VECTORS["directories"]["dir_tree"]
+    root = tmp_path / "dir_tree"
+    for rel, spec in tree["entries"].items():
+        target = root / rel
+        if rel.endswith("/"):
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(_vector_content(spec))
+    rc, out = await Daemon.cli("--repo", str(node.repo), "add", "-r", str(root))
+    assert rc == 0, out
+    got = {}
+    for line in out.splitlines():
+        _added, cid, name = line.split(" ", 2)
+        got[name] = cid
+    assert got["dir_tree"] == tree["cid"]
+    for rel, cid in tree["children_cids"].items():
+        assert got[f"dir_tree/{rel}"] == cid, rel
