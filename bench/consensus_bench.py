@@ -59,8 +59,9 @@ class Peer:
         with open(self.data.with_suffix(".log"), "a") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, str(PEER), "--peer-id", self.name, "--data", str(self.data), "--raft-port",
-                 str(self.port), "--secret", SECRET, "--init", init, "--config", json.dumps({}), *EXTRA],
-                stdout=subprocess.PIPE, stderr=log, text=True,
+                 str(self.port), "--secret", SECRET, "--init", init, "--config", json.dumps({}),
+                 "--exit-on-stdin-eof", *EXTRA],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
             )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()

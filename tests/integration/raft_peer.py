@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import os
 import signal
 import sys
 
@@ -34,6 +35,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--batch-ops", type=int, default=256)
     p.add_argument("--max-inflight", type=int, default=128)
     p.add_argument("--no-sync-journal", action="store_true")
+    p.add_argument("--exit-on-stdin-eof", action="store_true")
     return p.parse_args(argv)
 
 
@@ -192,6 +194,14 @@ async def main(argv: list[str]) -> int:
     print(f"READY {port}", flush=True)
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
+    if args.exit_on_stdin_eof:
+        # the test or bench that started us holds our stdin: if it dies, we stop instead of lingering
+        def on_stdin() -> None:
+            if not os.read(sys.stdin.fileno(), 1024):
+                loop.remove_reader(sys.stdin.fileno())
+                stop.set()
+
+        loop.add_reader(sys.stdin.fileno(), on_stdin)
     await stop.wait()
     await runner.cleanup()
     await raft.shutdown()

@@ -5,6 +5,7 @@ One 3-peer cluster is shared by the tests of this module, in order; each test st
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
@@ -60,13 +61,16 @@ class Peer:
 
     def start(self, init: str = "", bootstrap: str = "", expect_ready: bool = True) -> str:
         cmd = [sys.executable, str(PEER), "--peer-id", self.peer_id, "--data", str(self.data),
-               "--raft-port", str(self.raft_port), "--secret", self.secret, "--config", CONFIG]
+               "--raft-port", str(self.raft_port), "--secret", self.secret, "--config", CONFIG,
+               "--exit-on-stdin-eof"]
         if init:
             cmd += ["--init", init]
         if bootstrap:
             cmd += ["--bootstrap", bootstrap]
         with open(self.log_path, "a") as log:  # the child keeps its own descriptor
-            self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
+            self.proc = subprocess.Popen(
+                cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True
+            )
         line = self.proc.stdout.readline().strip() if self.proc.stdout else ""
         if expect_ready:
             assert line.startswith("READY"), f"{self.peer_id} did not start: {line!r}\n{self.log_path.read_text()}"
@@ -90,9 +94,15 @@ class Peer:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
-        if self.proc.stdout:
-            self.proc.stdout.close()
+        self._close_pipes()
         self.proc = None
+
+    def _close_pipes(self) -> None:
+        assert self.proc is not None
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
 
     def stop(self) -> None:
         if self.proc is None:
@@ -103,8 +113,7 @@ class Peer:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
-        if self.proc.stdout:
-            self.proc.stdout.close()
+        self._close_pipes()
         self.proc = None
 
     @property
