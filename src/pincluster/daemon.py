@@ -176,8 +176,10 @@ class Daemon:
         try:
             leader = await self.consensus.leader()
             me = str(self.consensus.peer_id)
-            if leader == me:
-                return False
+            if leader == me:  # hand leadership over first: a leader cannot remove itself cleanly
+                leader = await self.consensus.transfer_leadership()
+                if leader is None:
+                    return False
             await self.rpc.call(PeerID.decode(leader), "Consensus.RmPeer", PeerID.decode(me), timeout=15.0)
         except Exception as exc:  # shutting down: report it and fall back to the consensus leave
             log.warning("could not leave the peerset through the Raft leader: %s; trying directly", exc)

@@ -250,13 +250,6 @@ def _wipe_raft(peer: Peer) -> None:
     shutil.rmtree(peer.folder / "raft", ignore_errors=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason="consensus/raft.py _request_add: a peer that is still in the Raft peerset (stopped, raft/ wiped) and "
-    "restarts with --bootstrap gets 'FAIL ADD <id>@<addr>' from the leader (PySyncObj denies adding a member "
-    "that is already there) and exits 1; Go's AddVoter treats re-adding the same id+address as a no-op",
-)
 def test_wiped_raft_folder_rejoins_through_bootstrap(cluster: list[Peer]) -> None:
     for i in range(20):
         assert write(cluster[i % 3], identity_cid(f"wipe-{i}"))
@@ -342,13 +335,6 @@ def test_leave_on_shutdown_removes_the_peer(cluster: list[Peer], extra_root: Pat
         leaver.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="consensus/raft.py _leave: the leader transfers leadership, then asks to be removed as a follower; "
-    "the new leader drops its link to the removed peer before answering, so the request waits out its whole "
-    "deadline (~30 s) and logs 'could not leave the Raft peerset before shutdown'",
-)
 def test_leave_on_shutdown_when_the_leaver_is_the_leader(extra_root: Path) -> None:
     """A 2-peer cluster whose first peer (so its Raft leader) leaves on shutdown: the other one stays alone."""
     secret = os.urandom(32).hex()

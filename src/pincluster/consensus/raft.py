@@ -367,8 +367,17 @@ class RaftConsensus:
         res = await asyncio.to_thread(
             raft_request, self.authenticator, address, ["add", self.self_spec], self.config.network_timeout
         )
-        if not (isinstance(res, str) and res.startswith("SUCCESS")) and self.self_spec not in self._status.members:
-            raise Unavailable(f"{address} refused to add this peer to the Raft peerset: {res}")
+        if not (isinstance(res, str) and res.startswith("SUCCESS")):
+            # PySyncObj refuses to add a member twice, where hashicorp-raft's AddVoter with the same id and
+            # address succeeds: a peer whose raft/ folder was wiped rejoins as the member it already is. The
+            # member's own view of the peerset (not ours: it starts with us in it) decides.
+            status = await asyncio.to_thread(
+                raft_request, self.authenticator, address, ["status"], self.config.network_timeout
+            )
+            if self.self_spec not in self._members_from_status(status):
+                raise Unavailable(f"{address} refused to add this peer to the Raft peerset: {res}")
+            log.info("rejoined the Raft peerset through %s (this peer was already a member)", address)
+            return
         log.info("joined the Raft peerset through %s", address)
 
     @staticmethod
@@ -750,12 +759,20 @@ class RaftConsensus:
     async def _leave(self) -> None:
         sync = self._sync
         assert sync is not None
-        if self._status.is_leader and len(self._status.members) > 1:
-            sync.transferLeadership()
-            await self._wait_for(lambda s: s.leader is not None and s.leader != self.self_spec, 10.0,
-                                 "leadership to move to another peer")
+        await self.transfer_leadership()
         if len(self._status.members) > 1:
             await self._membership("rm", self.self_spec)
+
+    async def transfer_leadership(self) -> str | None:
+        """If this peer leads a peerset of several, hand leadership to another member and wait for it; returns
+        the new leader's peer ID (None when there was nothing to hand over)."""
+        sync = self._sync
+        if sync is None or not self._status.is_leader or len(self._status.members) < 2:
+            return None
+        sync.transferLeadership()
+        status = await self._wait_for(lambda s: s.leader is not None and s.leader != self.self_spec, 10.0,
+                                      "leadership to move to another peer")
+        return _peer_of(status.leader) if status.leader else None
 
     async def shutdown(self, *, leave: bool = False) -> None:
         if self._sync is None:
