@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import secrets
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,12 +115,30 @@ def version() -> None:
     click.echo(CLUSTER_COMPAT_VERSION)
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def _free_port(transport: str, host: str) -> int:
+    """A port free right now, chosen *below* the kernel's ephemeral range: a port the kernel hands out with
+    ``bind(0)`` can be taken by any outgoing connection before the daemon starts and binds it."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     kind = socket.SOCK_STREAM if transport == "tcp" else socket.SOCK_DGRAM
-    with socket.socket(family, kind) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    low, _high = _ephemeral_range()
+    top = min(low, 65536) - 1
+    for _ in range(200):
+        port = secrets.randbelow(top - 10000) + 10000 if top > 11000 else 0
+        with socket.socket(family, kind) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise InvalidInput(f"no free {transport} port found on {host}")
 
 
 def randomize_port(addr: Multiaddr) -> Multiaddr:
