@@ -107,32 +107,25 @@ def test_constructor_validates(tmp_path: Path) -> None:
                       secret=SECRET, data_folder=tmp_path)
 
 
-async def test_typed_pinset_over_raft(tmp_path: Path) -> None:
-    from dataclasses import dataclass
-
-    from pincluster.consensus.pinset import TypedPinset
-
-    @dataclass(frozen=True)
-    class FakePin:
-        key: bytes
-        name: str
+async def test_cluster_pinset_view_over_raft(tmp_path: Path) -> None:
+    """The Cluster reads the committed pinset as Pins through StatePinset (decoding on the fly)."""
+    from pincluster.cluster import StatePinset
+    from pincluster.types.cid import CID
+    from pincluster.types.codec import pin_to_state
+    from pincluster.types.models import Pin
 
     raft = make(tmp_path / "raft", free_port())
     await raft.start()
     try:
         await raft.ready(10)
-        pins: TypedPinset[FakePin] = TypedPinset(
-            raft,
-            encode=lambda p: p.name.encode(),
-            decode=lambda raw: FakePin(b"?", raw.decode()),
-            key=lambda p: p.key,
-        )
-        await pins.log_pin(FakePin(b"\x02", "two"))
-        await pins.log_pin(FakePin(b"\x01", "one"))
+        pins = StatePinset(lambda: raft.state)
+        one, two = (Pin(cid=CID.v0(bytes([i]) * 32), name=n) for i, n in ((1, "one"), (2, "two")))
+        for p in (two, one):
+            await raft.log_pin(p.cid.bytes, pin_to_state(p))
         assert [p.name async for p in pins.list()] == ["one", "two"]
-        got = await pins.get(b"\x02")
+        got = await pins.get(two.cid)
         assert got is not None and got.name == "two"
-        await pins.log_unpin(b"\x02")
-        assert await pins.get(b"\x02") is None
+        await raft.log_unpin(two.cid.bytes)
+        assert await pins.get(two.cid) is None
     finally:
         await raft.shutdown()

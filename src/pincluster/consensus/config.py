@@ -11,50 +11,31 @@ Two keys are pincluster extensions, because PySyncObj is not hashicorp/raft over
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pincluster.errors import ConfigError
-
-_DUR = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-_UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+from pincluster.errors import ConfigError, InvalidInput
+from pincluster.types.gotime import format_duration as go_format_duration
+from pincluster.types.gotime import parse_duration_ns
 
 
 def parse_duration(text: str, key: str) -> float:
-    """Go duration text (``"1m30s"``, ``"200ms"``) → seconds; errors name the key."""
+    """Go duration text (``"1m30s"``, ``"200ms"``) → seconds, by the data model's Go-duration parser; errors
+    name the key."""
     if not isinstance(text, str):
         raise ConfigError(key, f"expected a duration string like \"10s\", got {text!r}")
-    s = text.strip()
-    if s in ("0", ""):
+    if text.strip() in ("0", ""):
         return 0.0
-    pos, total = 0, 0.0
-    while pos < len(s):
-        m = _DUR.match(s, pos)
-        if m is None:
-            raise ConfigError(key, f"invalid duration {text!r} (use Go syntax such as \"1s\" or \"2m0s\")")
-        total += float(m.group(1)) * _UNIT[m.group(2)]
-        pos = m.end()
-    return total
+    try:
+        return parse_duration_ns(text.strip()) / 1e9
+    except InvalidInput as exc:
+        raise ConfigError(key, f"{exc} (use Go syntax such as \"1s\" or \"2m0s\")") from None
 
 
 def format_duration(seconds: float) -> str:
-    """Seconds → a Go-style duration string (for writing configs back)."""
-    if seconds == 0:
-        return "0s"
-    if seconds < 1:
-        return f"{round(seconds * 1000)}ms"
-    whole = int(seconds)
-    h, rem = divmod(whole, 3600)
-    m, s = divmod(rem, 60)
-    frac = seconds - whole
-    stext = f"{s + frac:g}s"
-    if h:
-        return f"{h}h{m}m{stext}"
-    if m:
-        return f"{m}m{stext}"
-    return stext
+    """Seconds → Go's duration text (for writing configs back)."""
+    return go_format_duration(round(seconds * 1e9))
 
 
 @dataclass(frozen=True, slots=True)

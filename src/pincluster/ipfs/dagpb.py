@@ -12,39 +12,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pincluster.errors import InvalidInput
-from pincluster.types.cid import CID, InvalidCID
+from pincluster.types.cid import CID, InvalidCID, decode_uvarint, encode_uvarint
 
 
 class DagPBError(InvalidInput):
     """A block is not valid dag-pb."""
 
 
-def _uvarint(n: int) -> bytes:
-    """Protobuf varint; the one-byte case is by far the most common (tags, names)."""
-    if n < 0x80:
-        return bytes((n,))
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
+_uvarint = encode_uvarint
 
 
 def _read_uvarint(buf: bytes | memoryview, pos: int, end: int) -> tuple[int, int]:
-    result = 0
-    shift = 0
-    while True:
-        if pos >= end:
-            raise DagPBError("dag-pb: truncated varint")
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise DagPBError("dag-pb: varint longer than 64 bits")
+    try:
+        return decode_uvarint(buf, pos, end)
+    except InvalidInput as exc:
+        raise DagPBError(f"dag-pb: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -316,17 +316,6 @@ def _entry(idx: int) -> bytes:
     return msgspec.msgpack.encode([_NO_OP, idx, IMPORT_TERM])
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_data_folder(dest: Path, pins: Iterable[Pin], members: Sequence[str]) -> tuple[int, int]:
     """Create the Raft data folder ``dest`` (must not exist) holding ``pins``: the state, a snapshot at
     index ``IMPORT_INDEX`` with ``members`` as peerset, and ``peers.json``. Returns (values read, pins stored)."""
@@ -393,7 +382,7 @@ def import_pins(
         raise
     backup = cleanup_data_folder(data, _raft_settings(cfg).backups_rotate)
     os.replace(staging, data)
-    _fsync_dir(data.parent)
+    state_store.fsync_dir(data.parent)
     log.debug("imported %d pins into %s (peerset %s)", count, data, ", ".join(members))
     return ImportResult(read=read, pins=count, data_folder=data, backup=backup, members=tuple(members))
 

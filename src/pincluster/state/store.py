@@ -303,7 +303,7 @@ class SQLiteStore:
             tmp.unlink(missing_ok=True)
             raise SnapshotSuperseded(f"a newer snapshot replaced {dest} while this one was being written")
         os.replace(tmp, dest)
-        _fsync_dir(dest.parent)
+        fsync_dir(dest.parent)
         return info
 
     def restore_from(self, src_path: Path | str) -> SnapshotInfo:
@@ -359,7 +359,8 @@ def read_snapshot_info(path: Path | str) -> SnapshotInfo:
         conn.close()
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new file in ``path`` durable (best effort where directories cannot be opened)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:

@@ -70,11 +70,12 @@ def encode_uvarint(n: int) -> bytes:
     return bytes(out)
 
 
-def decode_uvarint(buf: bytes | bytearray | memoryview, pos: int = 0) -> tuple[int, int]:
-    """Decode one unsigned varint at ``pos``; returns ``(value, position after it)``."""
+def decode_uvarint(buf: bytes | bytearray | memoryview, pos: int = 0, end: int | None = None) -> tuple[int, int]:
+    """Decode one unsigned varint at ``pos`` (not reading at or past ``end``); returns ``(value, position
+    after it)``. The one varint decoder: CIDs, multihashes and the protobufs of dag-pb and UnixFS use it."""
     result = 0
     shift = 0
-    n = len(buf)
+    n = len(buf) if end is None else end
     while True:
         if pos >= n:
             raise InvalidInput("truncated varint")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from pincluster.errors import InvalidInput
+from pincluster.types.cid import decode_uvarint, encode_uvarint
 
 
 class UnixFSError(InvalidInput):
@@ -26,32 +27,14 @@ class DataType(IntEnum):
     HAMT_SHARD = 5
 
 
-def _uvarint(n: int) -> bytes:
-    if n < 0x80:
-        return bytes((n,))
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
+_uvarint = encode_uvarint
 
 
 def _read_uvarint(buf: bytes, pos: int) -> tuple[int, int]:
-    result = 0
-    shift = 0
-    n = len(buf)
-    while True:
-        if pos >= n:
-            raise UnixFSError("unixfs: truncated varint")
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise UnixFSError("unixfs: varint longer than 64 bits")
+    try:
+        return decode_uvarint(buf, pos)
+    except InvalidInput as exc:
+        raise UnixFSError(f"unixfs: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
