@@ -18,7 +18,7 @@ from pincluster.errors import PinclusterError
     help="Comma-separated cluster multiaddrs (with /p2p/<id>) of running peers to join.",
 )
 @click.option("-x", "--leave", is_flag=True, hidden=True, help="Leave the cluster on shutdown.")
-@click.option("--stats", is_flag=True, help="Show a one-screen view of this peer's health while it runs.")
+@click.option("--stats", is_flag=True, hidden=True, help="Accepted for compatibility; metrics are not exported yet.")
 @click.option("--tracing", is_flag=True, hidden=True, help="Accepted for compatibility; tracing is not built.")
 @click.option("--no-trust", is_flag=True, hidden=True, help="Accepted for compatibility (CRDT only).")
 @click.option(
@@ -34,6 +34,8 @@ def daemon(
     """Run the cluster peer."""
     from pincluster.daemon import DaemonOptions, run_daemon
 
+    if stats or tracing:
+        click.echo("warning: --stats and --tracing are accepted for compatibility but do nothing yet", err=True)
     lock = svc.take_lock()
     try:
         if upgrade:
