@@ -1,6 +1,6 @@
 """Cluster benchmarks on a real 3-peer local network (daemons with embedded IPFS nodes on 127.0.0.1).
 
-1. REST pin ingest: N pins (random CIDs, replication 1) posted by C concurrent clients, spread over the 3 peers;
+1. REST pin ingest: N pins (random CIDs, replication ``--rf``, default 1) posted by C concurrent clients, spread over the 3 peers;
    prints committed pins/s (each 200 answer means committed by Raft).
 2. Listing: ``GET /allocations`` (the shared pinset) and ``GET /pins?local=true`` (this peer's statuses) and
    ``GET /pins`` (every peer's statuses, merged) streamed and counted; prints items/s.
@@ -35,7 +35,7 @@ def rss_mb(peer: Peer) -> float:
     return float("nan")
 
 
-async def ingest(peers: list[Peer], n: int, clients: int) -> float:
+async def ingest(peers: list[Peer], n: int, clients: int, rf: int = 1) -> float:
     cids = [str(CID.v0(hashlib.sha256(b"bench-%d-%d" % (os.getpid(), i)).digest())) for i in range(n)]
     queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
     for i, c in enumerate(cids):
@@ -49,7 +49,7 @@ async def ingest(peers: list[Peer], n: int, clients: int) -> float:
                 i, cid = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            url = f"{peers[i % len(peers)].rest}/pins/{cid}?replication-min=1&replication-max=1"
+            url = f"{peers[i % len(peers)].rest}/pins/{cid}?replication-min={rf}&replication-max={rf}"
             async with session.post(url) as resp:
                 await resp.read()
                 if resp.status != 200:
@@ -81,14 +81,16 @@ async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pins", type=int, default=100_000)
     ap.add_argument("--clients", type=int, default=50)
+    ap.add_argument("--rf", type=int, default=1, help="replication factor of the pins (-1: every peer)")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="pincluster-bench-"))
     peers = init_peers(root, 3, service_changes={"ipfs_connector.ipfshttp.pin_timeout": "1h0m0s"})
     try:
         start_network(peers)
         print(f"3 peers up; RSS (MB): {[round(rss_mb(p)) for p in peers]}")
-        rate = await ingest(peers, args.pins, args.clients)
-        print(f"REST ingest: {args.pins} pins, {args.clients} clients over 3 peers: {rate:,.0f} committed pins/s")
+        rate = await ingest(peers, args.pins, args.clients, args.rf)
+        print(f"REST ingest: {args.pins} pins (rf {args.rf}), {args.clients} clients over 3 peers: "
+              f"{rate:,.0f} committed pins/s")
         print(f"RSS after ingest (MB): {[round(rss_mb(p)) for p in peers]}")
         for path in ("/allocations", "/pins?local=true", "/pins"):
             n, dt = await stream_count(peers[0].rest + path)
