@@ -1,7 +1,7 @@
 """Cluster benchmarks on a real 3-peer local network (daemons with embedded IPFS nodes on 127.0.0.1).
 
-1. REST pin ingest: N pins (random CIDs, replication ``--rf``, default 1) posted by C concurrent clients, spread over the 3 peers;
-   prints committed pins/s (each 200 answer means committed by Raft).
+1. REST pin ingest: N pins (random CIDs, replication ``--rf``, default 1) posted by C concurrent clients,
+   spread over the 3 peers; prints committed pins/s (each 200 answer means committed by Raft).
 2. Listing: ``GET /allocations`` (the shared pinset) and ``GET /pins?local=true`` (this peer's statuses) and
    ``GET /pins`` (every peer's statuses, merged) streamed and counted; prints items/s.
 3. Daemon RSS (VmRSS of each peer process) after ingest and after the listings.
