@@ -457,16 +457,18 @@ class Cluster:
         """Whether the other members say this peer is no longer one of them.
 
         PySyncObj's leader stops replicating to a peer as soon as it removes it, so the removed peer may never
-        see its own removal: its local peerset still lists it, and it only loses its leader. So a peer without
-        a leader asks the others (``Cluster.ID`` is open to any peer); when every one that answers lists a
-        peerset without this peer, it was removed.
+        see its own removal: its local peerset still lists it, and it may go on believing in the old leader. So
+        a follower asks the leader it knows, and a peer without a leader asks the others (``Cluster.ID`` is
+        open to any peer); when every one that answers lists a peerset without this peer, it was removed.
         """
         try:
-            await self.consensus.leader()
-            return False
+            leader: str | None = await self.consensus.leader()
         except PinclusterError:
-            pass
-        others = [PeerID.decode(p) for p in peers if p != str(self.peer_id)]
+            leader = None
+        if leader == str(self.peer_id):
+            return False  # the leader's own peerset is the truth
+        # With a leader we believe in, ask it (one call per interval); without one, ask every other member.
+        others = [PeerID.decode(leader)] if leader else [PeerID.decode(p) for p in peers if p != str(self.peer_id)]
         if not others:
             return False
         results = await self.rpc.call_many(others, "Cluster.ID", result_type=ID, timeout=STATUS_TIMEOUT)
