@@ -632,23 +632,13 @@ class Cluster:
 
     # ------------------------------------------------------------------ ClusterAPI: status and recover
     async def _error_info(self, cid: CID, peer: PeerID, err: Exception, pin: Pin | None) -> PinInfo:
-        info = await self._peer_info(peer)
-        return PinInfo(
-            cid=cid,
-            name=pin.name if pin else "",
-            peer=peer,
-            allocations=pin.allocations if pin else (),
-            origins=pin.origins if pin else None,
-            created=pin.timestamp if pin else go_now(),
-            metadata=pin.metadata if pin else None,
-            peername=info.peername,
-            ipfs_peer_id=info.ipfs_id,
-            status=TrackerStatus.CLUSTER_ERROR,
-            timestamp=go_now(),
-            error=str(err),
-        )
+        """A peer that could not answer shows as ``cluster_error`` with the reason."""
+        blank = pin or Pin(cid=cid, allocations=(), timestamp=go_now())
+        return await self._remote_info(blank, peer, TrackerStatus.CLUSTER_ERROR, error=str(err))
 
-    async def _remote_info(self, pin: Pin, peer: PeerID, status: TrackerStatus) -> PinInfo:
+    async def _remote_info(self, pin: Pin, peer: PeerID, status: TrackerStatus, error: str = "") -> PinInfo:
+        """A status this peer states for another peer without asking it (remote, unpinned, cluster_error),
+        with that peer's name and IPFS node from its last ping metric."""
         info = await self._peer_info(peer)
         return PinInfo(
             cid=pin.cid,
@@ -663,6 +653,7 @@ class Cluster:
             ipfs_peer_addresses=info.ipfs_addresses,
             status=status,
             timestamp=go_now(),
+            error=error,
         )
 
     async def _global_op(self, cid: CID, method: str) -> GlobalPinInfo:

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import contextlib
 import hashlib
@@ -23,6 +22,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from tests.unit import test_ipfs_core_unixfs as unixfs_vectors
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -290,20 +290,8 @@ async def test_cli_bootstrap_and_force_pnet(tmp_path: Path, daemons: list[Daemon
     assert rc == 1 and "LIBP2P_FORCE_PNET=1" in out and "refusing to start" in out
 
 
-VECTORS = json.loads((Path(__file__).resolve().parents[3] / "shared" / "vectors" / "kubo-cids.json").read_text())
-
-
-def _vector_content(spec: str) -> bytes:
-    """The vectors' formula: gen(n) = the first n bytes of sha256(b'ipfs-cid-vector:%d' % i) for i = 0, 1, …"""
-    if spec.startswith("literal "):
-        return bytes(ast.literal_eval(spec[len("literal "):]))  # a Python bytes literal
-    n = int(spec[4:-1])
-    out = bytearray()
-    i = 0
-    while len(out) < n:
-        out += hashlib.sha256(b"ipfs-cid-vector:%d" % i).digest()
-        i += 1
-    return bytes(out[:n])
+VECTORS = unixfs_vectors.VECTORS
+_vector_content = unixfs_vectors.content  # the vectors' content formula, written once in the unit tests
 
 
 async def test_cli_add_reproduces_every_kubo_vector(tmp_path: Path, daemons: list[Daemon]) -> None:

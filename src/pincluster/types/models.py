@@ -252,6 +252,11 @@ def _peers_lenient(texts: Iterable[str]) -> list[PeerID]:
     return out
 
 
+def _option_fields(obj: PinOptions | Pin) -> dict[str, Any]:
+    """The PinOptions fields of a PinOptions or of a Pin (which embeds them first, as Go does)."""
+    return {f: getattr(obj, f) for f in PinOptions.__struct_fields__}
+
+
 class Pin(Struct, frozen=True, gc=False, kw_only=True):
     """A CID in the shared pinset, with its options, allocations and type (Go embeds PinOptions first).
 
@@ -303,16 +308,7 @@ class Pin(Struct, frozen=True, gc=False, kw_only=True):
     ) -> Pin:
         """Go's ``PinWithOpts``: a pin of ``cid`` with ``options`` (max_depth from the mode), stamped now."""
         return cls(
-            replication_factor_min=options.replication_factor_min,
-            replication_factor_max=options.replication_factor_max,
-            name=options.name,
-            mode=options.mode,
-            shard_size=options.shard_size,
-            user_allocations=options.user_allocations,
-            expire_at=options.expire_at,
-            metadata=options.metadata,
-            pin_update=options.pin_update,
-            origins=options.origins,
+            **_option_fields(options),
             cid=cid,
             type=type,
             allocations=tuple(allocations),
@@ -324,18 +320,7 @@ class Pin(Struct, frozen=True, gc=False, kw_only=True):
     @property
     def options(self) -> PinOptions:
         """The PinOptions part of this pin."""
-        return PinOptions(
-            replication_factor_min=self.replication_factor_min,
-            replication_factor_max=self.replication_factor_max,
-            name=self.name,
-            mode=self.mode,
-            shard_size=self.shard_size,
-            user_allocations=self.user_allocations,
-            expire_at=self.expire_at,
-            metadata=self.metadata,
-            pin_update=self.pin_update,
-            origins=self.origins,
-        )
+        return PinOptions(**_option_fields(self))
 
     def replace(self, **changes: Any) -> Pin:
         """A copy with some fields changed (``max_depth``/``mode`` are kept consistent)."""
@@ -454,16 +439,21 @@ class GlobalPinInfo(Struct, frozen=True, gc=False, kw_only=True):
         peer_map = dict(self.peer_map)
         peer_map[info.peer] = info.short
         if self._takes_over(info):
-            return GlobalPinInfo(
-                cid=info.cid,
-                name=info.name,
-                allocations=info.allocations,
-                origins=info.origins,
-                created=info.created,
-                metadata=info.metadata,
-                peer_map=peer_map,
-            )
+            return GlobalPinInfo._from_top(info, peer_map)
         return msgspec.structs.replace(self, peer_map=peer_map)
+
+    @classmethod
+    def _from_top(cls, top: PinInfo, peer_map: dict[PeerID, PinInfoShort]) -> GlobalPinInfo:
+        """The top-level fields come from one PinInfo (Go's merge rule picks which)."""
+        return cls(
+            cid=top.cid,
+            name=top.name,
+            allocations=top.allocations,
+            origins=top.origins,
+            created=top.created,
+            metadata=top.metadata,
+            peer_map=peer_map,
+        )
 
     @classmethod
     def from_pin_infos(cls, infos: Iterable[PinInfo]) -> GlobalPinInfo:
@@ -479,15 +469,7 @@ class GlobalPinInfo(Struct, frozen=True, gc=False, kw_only=True):
             peer_map[info.peer] = info.short
         if top is None:
             raise InvalidInput("GlobalPinInfo needs at least one PinInfo")
-        return cls(
-            cid=top.cid,
-            name=top.name,
-            allocations=top.allocations,
-            origins=top.origins,
-            created=top.created,
-            metadata=top.metadata,
-            peer_map=peer_map,
-        )
+        return cls._from_top(top, peer_map)
 
     def match(self, flt: TrackerStatus | int) -> bool:
         """Whether any peer's status matches the filter (Go's ``GlobalPinInfo.Match``)."""

@@ -22,7 +22,7 @@ from typing import Protocol
 from pincluster.errors import InvalidInput
 from pincluster.ipfs.dagpb import PBLink, encode_node
 from pincluster.ipfs.unixfs.pb import DataType, encode_file_leaf, encode_file_node
-from pincluster.types.cid import CID, DAG_PB, RAW, SHA2_256, hash_digest, multihash_encode
+from pincluster.types.cid import CID, DAG_PB, RAW, SHA2_256, encode_uvarint, hash_digest, multihash_encode
 
 #: kubo's DefaultLinksPerBlock: links per internal file node.
 MAX_LINKS = 174
@@ -130,19 +130,10 @@ def _leaf_frame(size: int, leaf_type: DataType) -> tuple[bytes, bytes]:
     """The bytes before and after a chunk in its dag-pb leaf: PBNode{Data: UnixFS{Type, Data, filesize}}."""
     if size == 0:
         return encode_node((), encode_file_leaf(b"", leaf_type)), b""
-    head = bytes((0x08, int(leaf_type), 0x12)) + _varint(size)
-    tail = b"\x18" + _varint(size)
+    head = bytes((0x08, int(leaf_type), 0x12)) + encode_uvarint(size)
+    tail = b"\x18" + encode_uvarint(size)
     inner_len = len(head) + size + len(tail)
-    return b"\x0a" + _varint(inner_len) + head, tail
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
+    return b"\x0a" + encode_uvarint(inner_len) + head, tail
 
 
 def _encode_leaves(
