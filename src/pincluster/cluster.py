@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pincluster import CLUSTER_COMPAT_VERSION, RPC_PROTOCOL_VERSION
+from pincluster.aio import cancel_and_wait
 from pincluster.allocator.allocate import Allocator, repin_after_alert
 from pincluster.allocator.balanced import BalancedAllocator
 from pincluster.api.interface import AddParams
@@ -224,11 +225,7 @@ class Cluster:
         return self._ready.is_set()
 
     async def shutdown(self, *, leave: bool = False) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        await cancel_and_wait(list(self._tasks))
         self._tasks.clear()
         await self.publisher.shutdown()
         await self.monitor.shutdown()

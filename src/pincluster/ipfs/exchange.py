@@ -22,6 +22,7 @@ from typing import Protocol
 
 import msgspec
 
+from pincluster.aio import cancel_and_wait
 from pincluster.errors import InvalidInput, NotFound, PinclusterError, Timeout, Unavailable
 from pincluster.ipfs.dagpb import link_cids
 from pincluster.types.cid import CID, DAG_PB, hash_digest
@@ -163,11 +164,7 @@ class Exchange:
         tasks = list(self._tasks)
         if self._retry_task is not None:
             tasks.append(self._retry_task)
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        await cancel_and_wait(tasks)
         for w in self._wants.values():
             if not w.future.done():
                 w.future.set_exception(Unavailable("the IPFS node is shutting down"))

@@ -11,7 +11,6 @@ returns after the first ping alert), to :meth:`alerts` (a bounded channel) and t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
@@ -19,6 +18,7 @@ from datetime import timedelta
 
 import msgspec
 
+from pincluster.aio import cancel_and_wait
 from pincluster.clock import SYSTEM_CLOCK, Clock
 from pincluster.config.sections import PubsubMonConfig
 from pincluster.informer.interface import Informer, ttl_ns
@@ -70,12 +70,7 @@ class Monitor:
             self._task = asyncio.create_task(self._check_loop(), name="monitor-checker")
 
     async def shutdown(self) -> None:
-        tasks = [t for t in (self._task, *self._hook_tasks) if t is not None]
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await cancel_and_wait([self._task, *self._hook_tasks])
         self._task = None
         self._hook_tasks.clear()
 
@@ -183,11 +178,7 @@ class InformerPublisher:
             self._tasks = [asyncio.create_task(self._loop(i), name=f"informer-{i.name}") for i in self.informers]
 
     async def shutdown(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await cancel_and_wait(self._tasks)
         self._tasks.clear()
 
     async def push(self, informer: Informer) -> float:

@@ -21,13 +21,13 @@ listed too, so direct cluster pins show ``pinned`` (Go lists only recursive pins
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any
 
+from pincluster.aio import cancel_and_wait
 from pincluster.clock import SYSTEM_CLOCK, Clock
 from pincluster.config.sections import StatelessTrackerConfig
 from pincluster.errors import NotFound, Unavailable
@@ -130,11 +130,7 @@ class StatelessPinTracker:
         for op in self._ops:
             if op.phase is OpPhase.IN_PROGRESS:
                 op.cancel()
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await cancel_and_wait(self._tasks)
         self._tasks.clear()
 
     # ------------------------------------------------------------------ consensus hooks
