@@ -46,6 +46,7 @@ from pincluster.types.models import (
     GlobalPinInfo,
     GlobalRepoGC,
     IPFSRepoGC,
+    IPFSRepoStat,
     Metric,
     Pin,
     PingValue,
@@ -749,6 +750,22 @@ class Cluster:
                 info = await self._peer_info(peer)
                 peer_map[peer] = RepoGC(peer=peer, peername=info.peername, keys=(), error=str(exc))
         return GlobalRepoGC(peer_map=peer_map)
+
+    async def repo_stat(self, *, local: bool = False) -> IPFSRepoStat:
+        """Sum of the members' IPFS repo stats; unreachable members are skipped, as Go's proxy does."""
+        if local:
+            return await self.ipfs.repo_stat()
+        members = await self.member_ids()
+        results = await self.rpc.call_many(members, "IPFSConnector.RepoStat", result_type=IPFSRepoStat,
+                                           timeout=STATUS_TIMEOUT)
+        size = smax = 0
+        for peer, res in zip(members, results, strict=True):
+            if isinstance(res, Exception):
+                log.debug("repo/stat of %s: %s", peer, res)
+                continue
+            size += res.repo_size
+            smax += res.storage_max
+        return IPFSRepoStat(repo_size=size, storage_max=smax)
 
     async def repo_gc_local(self) -> RepoGC:
         keys: list[IPFSRepoGC] = []

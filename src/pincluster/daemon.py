@@ -233,12 +233,16 @@ class Daemon:
         log.info("embedded IPFS node %s started (API %s)", self.node.peer_id, cfg.ipfshttp.node_multiaddress)
 
     async def _start_apis(self, cfg: ServiceConfig) -> None:
+        """Start each API whose section is in service.json (Go starts only the configured ones)."""
         if cfg.is_loaded("api.restapi"):
             from pincluster.api.rest.server import RestAPI
 
-            api = RestAPI.from_config(self.cluster, cfg.restapi, str(self.folder))
-            await api.start()
-            self.apis.append(api)
+            await self._start_api(RestAPI.from_config(self.cluster, cfg.restapi, str(self.folder)))
+
+    async def _start_api(self, api: Any) -> None:
+        """Start one API server; kept in ``self.apis`` so that shutdown stops it first."""
+        await api.start()
+        self.apis.append(api)
 
     async def stop(self) -> None:
         if self._stopping:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
         ConnectGraph,
         GlobalPinInfo,
         GlobalRepoGC,
+        IPFSRepoStat,
         Metric,
         Pin,
         PinOptions,
@@ -90,6 +91,14 @@ class ClusterAPI(Protocol):
     def recover_all(self, *, local: bool = False) -> AsyncIterator[GlobalPinInfo]: ...
 
     async def repo_gc(self, *, local: bool = False) -> GlobalRepoGC: ...
+
+    async def repo_stat(self, *, local: bool = False) -> IPFSRepoStat:
+        """The IPFS repo size summed over every reachable member (the proxy's ``repo/stat``, spec §9.1)."""
+        ...
+
+    async def pin_update(self, from_cid: CID, to_cid: CID, options: PinOptions) -> Pin:
+        """Pin ``to_cid`` with ``from_cid``'s allocations and options (spec §4.3); ``from_cid`` stays pinned."""
+        ...
 
     async def connect_graph(self) -> ConnectGraph: ...
 
