@@ -6,7 +6,17 @@
    ``GET /pins`` (every peer's statuses, merged) streamed and counted; prints items/s.
 3. Daemon RSS (VmRSS of each peer process) after ingest and after the listings.
 
-Usage: .venv/bin/python bench/cluster_bench.py [--pins 100000] [--clients 50]
+Besides the rates (which depend on how busy the machine is), it prints the CPU time the three daemons used
+per pin (user+system, from /proc), which compares runs made under different loads.
+
+``--listing N`` skips the ingest: before the daemons start, every peer's state gets the same N pins (written
+straight into ``raft/state.sqlite``, as ``state import`` does), allocated round-robin with replication 1, and
+each allocated peer's embedded IPFS node records its share as recursive pins (its ``pins.sqlite``), so that
+the peers report ``pinned``/``remote`` without any IPFS work. Then the three listings run, with RSS before
+and after.
+
+Usage: .venv/bin/python bench/cluster_bench.py [--pins 100000] [--clients 50] [--rf 1]
+       .venv/bin/python bench/cluster_bench.py --listing 1000000
 """
 
 from __future__ import annotations
@@ -15,6 +25,8 @@ import argparse
 import asyncio
 import hashlib
 import os
+import shutil
+import sqlite3
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +34,13 @@ from pathlib import Path
 import aiohttp
 
 from pincluster.localnet import Peer, init_peers, start_network, stop_network
+from pincluster.state.store import SQLiteStore
 from pincluster.types.cid import CID
+from pincluster.types.codec import pin_to_state
+from pincluster.types.models import Pin
+from pincluster.types.peer import PeerID
+
+_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(peer: Peer) -> float:
@@ -33,6 +51,63 @@ def rss_mb(peer: Peer) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def cpu_seconds(peer: Peer) -> float:
+    """User + system CPU time of the peer's daemon so far."""
+    pid = peer.running_pid()
+    if pid is None:
+        return float("nan")
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def bulk_load(peers: list[Peer], n: int) -> None:
+    """Write the same ``n`` pins into every (stopped) peer's state, and each pin's allocated peer's IPFS pins."""
+    ids = [PeerID.decode(p.identity) for p in peers]
+    for p in peers:
+        (p.folder / "raft").mkdir(parents=True, exist_ok=True)
+    first = peers[0].folder / "raft" / "state.sqlite"
+    ipfs_dbs = []
+    for p in peers:
+        (p.folder / "ipfs" / "pins").mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(p.folder / "ipfs" / "pins" / "pins.sqlite")
+        db.execute("CREATE TABLE IF NOT EXISTS pins (cid BLOB PRIMARY KEY, mode INTEGER NOT NULL) WITHOUT ROWID")
+        db.execute("BEGIN")
+        ipfs_dbs.append(db)
+    store = SQLiteStore(first, durable=False)
+    t0 = time.perf_counter()
+    chunk: list[tuple[bytes, bytes]] = []
+    for i in range(n):
+        cid = CID.v0(hashlib.sha256(b"listing-%d" % i).digest())
+        owner = i % len(peers)
+        pin = Pin(cid=cid, allocations=(ids[owner],), replication_factor_min=1, replication_factor_max=1)
+        chunk.append((cid.bytes, pin_to_state(pin)))
+        ipfs_dbs[owner].execute("INSERT OR REPLACE INTO pins (cid, mode) VALUES (?, 1)", (cid.bytes,))
+        if len(chunk) == 50_000:
+            store.put_many(chunk)
+            chunk.clear()
+    store.put_many(chunk)
+    store.close()
+    for db in ipfs_dbs:
+        db.execute("COMMIT")
+        db.close()
+    for p in peers[1:]:
+        shutil.copyfile(first, p.folder / "raft" / "state.sqlite")
+    print(f"bulk-loaded {n} pins into 3 states and IPFS pinsets in {time.perf_counter() - t0:.1f} s")
+
+
+async def listings(peers: list[Peer], paths: tuple[str, ...] = ("/allocations", "/pins?local=true", "/pins"),
+                   expected: int = 0) -> None:
+    for path in paths:
+        cpu0 = sum(cpu_seconds(p) for p in peers)
+        n, dt = await stream_count(peers[0].rest + path)
+        cpu = sum(cpu_seconds(p) for p in peers) - cpu0
+        per = f"{cpu / n * 1e6:.1f} µs CPU/item" if n else "-"
+        print(f"GET {path}: {n} items in {dt:.2f} s = {n / dt:,.0f} items/s ({per}); "
+              f"RSS (MB): {[round(rss_mb(p)) for p in peers]}")
+        if expected and n != expected:
+            print(f"  INCOMPLETE: {n} of {expected} items (the stream ended with an error trailer?)")
 
 
 async def ingest(peers: list[Peer], n: int, clients: int, rf: int = 1) -> float:
@@ -82,22 +157,34 @@ async def main() -> None:
     ap.add_argument("--pins", type=int, default=100_000)
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--rf", type=int, default=1, help="replication factor of the pins (-1: every peer)")
+    ap.add_argument("--listing", type=int, default=0, metavar="N",
+                    help="bulk-load N pins before start and measure only the listings")
+    ap.add_argument("--keep", action="store_true", help="keep the peers' folders")
+    ap.add_argument("--paths", default="/allocations,/pins?local=true,/pins",
+                    help="comma-separated listings to measure")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="pincluster-bench-"))
     peers = init_peers(root, 3, service_changes={"ipfs_connector.ipfshttp.pin_timeout": "1h0m0s"})
     try:
-        start_network(peers)
+        if args.listing:
+            bulk_load(peers, args.listing)
+        start_network(peers, timeout=600)
         print(f"3 peers up; RSS (MB): {[round(rss_mb(p)) for p in peers]}")
-        rate = await ingest(peers, args.pins, args.clients, args.rf)
-        print(f"REST ingest: {args.pins} pins (rf {args.rf}), {args.clients} clients over 3 peers: "
-              f"{rate:,.0f} committed pins/s")
-        print(f"RSS after ingest (MB): {[round(rss_mb(p)) for p in peers]}")
-        for path in ("/allocations", "/pins?local=true", "/pins"):
-            n, dt = await stream_count(peers[0].rest + path)
-            print(f"GET {path}: {n} items in {dt:.2f} s = {n / dt:,.0f} items/s")
+        if not args.listing:
+            cpu0 = [cpu_seconds(p) for p in peers]
+            rate = await ingest(peers, args.pins, args.clients, args.rf)
+            cpu = [cpu_seconds(p) - c for p, c in zip(peers, cpu0, strict=True)]
+            print(f"REST ingest: {args.pins} pins (rf {args.rf}), {args.clients} clients over 3 peers: "
+                  f"{rate:,.0f} committed pins/s; daemon CPU {sum(cpu) / args.pins * 1e3:.2f} ms/pin "
+                  f"(per peer {[round(c / args.pins * 1e3, 2) for c in cpu]})")
+            print(f"RSS after ingest (MB): {[round(rss_mb(p)) for p in peers]}")
+            await asyncio.sleep(2)  # let the trackers settle
+        await listings(peers, tuple(p for p in args.paths.split(",") if p), args.listing or args.pins)
         print(f"RSS after listings (MB): {[round(rss_mb(p)) for p in peers]}")
     finally:
         stop_network(peers)
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

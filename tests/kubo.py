@@ -9,6 +9,12 @@ or start one yourself with ``KuboDaemon(tmpdir).start()`` / ``.stop()``. kubo is
 ``ipfs init --profile test`` (every listener on 127.0.0.1 port 0, no bootstrap, no mDNS), so the RPC port is
 read back from ``$IPFS_PATH/api`` and parallel test runs never collide. ``PINCLUSTER_NO_KUBO=1`` skips tests
 that need kubo; ``PINCLUSTER_KUBO_BIN`` points at an existing binary instead of building one.
+
+For a cluster peer, ``KuboDaemon.for_cluster(root, secret)`` makes the kubo of a **private** network: its
+``swarm.key`` is derived from the cluster secret exactly as ``ipfs-cluster-service init`` derives the embedded
+nodes' key (``pincluster.ipfs.swarmkey.derive_swarm_key``), ``LIBP2P_FORCE_PNET=1`` makes kubo refuse to run
+without it, the bootstrap list is empty and the swarm listens on 127.0.0.1 port 0. ``start_all`` starts
+several daemons at once (kubo takes a few seconds to come up; in parallel that cost is paid once).
 """
 
 from __future__ import annotations
@@ -24,8 +30,11 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from pincluster.ipfs.swarmkey import FORCE_PNET_ENV, derive_swarm_key, write_swarm_key
 
 TESTS_DIR = Path(__file__).resolve().parent
 _BUILD_TIMEOUT = 1800.0
@@ -62,12 +71,21 @@ def kubo_binary() -> Path:
 class KuboDaemon:
     """One kubo daemon in its own IPFS_PATH; ``api_multiaddr`` / ``api_url`` once started."""
 
-    def __init__(self, root: Path, *, binary: Path | None = None, offline: bool = False) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        binary: Path | None = None,
+        offline: bool = False,
+        swarm_key: bytes | None = None,
+    ) -> None:
         self.root = root
         self.ipfs_path = root / "ipfs"
         self.binary = binary or kubo_binary()
         self.offline = offline
+        self.swarm_key = swarm_key  # 32 bytes: a private network (swarm.key + LIBP2P_FORCE_PNET=1)
         self.proc: subprocess.Popen[bytes] | None = None
+        self._terminated = False
         self.api_multiaddr = ""
         self.api_url = ""
         self.peer_id = ""
@@ -77,7 +95,32 @@ class KuboDaemon:
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update({"IPFS_PATH": str(self.ipfs_path), "IPFS_TELEMETRY": "off", "GOLOG_LOG_LEVEL": "error"})
+        if self.swarm_key is not None:
+            env[FORCE_PNET_ENV] = "1"  # kubo refuses to start rather than join the public network by mistake
+        else:
+            env.pop(FORCE_PNET_ENV, None)
         return env
+
+    @classmethod
+    def for_cluster(cls, root: Path, cluster_secret: bytes | str, *, binary: Path | None = None) -> KuboDaemon:
+        """The kubo of one cluster peer: a private network keyed like the cluster's embedded nodes."""
+        secret = bytes.fromhex(cluster_secret) if isinstance(cluster_secret, str) else cluster_secret
+        return cls(root, binary=binary, swarm_key=derive_swarm_key(secret))
+
+    def _init_repo(self) -> None:
+        self.ipfs("init", "--profile", "test")  # listeners on 127.0.0.1 port 0, no bootstrap, no mDNS
+        if self.swarm_key is None:
+            return
+        write_swarm_key(self.ipfs_path / "swarm.key", self.swarm_key)
+        # Routing.Type=auto would query public HTTP routers, which kubo disables (with an error line) in a
+        # private network; the TCP listener shared with websockets is not supported under a PSK either.
+        cfg_path = self.ipfs_path / "config"
+        cfg = json.loads(cfg_path.read_text())
+        cfg["Bootstrap"] = []
+        cfg["Routing"]["Type"] = "dht"
+        cfg["Addresses"]["Swarm"] = ["/ip4/127.0.0.1/tcp/0"]
+        cfg["Swarm"]["Transports"]["Network"]["Websocket"] = False
+        cfg_path.write_text(json.dumps(cfg, indent=2))
 
     def ipfs(self, *args: str, input: bytes | None = None, timeout: float = 60.0) -> str:
         """Run the ``ipfs`` CLI against this repo (talks to the daemon when it runs)."""
@@ -87,8 +130,14 @@ class KuboDaemon:
         return res.stdout.decode()
 
     def start(self) -> KuboDaemon:
+        self.launch()
+        return self.wait_ready()
+
+    def launch(self) -> None:
+        """Start the daemon process without waiting for it (``wait_ready`` waits)."""
+        self.root.mkdir(parents=True, exist_ok=True)
         if not (self.ipfs_path / "config").exists():
-            self.ipfs("init", "--profile", "test")
+            self._init_repo()
         api_file = self.ipfs_path / "api"
         api_file.unlink(missing_ok=True)
         args = [str(self.binary), "daemon"]
@@ -97,6 +146,11 @@ class KuboDaemon:
         log = open(self._log, "ab")  # noqa: SIM115 - owned by the child process
         self.proc = subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         log.close()
+
+    def wait_ready(self) -> KuboDaemon:
+        """Until the RPC API answers ``id``; reads the API address back from ``$IPFS_PATH/api``."""
+        assert self.proc is not None, "launch() first"
+        api_file = self.ipfs_path / "api"
         deadline = time.monotonic() + _START_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -116,7 +170,7 @@ class KuboDaemon:
         self.stop()
         raise RuntimeError(f"kubo daemon did not become ready in {_START_TIMEOUT}s:\n{self.log()[-3000:]}")
 
-    def rpc(self, path: str, timeout: float = 10.0) -> dict[str, object]:
+    def rpc(self, path: str, timeout: float = 10.0) -> dict[str, Any]:
         """A synchronous RPC call (for setup and cross-checks, independent of the code under test)."""
         req = urllib.request.Request(f"{self.api_url}/api/v0/{path}", method="POST", data=b"")
         with urllib.request.urlopen(req, timeout=timeout) as resp:
@@ -129,22 +183,59 @@ class KuboDaemon:
         except OSError:
             return ""
 
+    def terminate(self) -> None:
+        """Ask the daemon to shut down (SIGTERM once: kubo takes a second signal as "force-quit now")."""
+        if self.proc is not None and self.proc.poll() is None and not self._terminated:
+            self.proc.send_signal(signal.SIGTERM)
+            self._terminated = True
+
     def stop(self) -> None:
+        """Shut the daemon down and wait for it (SIGKILL after 15 s)."""
+        self.terminate()
         proc, self.proc = self.proc, None
+        self._terminated = False
         if proc is None or proc.poll() is not None:
             return
-        proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
 
+    def swarm_addresses(self) -> list[str]:
+        """The swarm addresses kubo announces (``id``'s ``Addresses``), each ending in ``/p2p/<id>``."""
+        return [str(a) for a in self.rpc("id").get("Addresses") or []]
+
+    def swarm_peers(self) -> set[str]:
+        """Peer IDs of the nodes this kubo is connected to."""
+        return {str(p["Peer"]) for p in self.rpc("swarm/peers").get("Peers") or []}
+
     def __enter__(self) -> KuboDaemon:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def start_all(daemons: list[KuboDaemon]) -> list[KuboDaemon]:
+    """Start several daemons in parallel; on any failure stop them all and re-raise."""
+    try:
+        for d in daemons:
+            d.launch()
+        for d in daemons:
+            d.wait_ready()
+    except BaseException:
+        stop_all(daemons)
+        raise
+    return daemons
+
+
+def stop_all(daemons: list[KuboDaemon]) -> None:
+    """Stop every daemon (SIGTERM, then SIGKILL after 15 s); never raises for one that already exited."""
+    for d in daemons:
+        d.terminate()  # all at once, then wait for each
+    for d in daemons:
+        d.stop()
 
 
 @pytest.fixture(scope="module")

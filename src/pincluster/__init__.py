@@ -9,5 +9,6 @@ __version__ = "0.1.0"
 #: The IPFS Cluster release whose user-facing contract (REST, ctl, service.json) we implement.
 CLUSTER_COMPAT_VERSION = "1.1.6"
 
-#: RPC protocol version carried in every cluster handshake (`/pincluster/rpc/<major.minor>`).
-RPC_PROTOCOL_VERSION = "1.0"
+#: RPC protocol version carried in every cluster handshake (`/pincluster/rpc/<major.minor>`). 2.0: state format 2
+#: (snapshots of format 2 must not reach a format-1 peer, so the two refuse each other at the handshake).
+RPC_PROTOCOL_VERSION = "2.0"

@@ -11,9 +11,10 @@ import asyncio
 import contextlib
 import heapq
 import logging
+import sqlite3
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,8 @@ from pincluster.ipfsconn.interface import IPFSConnector
 from pincluster.monitor.monitor import InformerPublisher, Monitor, ping_metric
 from pincluster.p2p.host import Host
 from pincluster.pintracker.stateless import StatelessPinTracker
-from pincluster.rpc.core import RPC
+from pincluster.rpc.core import RPC, UNBOUNDED
+from pincluster.state.store import SQLiteStore
 from pincluster.types.cid import CID
 from pincluster.types.codec import from_json, pin_from_state, pin_to_state
 from pincluster.types.gotime import go_now
@@ -74,14 +76,65 @@ class StatePinset:
 
     def __init__(self, state_getter: Callable[[], Any]) -> None:
         self._state = state_getter
+        self._reader: tuple[Path, sqlite3.Connection] | None = None
+
+    def _read_now(self, store: SQLiteStore, key: bytes) -> tuple[bool, bytes | None]:
+        """One primary-key read on the event loop, on a read-only connection of our own (WAL: never waits
+        for the writer; busy_timeout 0: if SQLite is busy, e.g. a snapshot being restored, give up at once).
+
+        A pin request reads the pinset once; the thread hop of ``to_thread`` cost more than the read itself.
+        Returns (False, None) when the caller should read through the async state instead."""
+        try:
+            if self._reader is None or self._reader[0] != store.path:
+                self.close()
+                conn = sqlite3.connect(f"file:{store.path}?mode=ro", uri=True, timeout=0)
+                self._reader = (store.path, conn)
+            row = self._reader[1].execute("SELECT value FROM pins WHERE key = ?", (key,)).fetchone()
+        except sqlite3.Error:
+            self.close()
+            return False, None
+        return True, None if row is None else bytes(row[0])
+
+    def close(self) -> None:
+        if self._reader is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._reader[1].close()
+            self._reader = None
 
     async def get(self, cid: CID) -> Pin | None:
-        raw = await self._state().get(cid.bytes)
+        state = self._state()
+        store = getattr(state, "store", None)
+        done, raw = self._read_now(store, cid.bytes) if isinstance(store, SQLiteStore) else (False, None)
+        if not done:
+            raw = await state.get(cid.bytes)
         return None if raw is None else pin_from_state(raw)
 
     async def list(self) -> AsyncIterator[Pin]:
         async for _key, raw in self._state().list():
             yield pin_from_state(raw)
+
+    async def allocated_to(self, peer: PeerID) -> AsyncIterator[Pin]:
+        """The pins allocated to ``peer``: from the allocations index (state format 2), which reads only those
+        pins, else by a scan. Streamed by key, so callers may re-allocate the pins as they go."""
+        state = self._state()
+        if hasattr(state, "pins_allocated_to"):
+            async for _key, raw in state.pins_allocated_to(peer.bytes):
+                yield pin_from_state(raw)
+            return
+        async for pin in self.list():
+            if peer in pin.allocations:
+                yield pin
+
+    async def expired(self, now: datetime) -> AsyncIterator[Pin]:
+        """The pins whose ``expire_at`` is before ``now``: from the expiry index when the state has one."""
+        state = self._state()
+        if hasattr(state, "expired"):
+            async for _key, raw in state.expired(now):
+                yield pin_from_state(raw)
+            return
+        async for pin in self.list():
+            if pin.expired_at(now):
+                yield pin
 
 
 @dataclass(frozen=True)
@@ -171,13 +224,22 @@ class Cluster:
         self._apply_queue.put_nowait(ops)
 
     async def _apply_loop(self) -> None:
-        """Feed committed changes to the tracker in commit order."""
+        """Feed committed changes to the tracker in commit order.
+
+        Consensus may say what each key held before the change (``AppliedOps.previous``): then a pin allocated
+        elsewhere that was never allocated here needs no IPFS unpin (see ``StatelessPinTracker.track``)."""
         while True:
             ops = await self._apply_queue.get()
-            for _kind, key, value in ops:
+            previous: list[bytes | None] | None = getattr(ops, "previous", None)
+            for j, (_kind, key, value) in enumerate(ops):
                 try:
                     if value is not None:
-                        await self.tracker.track(pin_from_state(value))
+                        pin = pin_from_state(value)
+                        maybe_here = True
+                        if previous is not None and pin.is_remote_pin(self.peer_id):
+                            before = previous[j]
+                            maybe_here = before is not None and not pin_from_state(before).is_remote_pin(self.peer_id)
+                        await self.tracker.track(pin, maybe_here=maybe_here)
                     else:
                         await self.tracker.untrack(CID(key))
                 except Exception:
@@ -231,6 +293,7 @@ class Cluster:
         await self.publisher.shutdown()
         await self.monitor.shutdown()
         await self.tracker.shutdown()
+        self.pinset.close()
 
     # ------------------------------------------------------------------ peers and metrics
     async def member_ids(self) -> list[PeerID]:
@@ -383,9 +446,11 @@ class Cluster:
         if self.config.cluster.follower_mode:
             return
         members = await self.member_ids()
+        if alert.peer is None:
+            return
         done, failed = await repin_after_alert(
             alert,
-            self.pinset.list(),
+            self.pinset.allocated_to(alert.peer),
             self.peer_id,
             members,
             self._repin,
@@ -428,9 +493,7 @@ class Cluster:
             now = go_now()
             members = await self.member_ids()
             expired = [
-                p.cid
-                async for p in self.pinset.list()
-                if p.expired_at(now) and is_closest_peer(self.peer_id, p.cid, members)
+                p.cid async for p in self.pinset.expired(now) if is_closest_peer(self.peer_id, p.cid, members)
             ]
             for cid in expired:
                 with contextlib.suppress(PinclusterError):
@@ -480,6 +543,13 @@ class Cluster:
 
     # ------------------------------------------------------------------ ClusterAPI: identity and peers
     async def id(self) -> ID:
+        # IPFS is asked each time, as Go does, so that /id shows an IPFS daemon that went down; the last good
+        # answer stays cached for pings and status (Go reuses it there too).
+        try:
+            ipfs = await self.ipfs.id()
+            self._ipfs_id = ipfs
+        except PinclusterError as exc:
+            ipfs = IPFSID(addresses=None, error=str(exc))
         members = await self.member_ids()
         addrs = [a.with_p2p(p) for p in members if p != self.peer_id for a in self.host.peerstore.addrs(p)]
         return ID(
@@ -491,7 +561,7 @@ class Cluster:
             commit="",
             rpc_protocol_version=RPC_PROTOCOL,
             error="",
-            ipfs=self._ipfs_id,
+            ipfs=ipfs,
             peername=self.peername,
         )
 
@@ -515,7 +585,7 @@ class Cluster:
             raise NotFound(f"peer {peer} is not part of the cluster peerset")
         if not self.config.cluster.disable_repinning:
             moved = 0
-            async for pin in self._pins_allocated_to(peer):
+            async for pin in self.pinset.allocated_to(peer):
                 try:
                     await self._pin(pin, blacklist=(peer,))
                     moved += 1
@@ -523,11 +593,6 @@ class Cluster:
                     log.warning("could not re-allocate %s away from %s: %s", pin.cid, peer, exc)
             log.info("re-allocated %d pins before removing %s", moved, peer)
         await self.consensus.rm_peer(str(peer))
-
-    async def _pins_allocated_to(self, peer: PeerID) -> AsyncIterator[Pin]:
-        todo = [p async for p in self.pinset.list() if peer in p.allocations]
-        for p in todo:
-            yield p
 
     # ------------------------------------------------------------------ ClusterAPI: pinning
     async def pin(self, cid: CID, options: PinOptions) -> Pin:
@@ -570,7 +635,7 @@ class Cluster:
             pin = pin.replace(allocations=allocations)
         await self.consensus.log_pin(pin.cid.bytes, pin_to_state(pin))
         where = ", ".join(map(str, pin.allocations)) if pin.allocations else "every peer"
-        log.info("pinned %s on %s", pin.cid, where)
+        log.debug("pinned %s on %s", pin.cid, where)  # per pin: debug (thousands per second at info cost ~7%)
         return pin
 
     async def pin_update(self, from_cid: CID, to_cid: CID, options: PinOptions) -> Pin:
@@ -603,7 +668,7 @@ class Cluster:
         if pin.type is PinType.CLUSTER_DAG:
             raise InvalidInput("cannot unpin a Cluster DAG directly. Unpin content root CID instead")
         await self.consensus.log_unpin(cid.bytes)
-        log.info("unpinned %s", cid)
+        log.debug("unpinned %s", cid)
         return pin
 
     async def unpin_path(self, path: str) -> Pin:
@@ -699,27 +764,44 @@ class Cluster:
 
     async def _merge_all(self, method: str, arg: Any) -> AsyncIterator[GlobalPinInfo]:
         """Every member streams its local statuses in CID order; merge them by CID as they arrive, so memory
-        holds one item per member rather than the whole pinset (Go collects everything in a map)."""
+        holds one message of items per member rather than the whole pinset (Go collects everything in a map).
+
+        Remote items come in batches (``RPC.stream_batches``); the merge only awaits a member when its batch
+        is used up, and the first batches are fetched concurrently."""
         members = await self.member_ids()
-        streams: list[AsyncIterator[PinInfo]] = [
-            aiter(self.rpc.stream(p, method, arg, result_type=PinInfo, timeout=None)) for p in members
+        streams = [
+            # No deadline: a listing of a large pinset takes minutes (None would mean RPC's default, 60 s).
+            self.rpc.stream_batches(p, method, arg, result_type=PinInfo, timeout=UNBOUNDED) for p in members
         ]
         failed: dict[PeerID, Exception] = {}
+        bufs: list[list[PinInfo]] = [[] for _ in members]
+        pos = [0] * len(members)
         heads: list[tuple[bytes, int, PinInfo]] = []
 
-        async def advance(i: int) -> None:
-            try:
-                info = await anext(streams[i])
-            except StopAsyncIteration:
-                return
-            except Exception as exc:
-                failed[members[i]] = exc
-                log.warning("%s on %s failed: %s", method, members[i], exc)
-                return
+        async def refill(i: int) -> bool:
+            """Next non-empty batch of member ``i``; False at its end (or failure, recorded)."""
+            while True:
+                try:
+                    batch = await anext(streams[i])
+                except StopAsyncIteration:
+                    return False
+                except Exception as exc:
+                    failed[members[i]] = exc
+                    log.warning("%s on %s failed: %s", method, members[i], exc)
+                    return False
+                if batch:
+                    bufs[i], pos[i] = batch, 0
+                    return True
+
+        def push(i: int) -> None:
+            info = bufs[i][pos[i]]
+            pos[i] += 1
             heapq.heappush(heads, (info.cid.bytes, i, info))
 
-        await asyncio.gather(*(advance(i) for i in range(len(streams))))
         try:
+            for i, ok in enumerate(await asyncio.gather(*(refill(i) for i in range(len(streams))))):
+                if ok:
+                    push(i)
             while heads:
                 key, i, first = heapq.heappop(heads)
                 group = [first]
@@ -731,11 +813,13 @@ class Cluster:
                 for peer, exc in failed.items():
                     group.append(await self._error_info(first.cid, peer, exc, None))
                 yield GlobalPinInfo.from_pin_infos(group)
-                await asyncio.gather(*(advance(j) for j in nexts))
+                for j in nexts:
+                    if pos[j] < len(bufs[j]) or await refill(j):
+                        push(j)
         finally:
             for s in streams:
                 with contextlib.suppress(Exception):
-                    await s.aclose()  # type: ignore[attr-defined]
+                    await s.aclose()
 
     # ------------------------------------------------------------------ ClusterAPI: the rest
     async def repo_gc(self, *, local: bool = False) -> GlobalRepoGC:
@@ -745,7 +829,8 @@ class Cluster:
         peer_map: dict[PeerID, RepoGC] = {}
         for peer in await self.member_ids():
             try:
-                peer_map[peer] = await self.rpc.call(peer, "Cluster.RepoGCLocal", result_type=RepoGC, timeout=None)
+                peer_map[peer] = await self.rpc.call(peer, "Cluster.RepoGCLocal", result_type=RepoGC,
+                                                     timeout=UNBOUNDED)  # a GC may take minutes
             except Exception as exc:
                 info = await self._peer_info(peer)
                 peer_map[peer] = RepoGC(peer=peer, peername=info.peername, keys=(), error=str(exc))

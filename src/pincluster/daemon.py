@@ -74,6 +74,10 @@ class Daemon:
         self.cluster: Any = None
         self.apis: list[Any] = []
         self.config: ServiceConfig | None = None
+        self.metrics: Any = None  # pincluster.observe: metrics, exporter, --stats screen, last error line
+        self.exporter: Any = None
+        self.reporter: Any = None
+        self.log_tail: Any = None
         self._stopping = False
 
     async def start(self) -> None:
@@ -88,6 +92,13 @@ class Daemon:
         cfg = load_config(self.folder)
         cfg.require_supported_consensus()
         self.config = cfg
+        if cfg.metrics.enable_stats or self.options.stats:  # Go: --stats forces observations.metrics.enable_stats
+            from pincluster.observe.metrics import Metrics, MetricsExporter
+            from pincluster.observe.stats import LogTail
+
+            self.metrics, self.log_tail = Metrics(), LogTail().attach()
+            self.exporter = MetricsExporter(self.metrics, None, cfg.metrics.prometheus_endpoint, log_tail=self.log_tail)
+            self.exporter.bind()  # a busy port fails here, before this peer joins anything
         ident = load_identity(self.folder / IDENTITY_JSON)
         cc = cfg.cluster
         await self._start_embedded_ipfs(cfg)
@@ -103,6 +114,7 @@ class Daemon:
             informer_trigger_interval=h.informer_trigger_interval,
             unpin_disable=h.unpin_disable,
         )
+        self.ipfs.observer = self.metrics
 
         listen = [a for a in cc.listen_multiaddress if a.has("tcp")]
         for a in cc.listen_multiaddress:
@@ -125,6 +137,7 @@ class Daemon:
                 "is another peer using this address? Change cluster.listen_multiaddress"
             ) from exc
         self.rpc = RPC(self.host)
+        self.rpc.observer = self.metrics
         known = await self.host.bootstrap()  # dial the peers of the peerstore file (errors are logged)
         if known:
             log.info("connected to %d known peers from the peerstore", len(known))
@@ -160,6 +173,7 @@ class Daemon:
         register_services(self.rpc, self.cluster)
         await self.cluster.start()
         await self._start_apis(cfg)
+        await self._start_observations(cfg)
         if self.options.leave:
             log.info("this peer will leave the cluster on shutdown (--leave)")
 
@@ -238,6 +252,29 @@ class Daemon:
             from pincluster.api.rest.server import RestAPI
 
             await self._start_api(RestAPI.from_config(self.cluster, cfg.restapi, str(self.folder)))
+        if cfg.is_loaded("api.pinsvcapi"):
+            from pincluster.api.pinsvc.server import PinSvcAPI
+
+            await self._start_api(PinSvcAPI.from_config(self.cluster, cfg.pinsvcapi, str(self.folder)))
+        if cfg.is_loaded("api.ipfsproxy"):
+            from pincluster.api.ipfsproxy.server import IPFSProxy
+
+            await self._start_api(IPFSProxy.from_config(self.cluster, cfg.ipfsproxy, str(self.folder)))
+
+    async def _start_observations(self, cfg: ServiceConfig) -> None:
+        """The Prometheus exporter on observations.metrics.prometheus_endpoint; with --stats, the health screen."""
+        if self.exporter is None:
+            return
+        from pincluster.observe.stats import HealthReporter
+
+        self.exporter.cluster = self.cluster
+        await self.exporter.start()
+        if self.options.stats:
+            self.reporter = HealthReporter(
+                self.cluster, cfg.metrics.reporting_interval.total_seconds(), metrics=self.metrics,
+                walker=self.exporter.walker, log_tail=self.log_tail,
+            )  # fmt: skip
+            self.reporter.start()
 
     async def _start_api(self, api: Any) -> None:
         """Start one API server; kept in ``self.apis`` so that shutdown stops it first."""
@@ -249,6 +286,12 @@ class Daemon:
             return
         self._stopping = True
         leave = self.options.leave or bool(self.config and self.config.cluster.leave_on_shutdown)
+        for part in (self.reporter, self.exporter):  # observations first: they read every other component
+            if part is not None:
+                with contextlib.suppress(Exception):
+                    await part.stop()
+        if self.log_tail is not None:
+            self.log_tail.detach()
         for api in reversed(self.apis):
             with contextlib.suppress(Exception):
                 await api.stop()

@@ -20,6 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -232,9 +233,15 @@ def init_peers(
     fast: bool = False,
     ipfs: str = "embedded",
     extra_env: dict[str, str] | None = None,
-    service_changes: dict[str, Any] | None = None,
+    service_changes: dict[str, Any] | Callable[[int], dict[str, Any]] | None = None,
 ) -> list[Peer]:
-    """``ipfs-cluster-service init`` for ``n`` peers under ``root`` with one shared secret."""
+    """``ipfs-cluster-service init`` for ``n`` peers under ``root`` with one shared secret.
+
+    ``service_changes`` maps dotted ``service.json`` keys to values (``"cluster.disable_repinning": False``);
+    a callable gets the peer's index and returns that peer's changes. With ``ipfs="external"`` it is how each
+    peer learns its own IPFS daemon, e.g. ``lambda i: {"ipfs_connector.ipfshttp.node_multiaddress":
+    kubos[i].api_multiaddr}``; those daemons should share a ``swarm.key`` derived from ``secret`` (see
+    ``docs/kubo.md``)."""
     secret = secret or secrets.token_hex(32)
     peers = []
     for i in range(n):
@@ -250,9 +257,10 @@ def init_peers(
         if res.returncode != 0:
             raise RuntimeError(f"init of peer{i} failed: {res.stderr}")
         _loopback(folder, fast)
-        if service_changes:
+        changes = service_changes(i) if callable(service_changes) else service_changes
+        if changes:
             svc = json.loads((folder / "service.json").read_text())
-            for key, value in service_changes.items():
+            for key, value in changes.items():
                 section, _, name = key.rpartition(".")
                 target = svc
                 for part in section.split("."):

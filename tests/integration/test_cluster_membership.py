@@ -8,6 +8,7 @@ every node pins them at once without fetching anything, and the tests measure Ra
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -16,13 +17,14 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from tests.integration.cluster_harness import Peer, clean_env, init_peers, start_cluster, stop_all
+from tests.integration.cluster_harness import Peer, clean_env, init_peers, running_cluster, start_cluster
+from tests.integration.cluster_harness import wait_for as _wait_for
 
 from pincluster.localnet import SERVICE
 from pincluster.lock import ClusterLock
@@ -34,16 +36,15 @@ T = TypeVar("T")
 EVERYWHERE = "replication-min=-1&replication-max=-1"
 LEADER_RE = re.compile(r"Raft leader is now (\S+) \(term (\d+)\)")
 
+#: An empty pinset or peer list is an answer here: only None/False mean "not yet".
+wait_for = functools.partial(_wait_for, done=lambda v: v is not None and v is not False)
+
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Peer]]:
     root = tmp_path_factory.mktemp("membership")
-    peers = init_peers(root, 3)
-    try:
-        start_cluster(peers)
+    with running_cluster(root, 3) as peers:
         yield peers
-    finally:
-        stop_all(peers)
 
 
 @pytest.fixture(scope="module")
@@ -54,17 +55,6 @@ def extra_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def identity_cid(tag: str) -> str:
     """A CID whose content is its own digest: pinnable on every node without any block transfer."""
     return str(CID.v1(RAW, multihash_encode(IDENTITY, tag.encode())))
-
-
-def wait_for(pred: Callable[[], T | None], timeout: float = 30, interval: float = 0.3, what: str = "condition") -> T:
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = pred()
-        if last is not None and last is not False:  # an empty pinset is an answer
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}; last value: {last!r}")
 
 
 def allocations(peer: Peer) -> dict[str, str]:

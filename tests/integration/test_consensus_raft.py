@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from pincluster.consensus.transport import RaftAuthenticator, sealed_frame
+from pincluster.state.store import FORMAT_VERSION
 
 PEER = Path(__file__).with_name("raft_peer.py")
 SECRET = "5a" * 32
@@ -339,10 +340,11 @@ def test_state_format_version_refusal(tmp_path: Path) -> None:
     db = sqlite3.connect(p.data / "state.sqlite")
     db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID")
     db.execute("CREATE TABLE pins (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID")
-    db.execute("INSERT INTO meta VALUES ('format_version', 0), ('applied_index', 0), ('applied_term', 0)")
+    db.execute("INSERT INTO meta VALUES ('format_version', ?), ('applied_index', 0), ('applied_term', 0)",
+               (FORMAT_VERSION - 1,))
     db.commit()
     db.close()
     line = p.start(init=p.spec, expect_ready=False)
     assert p.proc is not None and p.proc.wait(30) == 1
-    assert "format version 0" in line and "format version 1" in line, line
+    assert f"format version {FORMAT_VERSION - 1}" in line and f"format version {FORMAT_VERSION}" in line, line
     assert "ipfs-cluster-service state upgrade" in line, line

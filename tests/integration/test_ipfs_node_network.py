@@ -22,7 +22,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from tests.unit import test_ipfs_core_unixfs as unixfs_vectors
+from tests.vectors import VECTORS
+from tests.vectors import content as _vector_content
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -288,10 +289,6 @@ async def test_cli_bootstrap_and_force_pnet(tmp_path: Path, daemons: list[Daemon
     await c.init()
     rc, out = await Daemon.cli("--repo", str(c.repo), "daemon", env={**os.environ, "LIBP2P_FORCE_PNET": "1"})
     assert rc == 1 and "LIBP2P_FORCE_PNET=1" in out and "refusing to start" in out
-
-
-VECTORS = unixfs_vectors.VECTORS
-_vector_content = unixfs_vectors.content  # the vectors' content formula, written once in the unit tests
 
 
 async def test_cli_add_reproduces_every_kubo_vector(tmp_path: Path, daemons: list[Daemon]) -> None:

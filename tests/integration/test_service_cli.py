@@ -47,14 +47,20 @@ def test_init_twice_needs_force(tmp_path: Path) -> None:
         f"configuration written to {d}/service.json.\n"
         f"new identity written to {d}/identity.json\n"
         f"new empty peerstore written to {d}/peerstore.\n"
+        f"swarm key for the IPFS daemon written to {d}/swarm.key: copy it to $IPFS_PATH/swarm.key on this "
+        "machine and start the daemon with LIBP2P_FORCE_PNET=1 (every peer's key is the same: it derives from "
+        "the secret)\n"
     )
     service = (d / "service.json").read_bytes()
     identity = (d / "identity.json").read_bytes()
     cfg = json.loads(service)
     assert list(cfg["consensus"]) == ["raft"] and "datastore" not in cfg
     assert len(cfg["cluster"]["secret"]) == 64
-    for name in ("service.json", "identity.json", "peerstore"):
+    for name in ("service.json", "identity.json", "peerstore", "swarm.key"):
         assert (d / name).stat().st_mode & 0o777 == 0o600
+    from pincluster.ipfs.swarmkey import derive_swarm_key, load_swarm_key
+
+    assert load_swarm_key(d / "swarm.key") == derive_swarm_key(bytes.fromhex(cfg["cluster"]["secret"]))
     assert d.stat().st_mode & 0o777 == 0o700
 
     second = run("-c", str(d), "init")

@@ -6,18 +6,21 @@ state the restarted daemon loads, and the daemon must pin them on IPFS when it s
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.integration.cluster_harness import wait_for as _wait_for
 
 from pincluster.localnet import SERVICE, Peer, clean_env, init_peers
+from pincluster.state.store import FORMAT_VERSION
+
+wait_for = functools.partial(_wait_for, timeout=60)
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -71,15 +74,6 @@ def restart(peer: Peer) -> None:
     peer.log_path.unlink(missing_ok=True)
     peer.start()
     peer.wait_ready(90)
-
-
-def wait_for(pred: Callable[[], Any], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def pinset(peer: Peer) -> set[str]:
@@ -158,7 +152,7 @@ def test_import_errors_exit_1_and_keep_the_state(tmp_path: Path) -> None:
     got = json.loads(service(peer, "state", "export").stdout)
     assert (got["replication_factor_min"], got["replication_factor_max"]) == (2, 3)
     up = service(peer, "state", "upgrade")
-    assert up.returncode == 0 and b"is current (format version 1)" in up.stdout
+    assert up.returncode == 0 and f"is current (format version {FORMAT_VERSION})".encode() in up.stdout
 
 
 def test_same_import_on_every_peer_restarts_the_cluster_with_its_peerset(tmp_path: Path) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
 import pytest
+from tests.vectors import VECTORS_PATH
 
 from pincluster.errors import InvalidInput
 from pincluster.p2p.keys import InvalidKey, PrivateKey, PublicKey
@@ -26,7 +26,7 @@ from pincluster.types.cid import (
     split_cid_prefix,
 )
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "kubo-cids.json"
+VECTORS = VECTORS_PATH
 
 
 def test_cidv0_round_trip_and_properties() -> None:
@@ -170,3 +170,13 @@ def test_bad_multiaddrs(bad: str) -> None:
 def test_udp_address_is_not_tcp() -> None:
     with pytest.raises(InvalidMultiaddr):
         Multiaddr("/ip4/1.2.3.4/udp/1").tcp_host_port()
+
+
+def test_multiaddr_webtransport_and_webrtc_certhash() -> None:
+    """kubo announces /certhash addresses (WebTransport, WebRTC); the connector must parse them, not skip them."""
+    wt = "/ip4/1.2.3.4/udp/4001/quic-v1/webtransport/certhash/uEiAkH5a4DPGKUuOBjYw0CgwjvcJCJMD2K_1aluKR_tpevQ"
+    assert str(Multiaddr(wt)) == wt
+    rtc = "/ip4/1.2.3.4/udp/4001/webrtc-direct/certhash/uEiAkH5a4DPGKUuOBjYw0CgwjvcJCJMD2K_1aluKR_tpevQ"
+    assert Multiaddr(rtc).value_for("certhash") is not None
+    with pytest.raises(InvalidMultiaddr, match="certhash"):
+        Multiaddr("/ip4/1.2.3.4/udp/4001/webrtc-direct/certhash/zzz")

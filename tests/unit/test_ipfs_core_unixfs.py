@@ -5,13 +5,12 @@ from __future__ import annotations
 import hashlib
 import io
 import itertools
-import json
 import random
 import tarfile
 from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
 
 import pytest
+from tests.vectors import VECTORS, content, gen
 
 from pincluster.errors import InvalidInput, NotFound
 from pincluster.ipfs.dagpb import PBLink, decode_node, encode_node
@@ -20,25 +19,6 @@ from pincluster.ipfs.unixfs.importer import AddEvent, AddOptions, ImportEntry, i
 from pincluster.ipfs.unixfs.layout import MAX_LINKS
 from pincluster.ipfs.unixfs.pb import DataType, UnixFSData, decode_data
 from pincluster.types.cid import CID, RAW
-
-VECTORS = json.loads((Path(__file__).resolve().parents[3] / "shared" / "vectors" / "kubo-cids.json").read_text())
-
-
-def gen(n: int) -> bytes:
-    """The vectors' content formula."""
-    out = bytearray()
-    i = 0
-    while len(out) < n:
-        out += hashlib.sha256(b"ipfs-cid-vector:%d" % i).digest()
-        i += 1
-    return bytes(out[:n])
-
-
-def content(spec: str) -> bytes:
-    if spec.startswith("gen("):
-        return gen(int(spec[4:-1]))
-    assert spec.startswith("literal b'")
-    return spec[len("literal b'") : -1].encode().decode("unicode_escape").encode("latin-1")
 
 
 class MemStore:

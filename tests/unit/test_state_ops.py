@@ -241,29 +241,32 @@ def _migration(conn: sqlite3.Connection) -> None:
 
 
 def test_upgrade_runs_injected_migration_with_backup(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A future release (current + 1) with an injected migration: refused, then upgraded with a backup."""
+    cur = store_mod.FORMAT_VERSION
+    nxt = cur + 1
     cfg = load_config(folder)
     data = cfg.raft_data_path()
     ops.import_state(folder, io.BytesIO(ndjson(make_pins(20))))
     before = export_bytes(folder)
     assert upgrade_state_result(folder).backup is None  # current: nothing done
 
-    monkeypatch.setattr(store_mod, "FORMAT_VERSION", 2)
+    monkeypatch.setattr(store_mod, "FORMAT_VERSION", nxt)
     with pytest.raises(StateVersionError) as err:
         SQLiteStore(data / ops.STATE_FILE)
-    assert "format version 1" in str(err.value) and "version 2" in str(err.value)
+    assert f"format version {cur}" in str(err.value) and f"version {nxt}" in str(err.value)
     # no migration registered: refused, nothing touched
     with pytest.raises(StateVersionError, match="no automatic upgrade"):
         upgrade_state(folder)
     assert not list(data.parent.glob("raft.bak.*"))
 
-    monkeypatch.setitem(store_mod.MIGRATIONS, 1, _migration)
+    monkeypatch.setitem(store_mod.MIGRATIONS, cur, _migration)
     with pytest.raises(StateVersionError, match="ipfs-cluster-service state upgrade"):
         SQLiteStore(data / ops.STATE_FILE)
     res = upgrade_state_result(folder)
-    assert res.found == 1 and res.to == 2 and res.backup is not None
-    assert read_format_version(res.backup / ops.STATE_FILE) == 1  # the backup is the old state
+    assert res.found == cur and res.to == nxt and res.backup is not None
+    assert read_format_version(res.backup / ops.STATE_FILE) == cur  # the backup is the old state
     for name in (ops.STATE_FILE, ops.DUMP_FILE):
-        assert read_format_version(data / name) == 2
+        assert read_format_version(data / name) == nxt
         conn = sqlite3.connect(data / name)
         assert conn.execute("SELECT k FROM extra").fetchall() == [("migrated",)]
         conn.close()
@@ -281,7 +284,8 @@ def test_upgrade_refuses_newer_state(folder: Path, monkeypatch: pytest.MonkeyPat
 
 def test_export_refuses_other_versions_and_crdt(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ops.import_state(folder, io.BytesIO(ndjson(make_pins(2))))
-    monkeypatch.setattr(store_mod, "FORMAT_VERSION", 2)
+    monkeypatch.setattr(store_mod, "FORMAT_VERSION", store_mod.FORMAT_VERSION + 1)
+    monkeypatch.setitem(store_mod.MIGRATIONS, store_mod.FORMAT_VERSION, _migration)
     with pytest.raises(StateError, match="ipfs-cluster-service state upgrade"):
         export_bytes(folder)
     monkeypatch.undo()
@@ -333,7 +337,7 @@ def test_cli_export_to_file_and_lock(folder: Path) -> None:
         res = runner.invoke(cli, ["-c", str(folder), "state", "export"])
     assert res.exit_code == 1 and "error obtaining execution lock" in res.output
     res = runner.invoke(cli, ["-c", str(folder), "state", "upgrade"])
-    assert res.exit_code == 0 and "is current (format version 1)" in res.output
+    assert res.exit_code == 0 and f"is current (format version {store_mod.FORMAT_VERSION})" in res.output
 
 
 @pytest.mark.parametrize("sub", ["info", "dot", "mark-dirty", "mark-clean"])

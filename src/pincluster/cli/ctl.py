@@ -87,6 +87,24 @@ class APIExit(click.ClickException):
         pass
 
 
+class StdoutClosed(click.ClickException):
+    """The reader of stdout went away (``ctl status | head``): stop quietly with 141, as Go dies of SIGPIPE."""
+
+    exit_code = 141
+
+    def __init__(self) -> None:
+        super().__init__("")
+        try:  # later flushes (at exit) must not fail again on the closed pipe
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):
+            pass
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        pass
+
+
 # --- the --debug client -----------------------------------------------------------------------------------
 def _debug(line: str) -> None:
     click.echo(line, err=True)
@@ -160,8 +178,11 @@ class Ctl:
 
     @staticmethod
     def write(text: str) -> None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            raise StdoutClosed() from None
 
     def emit(self, obj: T, text: Callable[[T], str]) -> None:
         """Print one object as text or JSON."""
@@ -369,16 +390,18 @@ async def _wait(client: Client, cid: CID, target: TrackerStatus, limit: int, tim
 
 async def _after_pin(c: Ctl, client: Client, pin: Pin, target: TrackerStatus, no_status: bool, wait: bool,
                      wait_limit: int, wait_timeout: float) -> None:
-    """Go's ``handlePinResponseFormatFlags``: the pin itself, or the status after waiting (or after 1 s)."""
-    if no_status:
-        c.emit(pin, format_pin)
-        return
+    """Go's ``handlePinResponseFormatFlags``: wait first when asked (also with ``--no-status``), then print the
+    pin itself, or the status the wait ended with (or the one fetched after 1 s)."""
+    status: GlobalPinInfo | None = None
     if wait:
         limit = pin.replication_factor_min if target == TrackerStatus.PINNED else 0
         if wait_limit:
             limit = wait_limit
         status = await _wait(client, pin.cid, target, limit, wait_timeout)
-    else:
+    if no_status:
+        c.emit(pin, format_pin)
+        return
+    if status is None:
         await asyncio.sleep(1)
         status = await client.status(pin.cid, local=False)
     c.emit(status, format_gpi)
@@ -629,6 +652,8 @@ def add(c: Ctl, paths: tuple[str, ...], recursive: bool, quiet: bool, quieter: b
             if bar is not None:
                 bar.__exit__()
             if buffered:
+                if quieter:  # Go prints only the last item, as a one-element list in JSON
+                    buffered = buffered[-1:]
                 if c.json:
                     c.write(format_json(buffered))
                 else:

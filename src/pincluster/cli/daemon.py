@@ -18,7 +18,11 @@ from pincluster.errors import PinclusterError
     help="Comma-separated cluster multiaddrs (with /p2p/<id>) of running peers to join.",
 )
 @click.option("-x", "--leave", is_flag=True, hidden=True, help="Leave the cluster on shutdown.")
-@click.option("--stats", is_flag=True, hidden=True, help="Accepted for compatibility; metrics are not exported yet.")
+@click.option(
+    "--stats", is_flag=True,
+    help="Turn on Prometheus metrics (observations.metrics.enable_stats) and print the peer's health every "
+    "observations.metrics.reporting_interval.",
+)
 @click.option("--tracing", is_flag=True, hidden=True, help="Accepted for compatibility; tracing is not built.")
 @click.option("--no-trust", is_flag=True, hidden=True, help="Accepted for compatibility (CRDT only).")
 @click.option(
@@ -34,14 +38,17 @@ def daemon(
     """Run the cluster peer."""
     from pincluster.daemon import DaemonOptions, run_daemon
 
-    if stats or tracing:
-        click.echo("warning: --stats and --tracing are accepted for compatibility but do nothing yet", err=True)
+    if tracing:
+        click.echo("warning: --tracing is accepted for compatibility but does nothing yet", err=True)
     lock = svc.take_lock()
     try:
         if upgrade:
-            from pincluster.state.upgrade import upgrade_state
+            from pincluster.state.upgrade import describe, upgrade_state_result
 
-            upgrade_state(svc.config_dir)
+            try:
+                click.echo(describe(upgrade_state_result(svc.config_dir)), err=True)
+            except (PinclusterError, OSError) as err:
+                fail("upgrading state", err)
         opts = DaemonOptions(bootstrap=parse_peers(bootstrap) if bootstrap else (), leave=leave, ipfs=ipfs_mode,
                              stats=stats)
         try:

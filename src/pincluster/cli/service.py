@@ -160,8 +160,10 @@ def randomize_ports(cfg: ServiceConfig, *, ipfs_api: bool = False) -> ServiceCon
         return tuple(randomize_port(a) for a in addrs)
 
     if ipfs_api:
+        node_api = randomize_port(cfg.ipfshttp.node_multiaddress)
         cfg = cfg.replace(
-            ipfshttp=dataclasses.replace(cfg.ipfshttp, node_multiaddress=randomize_port(cfg.ipfshttp.node_multiaddress))
+            ipfshttp=dataclasses.replace(cfg.ipfshttp, node_multiaddress=node_api),
+            ipfsproxy=dataclasses.replace(cfg.ipfsproxy, node_multiaddress=node_api),  # the proxy fronts the same node
         )
     raft_listen = randomize_port(cfg.raft.listen_multiaddress)
     cfg = cfg.replace(raft=dataclasses.replace(cfg.raft, listen_multiaddress=raft_listen))
@@ -351,10 +353,29 @@ def _write_init(
             click.echo(f"new empty peerstore written to {pstore}.", err=True)
         if ipfs_mode == "embedded":
             _init_embedded_ipfs(folder, cfg, randomports)
+        else:
+            _write_external_swarm_key(folder, cfg)
     except PinclusterError as err:
         fail("saving configuration", err)
     except OSError as err:
         fail("saving configuration", err)
+
+
+def _write_external_swarm_key(folder: Path, cfg: ServiceConfig) -> None:
+    """With an external IPFS daemon, write the swarm.key its private network needs (derived from the cluster
+    secret, as the embedded nodes' key is), so that every peer's kubo joins the same private network."""
+    from pincluster.ipfs.swarmkey import derive_swarm_key, write_swarm_key
+
+    if not cfg.cluster.secret:
+        return
+    path = folder / "swarm.key"
+    key = derive_swarm_key(cfg.cluster.secret)
+    write_swarm_key(path, key)
+    click.echo(
+        f"swarm key for the IPFS daemon written to {path}: copy it to $IPFS_PATH/swarm.key on this machine "
+        "and start the daemon with LIBP2P_FORCE_PNET=1 (every peer's key is the same: it derives from the secret)",
+        err=True,
+    )
 
 
 def main() -> None:

@@ -281,7 +281,8 @@ def _validate_http_api(name: str, cfg: RestAPIConfig | PinSvcAPIConfig) -> None:
     if bool(cfg.ssl_cert_file) != bool(cfg.ssl_key_file):
         missing = "ssl_key_file" if cfg.ssl_cert_file else "ssl_cert_file"
         raise ConfigError(f"{name}.{missing}", "is missing: set both ssl_cert_file and ssl_key_file, or neither")
-    for t in ("read_timeout", "read_header_timeout", "write_timeout", "idle_timeout", "cors_max_age"):
+    for t in ("read_timeout", "read_header_timeout", "write_timeout", "idle_timeout", "cors_max_age",
+              "token_lifetime"):
         _positive(f"{name}.{t}", getattr(cfg, t), allow_zero=True)
     _positive(f"{name}.max_header_bytes", cfg.max_header_bytes)
     if cfg.basic_auth_credentials is not None and not cfg.basic_auth_credentials:
@@ -317,6 +318,8 @@ class _HTTPAPIBase(Section):
     cors_exposed_headers: tuple[str, ...] = opt(_CORS_EXPOSED, STR_LIST, style=L)
     cors_allow_credentials: bool = opt(True, BOOL, style=L)
     cors_max_age: timedelta = opt(_s(0), DURATION)
+    #: Not a Go key: lifetime of the JWTs that ``POST /token`` issues ("0s" = never expire, as Go's).
+    token_lifetime: timedelta = opt(_s(86400), DURATION, omit=Omit.DEFAULT)
 
 
 @dataclass(frozen=True)

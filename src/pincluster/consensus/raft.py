@@ -5,9 +5,17 @@ How the PySyncObj hazards measured in FINDINGS.md are handled here:
 - pickles: every frame is authenticated with a key derived from the cluster secret (``transport``) and every
   unpickling goes through an allow-list (``safe_pickle.install``); log entries carry msgpack bytes only;
 - unbounded in-flight commands: at most ``max_inflight`` (≤ 1000) Raft commands are outstanding; each command is
-  a batch of up to ``batch_ops`` pin operations, so concurrent writers share round trips and fsyncs;
-- apply must be idempotent: each batch is written in one SQLite transaction together with its Raft index,
-  and an index at or below the stored one is skipped;
+  a batch of up to ``batch_ops`` pin operations, so concurrent writers share round trips and fsyncs. Batching
+  adapts: while ``eager_inflight`` commands are in flight, a new one leaves only once a full batch is waiting,
+  so operations gather behind the commands in flight (one Raft entry per pin costs the leader a pickled,
+  sealed append-entries message per follower per pin);
+- apply must be idempotent: every entry is written together with its Raft index, and an index at or below
+  the stored one is skipped;
+- group commit: applied entries go to a state writer thread, which writes all that queued up while it was
+  busy in one SQLite transaction (one fsync), so the Raft thread never waits on the disk. PySyncObj calls a
+  command's callback right after "applying" it, so success callbacks queue behind their entries and fire
+  once those are durable: a write is still acknowledged only once committed to this peer's SQLite. A failed
+  write is retried (nothing acknowledged meanwhile); snapshots wait until the writer has caught up;
 - followers truncating entries they already applied (and then compaction emptying the journal, which made the
   tick thread crash on every tick): the journal truncates only on a real conflict (``journal``), and the
   serializer checker refuses a compaction that would leave the journal shorter than the snapshot;
@@ -132,6 +140,17 @@ def clean_raft_folder(folder: Path | str, backups_rotate: int = 6) -> Path | Non
     return dest
 
 
+class AppliedOps(list[Op]):
+    """The operations of one applied Raft entry, handed to ``on_apply``, with ``previous``: the value each
+    op's key had in the state just before the op (None: absent). A plain list for consumers that ignore it."""
+
+    previous: list[bytes | None]
+
+    def __init__(self, ops: list[Op], previous: list[bytes | None]) -> None:
+        super().__init__(ops)
+        self.previous = previous
+
+
 class _PinsetSyncObj(SyncObj):  # type: ignore[misc]
     """The replicated object. Its one replicated method applies a msgpack batch of pin operations."""
 
@@ -188,10 +207,12 @@ class RaftConsensus:
         on_apply: Callable[[list[Op]], None] | None = None,
         transport_class: type = SecretTCPTransport,
         max_inflight: int = 128,
+        eager_inflight: int = 2,
         batch_ops: int = 256,
         batch_bytes: int = 32 * 1024,
         durable: bool = True,
         sync_journal: bool = True,
+        send_per_tick: bool = True,
     ) -> None:
         if not 1 <= max_inflight <= MAX_INFLIGHT_LIMIT:
             raise InvalidInput(f"max_inflight must be between 1 and {MAX_INFLIGHT_LIMIT}, got {max_inflight}")
@@ -215,10 +236,14 @@ class RaftConsensus:
         self._on_apply = on_apply
         self._transport_class = transport_class
         self._max_inflight = max_inflight
+        self._eager_inflight = max(1, min(eager_inflight, max_inflight))
+        self._inflight = 0
         self._batch_ops = batch_ops
         self._batch_bytes = batch_bytes
         self._durable = durable
         self.sync_journal = sync_journal
+        self._send_per_tick = send_per_tick
+        self._sent_mark: tuple[int, int] = (0, 0)
         self._store: SQLiteStore | None = None
         self._state: SQLiteState | None = None
         self._sync: _PinsetSyncObj | None = None
@@ -239,6 +264,17 @@ class RaftConsensus:
         self.snapshots_written = 0
         self._tasks: set[asyncio.Future[None]] = set()
         self._notifier: PipeNotifier | None = None
+        # Group commit: entries applied by PySyncObj and not yet written (in order, with the batches whose
+        # success waits for them), handed from the Raft thread to the state writer thread.
+        self._wq: list[tuple[int, int, list[Op], int] | _Batch] = []
+        self._wcond = threading.Condition()
+        self._writing = False
+        self._inflight_first: int | None = None
+        self._writer: threading.Thread | None = None
+        self._writer_stop = False
+        self.group_commits = 0
+        self.commands_sent = 0  # Raft commands submitted by this peer (attempts), and the ops they carried
+        self.ops_sent = 0
 
     # -- setup --------------------------------------------------------------------------------------------
 
@@ -278,8 +314,15 @@ class RaftConsensus:
         self._wake = asyncio.Event()
         self._window = asyncio.Semaphore(self._max_inflight)
         self.folder.mkdir(parents=True, exist_ok=True)
+        if (self.folder / DUMP_FILE).exists():
+            # PySyncObj only logs a snapshot it cannot load: refuse one of another format version here, before
+            # anything starts (StateVersionError names both versions and the upgrade command).
+            await asyncio.to_thread(read_snapshot_info, self.folder / DUMP_FILE)
         self._store = await asyncio.to_thread(SQLiteStore, self.folder / STATE_FILE, durable=self._durable)
         self._state = SQLiteState(self._store)
+        self._writer_stop = False
+        self._writer = threading.Thread(target=self._writer_loop, name="raft-state-writer", daemon=True)
+        self._writer.start()
         members = await self._initial_members()
         others = [m for m in members if m != self.self_spec]
         opts = self.config.syncobj_options()
@@ -295,11 +338,13 @@ class RaftConsensus:
             else f"[{self._bind_host}]:{self._port}",
             commandsQueueSize=max(4 * self._max_inflight, 1000),
             appendEntriesBatchSizeBytes=256 * 1024,
-            appendEntriesUseBatch=False,
+            appendEntriesUseBatch=self._send_per_tick,
             logCompactionBatchSize=1024 * 1024,
             maxBindRetries=10,
             bindRetryTime=0.5,
-            autoTickPeriod=min(0.005, opts["appendEntriesPeriod"]),
+            # The poll wakes on every socket event and on our submissions (PipeNotifier), so the tick period
+            # only paces timers (elections, heartbeats); 5 ms ticks kept an idle peer busy.
+            autoTickPeriod=min(0.05, opts["appendEntriesPeriod"]),
         )
         log.info("starting Raft as %s with peers %s", self.self_spec, others or "(none)")
         # Constructed on the loop's thread: PySyncObj's tick thread stops when its creator thread ends.
@@ -311,6 +356,7 @@ class RaftConsensus:
             await asyncio.to_thread(self._sync.waitBinded)
         except Exception as exc:
             self._sync.destroy()
+            self._stop_writer()
             raise Unavailable(
                 f"cannot listen for Raft on {self.config.listen_multiaddress}: {exc}; is the port in use?"
             ) from exc
@@ -329,7 +375,7 @@ class RaftConsensus:
             try:
                 members = json.loads(saved.read_text())
                 if isinstance(members, list) and all(isinstance(m, str) for m in members):
-                    return sorted(set(members) | {self.self_spec})
+                    return sorted(set(self._with_own_address(members)) | {self.self_spec})
             except (OSError, ValueError) as exc:
                 raise StateError(f"cannot read {saved}: {exc}; remove it and start with a bootstrap peer") from exc
         if self._bootstrap:
@@ -394,23 +440,124 @@ class RaftConsensus:
     # -- Raft thread: apply, snapshots, status ---------------------------------------------------------------
 
     def _apply(self, index: int, term: int, blob: bytes) -> None:
-        store = self._store
-        assert store is not None
+        """Raft thread: PySyncObj applies an entry; queue it for the state writer (group commit)."""
         try:
             ops: list[Op] = list(_ops_decoder.decode(blob))
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             log.error("skipping Raft entry %d: it is not a valid operation batch (%s)", index, exc)
-            return
-        if not store.apply(index, term, ops):
-            return
-        self._bytes_since_snapshot += len(blob)
+            ops = []  # still recorded, so that the applied index moves past it
+        with self._wcond:
+            self._wq.append((index, term, ops, len(blob)))
+            self._wcond.notify()
+
+    def _defer_ack(self, batch: _Batch) -> bool:
+        """Raft thread: hold a success callback until every entry applied before it is written."""
+        with self._wcond:
+            if self._writer is None or (not self._writing and not self._wq):
+                return False
+            self._wq.append(batch)
+            self._wcond.notify()
+            return True
+
+    def _first_unwritten(self) -> int | None:
+        """Index of the oldest applied entry not yet in the state (None: the state holds every one)."""
+        with self._wcond:
+            if self._inflight_first is not None:
+                return self._inflight_first
+            for item in self._wq:
+                if isinstance(item, tuple):
+                    return item[0]
+            return None
+
+    def _drain(self, timeout: float) -> bool:
+        """Wait until every applied entry is in the state (before a snapshot is taken or loaded)."""
+        with self._wcond:
+            return self._wcond.wait_for(
+                lambda: not self._writing and not any(isinstance(i, tuple) for i in self._wq), timeout
+            )
+
+    def _writer_loop(self) -> None:
+        """State writer thread: writes what the Raft thread applied, as many entries per transaction (one
+        fsync) as have queued up meanwhile, then releases their changes and acknowledgements in order."""
+        store = self._store
+        assert store is not None
+        while True:
+            with self._wcond:
+                while not self._wq and not self._writer_stop:
+                    self._wcond.wait()
+                if not self._wq:
+                    return
+                items, self._wq = self._wq, []
+                entries = [i for i in items if isinstance(i, tuple)]
+                acks = [i for i in items if isinstance(i, _Batch)]
+                self._writing = True
+                self._inflight_first = entries[0][0] if entries else None
+            ok = True
+            results: list[list[bytes | None] | None] = []
+            try:
+                while entries:
+                    try:
+                        results = store.apply_many([(i, t, ops) for i, t, ops, _n in entries])
+                        break
+                    except Exception:
+                        log.exception("writing %d Raft entries to the state failed", len(entries))
+                        if self._writer_stop:
+                            ok = False
+                            break
+                        time.sleep(0.2)
+            finally:
+                with self._wcond:
+                    self._writing = False
+                    self._inflight_first = None
+                    self._wcond.notify_all()
+            if ok:
+                self._written(entries, results, acks)
+
+    def _written(self, entries: list[tuple[int, int, list[Op], int]], results: list[list[bytes | None] | None],
+                 acks: list[_Batch]) -> None:
+        if entries:
+            self.group_commits += 1
+        applied: list[AppliedOps] = []
+        for (_i, _t, ops, size), previous in zip(entries, results, strict=True):
+            if previous is None:
+                continue  # already applied before (journal replay)
+            self._bytes_since_snapshot += size
+            if ops:
+                applied.append(AppliedOps(ops, previous))
         if (self._bytes_since_snapshot > self.config.compaction_max_bytes and not self._compaction_forced
                 and self._sync is not None):
             self._compaction_forced = True
             self._sync.forceLogCompaction()
-        if self._on_apply is not None and self._loop is not None and not self._closing:
-            with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(self._on_apply, ops)
+        loop = self._loop
+        if loop is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
+            if applied and self._on_apply is not None and not self._closing:
+                loop.call_soon_threadsafe(self._deliver_applied, applied)
+            if acks:
+                loop.call_soon_threadsafe(self._deliver_acks, acks)
+
+    def _stop_writer(self) -> None:
+        """After the Raft thread stopped: let the writer write what is queued, then end it."""
+        writer = self._writer
+        if writer is None:
+            return
+        with self._wcond:
+            self._writer_stop = True
+            self._wcond.notify_all()
+        writer.join(timeout=60)
+        self._writer = None
+
+    def _deliver_applied(self, applied: list[AppliedOps]) -> None:
+        on_apply = self._on_apply
+        if on_apply is None:
+            return
+        for ops in applied:
+            on_apply(ops)
+
+    def _deliver_acks(self, acks: list[_Batch]) -> None:
+        for batch in acks:
+            self._on_result(batch, FAIL_REASON.SUCCESS)
 
     def _reapply_membership(self, entries: list[Any]) -> None:
         """Raft thread: re-apply membership changes in log entries kept by ``ConflictOnlyJournal``."""
@@ -424,6 +571,8 @@ class RaftConsensus:
 
     def _serialize(self, filename: str, data: tuple[Any, Any, Any]) -> None:
         """PySyncObj's serializer hook: start a background snapshot and return at once."""
+        if not self._drain(10.0):  # the snapshot must hold every entry applied so far
+            raise StateError("the state writer is behind or failing; the Raft snapshot waits for the next attempt")
         last, prev, cluster = data
         extra = {
             "raft_last": msgspec.msgpack.encode([bytes(last[0]), int(last[1]), int(last[2])]),
@@ -475,6 +624,8 @@ class RaftConsensus:
 
     def _deserialize(self, filename: str) -> tuple[Any, Any, Any]:
         """PySyncObj's deserializer hook: our own snapshot at restart, or one just received from the leader."""
+        if not self._drain(10.0):
+            raise StateError("the state writer is behind or failing; cannot load a Raft snapshot now")
         store = self._store
         assert store is not None
         self._ser_generation += 1  # a snapshot still being written from older state must not replace this one
@@ -488,13 +639,37 @@ class RaftConsensus:
             cluster = json.loads(info.extra["raft_cluster"])
         except (KeyError, msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
             raise StateError(f"the Raft snapshot {filename} lacks its Raft metadata: {exc}") from exc
-        nodes = [PeerNode(spec) for spec in cluster]
+        # The snapshot's peerset was saved when it was written: the leader sending it may have moved since
+        # (its address is the one this peer follows), and so may this peer (its config says where it is).
+        leader = self._sync._getLeader() if self._sync is not None else None
+        known = {_peer_of(str(leader.id)): str(leader.id)} if leader is not None else {}
+        nodes = [PeerNode(spec) for spec in self._with_own_address(cluster, known, quiet=True)]
         return (last, prev, nodes)
+
+    def _with_own_address(self, specs: Sequence[str], known: dict[str, str] | None = None, *,
+                          quiet: bool = False) -> list[str]:
+        """Saved member specs with this peer's entry at the Raft address of its config (and the members of
+        ``known`` at the address given there).
+
+        A peer's own Raft address comes from its ``service.json``: when that changed since the peerset was
+        saved (a moved peer, a restored backup, a copied folder with new ports), the old address would count as
+        a second, unreachable member and a single peer would wait forever for a quorum.
+        """
+        fixed = {**(known or {}), self.peer_id: self.self_spec}
+        out: list[str] = []
+        for spec in specs:
+            now = fixed.get(_peer_of(spec), spec)
+            if now != spec:
+                (log.debug if quiet else log.info)("Raft: member %s is now at %s", spec, now)
+            out.append(now)
+        return out
 
     def _on_tick(self) -> None:
         sync = self._sync
         if sync is None:
             return
+        if self._send_per_tick:
+            self._send_new_entries(sync)
         if self._notifier is None:
             # Created on the Raft thread, which owns the poller. Submissions write to it so that the Raft
             # thread wakes at once instead of at its next tick (PySyncObj only does this in no-batch mode).
@@ -506,7 +681,7 @@ class RaftConsensus:
             is_leader=bool(sync._isLeader()),
             term=int(sync.raftCurrentTerm),
             commit_index=int(sync.raftCommitIndex),
-            applied_index=int(sync.raftLastApplied),
+            applied_index=self._durable_applied(int(sync.raftLastApplied)),
             leader_commit_index=getattr(sync, "_SyncObj__leaderCommitIndex", None),
             ready=bool(sync.isReady()),
             members=members,
@@ -521,6 +696,26 @@ class RaftConsensus:
         if self._loop is not None and not self._closing:
             with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(self._notify)
+
+    def _send_new_entries(self, sync: _PinsetSyncObj) -> None:
+        """Raft thread, end of tick: as leader, send what this tick added to the log (or committed) to the
+        followers, in one append-entries message each.
+
+        PySyncObj's no-batch mode sends one message per follower for every command and again after every apply
+        (each pickled, compressed and sealed: most of the leader's Raft CPU under load); its batch mode waits
+        for the heartbeat period. Sending at the end of each tick groups everything that arrived in the tick
+        and adds no wait, since the poll ends a tick as soon as anything arrives."""
+        if not sync._isLeader():
+            return
+        mark = (int(sync._SyncObj__getCurrentLogIndex()), int(sync.raftCommitIndex))
+        if mark != self._sent_mark:
+            self._sent_mark = mark
+            sync._SyncObj__sendAppendEntries()
+
+    def _durable_applied(self, last_applied: int) -> int:
+        """PySyncObj's last applied index, held back to what the state writer has written."""
+        first = self._first_unwritten()
+        return last_applied if first is None else min(last_applied, first - 1)
 
     def _save_members(self, members: frozenset[str]) -> None:
         path = self.folder / PEERS_FILE
@@ -583,6 +778,8 @@ class RaftConsensus:
             await self._wake.wait()
             self._wake.clear()
             while self._pending and not self._closing:
+                if self._inflight >= self._eager_inflight and len(self._pending) < self._batch_ops:
+                    break  # gather more: the next result (or a full batch) wakes us
                 await self._window.acquire()
                 ops: list[Op] = []
                 futs: list[asyncio.Future[None]] = []
@@ -606,9 +803,14 @@ class RaftConsensus:
         assert loop is not None and sync is not None
         batch.attempts += 1
         batch.done = False
+        self._inflight += 1
+        self.commands_sent += 1
+        self.ops_sent += len(batch.ops)
         blob = _ops_encoder.encode(batch.ops)
 
         def callback(_res: Any, err: int) -> None:
+            if err == FAIL_REASON.SUCCESS and self._defer_ack(batch):
+                return
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._on_result, batch, err)
 
@@ -630,6 +832,9 @@ class RaftConsensus:
             batch.timer.cancel()
         assert self._window is not None
         self._window.release()
+        self._inflight -= 1
+        if self._pending and self._wake is not None:
+            self._wake.set()  # the batcher may send what gathered meanwhile
         if err == FAIL_REASON.SUCCESS:
             for f in batch.futures:
                 if not f.done():
@@ -797,6 +1002,9 @@ class RaftConsensus:
         self._sync = None
         sync.removeOnTickCallback(self._on_tick)
         await asyncio.to_thread(sync.destroy_synchronous)
+        await asyncio.to_thread(self._stop_writer)
+        log.info("Raft stopped: this peer sent %d commands carrying %d pinset changes; %d state transactions",
+                 self.commands_sent, self.ops_sent, self.group_commits)
         for _ in range(100):
             if self._ser_state != SERIALIZER_STATE.SERIALIZING:
                 break

@@ -24,6 +24,7 @@ from aiohttp import BodyPartReader, MultipartReader, hdrs, web
 
 from pincluster.errors import InvalidInput, NotFound, PinclusterError
 from pincluster.ipfs import dagpb
+from pincluster.ipfs.car import CarError, CarReader, export_car
 from pincluster.types.cid import (
     BLAKE2B_256,
     BLAKE3,
@@ -230,6 +231,7 @@ class ApiServer:
             "repo/version": self.repo_version, "swarm/connect": self.swarm_connect,
             "swarm/disconnect": self.swarm_disconnect, "swarm/peers": self.swarm_peers,
             "swarm/addrs/local": self.swarm_addrs_local, "dag/get": self.dag_get, "resolve": self.resolve,
+            "dag/import": self.dag_import, "dag/export": self.dag_export,
             "config/show": self.config_show, "config": self.config_get,
         }
         for name, handler in routes.items():
@@ -841,6 +843,73 @@ class ApiServer:
             raise PinclusterError(f"dag/get supports dag-pb and raw blocks; {cid} is {_codec_name(cid.codec)}")
         body = json.dumps(obj, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
         return web.Response(body=body, content_type="application/json")
+
+    async def dag_import(self, req: web.Request) -> web.StreamResponse:
+        """kubo's ``dag import``: every multipart part is a CAR (v1, or v2's v1 payload); blocks are verified and
+        stored in batches, then each distinct root is pinned recursively (``pin-roots``, default true) and
+        reported as ``{"Root":{"Cid":{"/":…},"PinErrorMsg":…}}``; ``stats`` adds the block count and bytes."""
+        pin_roots = opt_bool(req, "pin-roots", True)
+        stats = opt_bool(req, "stats", False)
+        silent = opt_bool(req, "silent", False)
+        allow_big = opt_bool(req, "allow-big-block", False)
+        if not req.content_type.startswith("multipart/"):
+            raise ArgError("dag import needs a multipart/form-data body with the CAR files")
+        limit = BIG_BLOCK_HARD_LIMIT if allow_big else BLOCK_SIZE_LIMIT
+        reader = await req.multipart()
+
+        async def lines() -> AsyncIterator[dict[str, Any]]:
+            roots: dict[CID, None] = {}
+            count = nbytes = 0
+            async with self._add_lock():  # blocks stay safe from GC until their roots are pinned
+                async for part in _iter_parts(reader):
+                    if part.headers.get(hdrs.CONTENT_TYPE, "") == "application/x-directory":
+                        continue
+                    try:
+                        car = await CarReader.open(_part_chunks(part), max_section=limit + 128)
+                        roots.update(dict.fromkeys(car.header.roots))
+                        await self._store_car_blocks(car, limit)
+                    except CarError as exc:  # kubo's wording; the message names the bad block or byte
+                        raise CarError(f"import failed: {exc}") from None
+                    count += car.blocks_read
+                    nbytes += car.bytes_read
+                if pin_roots:
+                    results: list[dict[str, Any]] = []
+                    for root in roots:
+                        err = ""
+                        try:  # the walk reads only the local blockstore: an incomplete DAG is an error, not a fetch
+                            await self.node.pins.add(root, recursive=True)
+                        except PinclusterError as exc:
+                            err = str(exc)
+                        results.append({"Root": {"Cid": {"/": str(root)}, "PinErrorMsg": err}})
+                    if not silent:
+                        for item in results:
+                            yield item
+            if stats and not silent:
+                yield {"Stats": {"BlockCount": count, "BlockBytesCount": nbytes}}
+
+        return await stream_items(req, lines())
+
+    async def _store_car_blocks(self, car: CarReader, limit: int) -> None:
+        """Store a CarReader's (verified) blocks in fsynced batches of at most 64 blocks or 8 MiB."""
+        batch: list[tuple[CID, bytes]] = []
+        batch_bytes = 0
+        async for cid, data in car.blocks():
+            if len(data) > limit:
+                raise ArgError(f"block {cid} is over {limit >> 20}MiB: big blocks can't be exchanged with other "
+                               "peers; pass --allow-big-block to override")
+            batch.append((cid, data))
+            batch_bytes += len(data)
+            if len(batch) >= 64 or batch_bytes >= 8 << 20:
+                await self.node.blockstore.put_many(batch)
+                batch, batch_bytes = [], 0
+        if batch:
+            await self.node.blockstore.put_many(batch)
+
+    async def dag_export(self, req: web.Request) -> web.StreamResponse:
+        """kubo's ``dag export``: a CAR v1 of the DAG under the root, blocks depth-first, each once, streamed."""
+        root = await self._resolve(one_arg(req, "root"))
+        getter = self._getter()
+        return await stream_bytes(req, _closing(export_car(getter, root), getter), "application/vnd.ipld.car")
 
     async def resolve(self, req: web.Request) -> web.StreamResponse:
         path = one_arg(req, "name")

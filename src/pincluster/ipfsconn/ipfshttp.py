@@ -21,6 +21,7 @@ import errno
 import logging
 import os
 import secrets
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import quote
@@ -48,6 +49,7 @@ from pincluster.types.status import IPFSPinStatus
 
 if TYPE_CHECKING:
     from pincluster.config.sections import IPFSHTTPConfig
+    from pincluster.observe.hooks import IPFSObserver, Outcome
 
 __all__ = [
     "CODEC_NAMES",
@@ -223,9 +225,13 @@ class IPFSHTTPConnector:
         self._rate_lock = asyncio.Lock()
         self._last_limited = 0.0
         self._op_count = 0
+        # unparsable IPFS addresses already warned about: ``id`` runs on every GET /id, and a public kubo
+        # announces /webtransport/certhash and /webrtc-direct addresses each time (bounded: cleared at 256)
+        self._skipped_addrs: set[str] = set()
         self._background: set[asyncio.Task[Any]] = set()
         self.ready = asyncio.Event()
         self.pin_count = 0
+        self.observer: IPFSObserver | None = None  # metrics hook (pincluster.observe), set by the daemon
 
     @classmethod
     def from_config(cls, cfg: IPFSHTTPConfig, *, informer_trigger: InformerTrigger | None = None) -> IPFSHTTPConnector:
@@ -313,7 +319,30 @@ class IPFSHTTPConnector:
             self._last_limited = loop.time()
 
     @contextlib.asynccontextmanager
-    async def _open(
+    async def _open(self, path: str, **kwargs: Any) -> AsyncIterator[aiohttp.ClientResponse]:
+        """``_post``, timed from the request to the end of the answer per endpoint when ``observer`` is set."""
+        obs = self.observer
+        if obs is None:
+            async with self._post(path, **kwargs) as resp:
+                yield resp
+            return
+        started = time.perf_counter()
+        outcome: Outcome = "error"
+        try:
+            async with self._post(path, **kwargs) as resp:
+                yield resp
+            outcome = "ok"
+        except IPFSError as exc:  # "not pinned" is kubo's normal negative answer, not a failure
+            outcome = "ok" if "not pinned" in exc.message else "error"
+            raise
+        except (asyncio.CancelledError, GeneratorExit):
+            outcome = "cancelled"
+            raise
+        finally:
+            obs.ipfs_call(path, time.perf_counter() - started, outcome)
+
+    @contextlib.asynccontextmanager
+    async def _post(
         self,
         path: str,
         *,
@@ -459,8 +488,18 @@ class IPFSHTTPConnector:
             try:
                 addrs.append(Multiaddr(str(text)))
             except InvalidInput as exc:
-                logger.warning("ipfshttp: skipping unparsable IPFS address %r: %s", text, exc)
+                self._skip_address(str(text), exc)
         return IPFSID(id=pid, addresses=tuple(addrs), error="")
+
+    def _skip_address(self, text: str, exc: InvalidInput) -> None:
+        """Warn once per address (then debug): the same addresses come back on every ``id``."""
+        if text in self._skipped_addrs:
+            logger.debug("ipfshttp: skipping unparsable IPFS address %r: %s", text, exc)
+            return
+        if len(self._skipped_addrs) >= 256:
+            self._skipped_addrs.clear()
+        self._skipped_addrs.add(text)
+        logger.warning("ipfshttp: skipping unparsable IPFS address %r: %s", text, exc)
 
     async def id_or_error(self) -> IPFSID:
         """``id()``, or an ``IPFSID`` carrying the error text (what ``GET /id`` shows when IPFS is down)."""

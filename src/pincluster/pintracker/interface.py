@@ -60,8 +60,9 @@ class PinTracker(Protocol):
 
     async def shutdown(self) -> None: ...
 
-    async def track(self, pin: Pin) -> None:
-        """A pin was added or updated in the shared state."""
+    async def track(self, pin: Pin, *, maybe_here: bool = True) -> None:
+        """A pin was added or updated in the shared state (``maybe_here=False``: it was never allocated to
+        this peer before, so a pin allocated elsewhere needs no unpin)."""
         ...
 
     async def untrack(self, cid: CID) -> None:

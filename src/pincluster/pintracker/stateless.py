@@ -134,11 +134,19 @@ class StatelessPinTracker:
         self._tasks.clear()
 
     # ------------------------------------------------------------------ consensus hooks
-    async def track(self, pin: Pin) -> None:
-        """Consensus added or updated ``pin``: pin it here if allocated here, make sure it is not if not."""
+    async def track(self, pin: Pin, *, maybe_here: bool = True) -> None:
+        """Consensus added or updated ``pin``: pin it here if allocated here, make sure it is not if not.
+
+        ``maybe_here=False`` says the cluster never had this pin allocated here (a new pin, or its previous
+        version was allocated elsewhere too). Then a pin allocated elsewhere needs no IPFS call when no
+        operation is pending for it. Go unpins every "remote" pin in IPFS on every peer, which costs one IPFS
+        call per pin per peer and also removes a pin a user made directly in IPFS; we only unpin what the
+        cluster may have pinned here."""
         if pin.type is PinType.META:
             return  # meta-pins are never pinned in IPFS (status "sharded")
         if pin.is_remote_pin(self.peer):
+            if not maybe_here and self._ops.get(pin.cid) is None:
+                return  # status "remote", derived from the pinset
             await self._unpin_remote(pin)
             return
         self._enqueue(pin, OpType.PIN)
@@ -151,6 +159,13 @@ class StatelessPinTracker:
     def pin_queue_size(self) -> int:
         """Pin operations waiting for a worker (the ``pinqueue`` informer's value)."""
         return self._queued[OpType.PIN]
+
+    def status_counts(self) -> dict[TrackerStatus, int]:
+        """Live operations by status (queued, running, failed) for the metrics: O(operations), not pinset."""
+        counts: dict[TrackerStatus, int] = {}
+        for op in self._ops:
+            counts[op.status] = counts.get(op.status, 0) + 1
+        return counts
 
     async def status(self, cid: CID) -> PinInfo:
         """This peer's status for ``cid`` (spec §4.5 StatusLocal)."""

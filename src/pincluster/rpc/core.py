@@ -2,9 +2,12 @@
 
 One call = one multiplexed stream named ``rpc``. Request message: ``u16 header_len || header || arg``,
 header = msgpack ``[method, timeout_s, streamed_args]``; with streamed args, each further message is one
-msgpack item, then the caller half-closes. Reply messages: ``0x00 || msgpack(value)`` per result (one for
-unary, many for streams), or ``0x01 || msgpack([code, message])``; the callee's clean end-of-stream ends
-a successful call. Flow control of the stream gives backpressure; a reset cancels the handler.
+msgpack item, then the caller half-closes. Reply messages: ``0x00 || msgpack(value)`` for a unary result,
+``0x02 || msgpack([value, …])`` for a batch of stream results, or ``0x01 || msgpack([code, message])``; the
+callee's clean end-of-stream ends a successful call. A streaming handler runs in its own task ahead of the
+writer, and each message carries whatever items are ready (up to ``STREAM_BATCH_ITEMS`` or
+``STREAM_BATCH_BYTES``): a fast stream (a status listing) costs one frame per hundreds of items, a slow one
+still sends each item as soon as it exists. Flow control of the stream gives backpressure; a reset cancels the handler.
 Calls to the local peer skip the network and serialization entirely.
 """
 
@@ -17,6 +20,7 @@ import logging
 import struct
 import time
 import typing
+from collections import deque
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -28,7 +32,7 @@ from collections.abc import (
     Sequence,
 )
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
@@ -45,12 +49,20 @@ from pincluster.rpc.policy import POLICIES, Policy
 from pincluster.types.codec import msgpack_decoder, msgpack_encoder
 from pincluster.types.peer import PeerID
 
+if TYPE_CHECKING:
+    from pincluster.observe.hooks import RPCObserver
+
 log = logging.getLogger("pincluster.rpc")
 
 STREAM_NAME = "rpc"
 _HDR_LEN = struct.Struct(">H")
 _ITEM = b"\x00"
 _ERROR = b"\x01"
+_BATCH = b"\x02"
+#: ``timeout=UNBOUNDED``: no deadline (listings of a whole pinset can take minutes). None means the default.
+UNBOUNDED = 0.0
+STREAM_BATCH_ITEMS = 512
+STREAM_BATCH_BYTES = 48 * 1024
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -107,6 +119,16 @@ def _describe(name: str, fn: Callable[..., Any], policy: Policy) -> _Method:
     return _Method(name, fn, policy, arg_type, streamed, inspect.isasyncgenfunction(fn), wants_caller)
 
 
+async def _flatten(batches: AsyncGenerator[list[Any], None]) -> AsyncGenerator[Any, None]:
+    """The items of a batched stream one by one; closing it closes the batches (which resets the stream)."""
+    try:
+        async for batch in batches:
+            for item in batch:
+                yield item
+    finally:
+        await batches.aclose()
+
+
 class RPC:
     """Server and client of the peer RPC on one Host (or local-only when ``host`` is None)."""
 
@@ -128,6 +150,7 @@ class RPC:
         self.default_timeout = default_timeout
         self._methods: dict[str, _Method] = {}
         self._trusted: Callable[[PeerID], bool] = lambda _p: False
+        self.observer: RPCObserver | None = None  # metrics hook (pincluster.observe), set by the daemon
         if host is not None:
             host.set_stream_handler(STREAM_NAME, self._serve)
 
@@ -185,10 +208,12 @@ class RPC:
             return
         m = self._methods.get(method)
         if m is None:
+            self._served("unknown", False)
             await self._send_error(st, UnknownMethod(f"peer {self.local_peer} has no RPC method {method}"))
             return
         caller = st.remote_peer
         if not self._allowed(m, caller):
+            self._served(method, False)
             await self._send_error(
                 st,
                 RPCUnauthorized(
@@ -198,6 +223,7 @@ class RPC:
             return
         if streamed != m.args_streamed:
             kind = "a stream of arguments" if m.args_streamed else "a single argument"
+            self._served(method, False)
             await self._send_error(st, InvalidInput(f"{method} takes {kind}"))
             return
         args: list[Any] = []
@@ -208,6 +234,7 @@ class RPC:
                 try:
                     args.append(decoder_for(m.arg_type).decode(memoryview(req)[2 + hlen :]))
                 except (msgspec.DecodeError, msgspec.ValidationError) as e:
+                    self._served(method, False)
                     await self._send_error(st, InvalidInput(f"bad argument for {method}: {e}"))
                     return
         kwargs: dict[str, Any] = {"caller": caller} if m.wants_caller else {}
@@ -218,7 +245,7 @@ class RPC:
 
         st.on_reset(_cancel)
         try:
-            await inner
+            self._served(method, await inner)
             if not st.remote_closed:
                 st.reset()  # unread streamed arguments: free the stream instead of waiting for them
         except asyncio.CancelledError:
@@ -228,28 +255,29 @@ class RPC:
             inner.cancel()
             raise
 
+    def _served(self, method: str, ok: bool) -> None:
+        if self.observer is not None:
+            self.observer.rpc_served(method, ok)
+
     async def _run(
         self, st: Stream, m: _Method, args: list[Any], kwargs: dict[str, Any], timeout: float
-    ) -> None:
+    ) -> bool:
+        """Run the handler and send its answer or its error; True when it succeeded."""
         try:
             async with asyncio.timeout(timeout if timeout > 0 else None):
                 if m.out_stream:
-                    agen = m.fn(*args, **kwargs)
-                    try:
-                        async for item in agen:
-                            await st.write_msg(_ITEM + _encoder.encode(item))
-                    finally:
-                        await agen.aclose()
+                    await _write_batched(st, m.fn(*args, **kwargs))
                 else:
                     res = await m.fn(*args, **kwargs)
                     await st.write_msg(_ITEM + _encoder.encode(res), close=True)
+            return True
         except TimeoutError as e:
             if not isinstance(e, PinclusterError):
                 e = Timeout(f"{m.name} on {self.local_peer} exceeded its {timeout:g} s deadline")
             await self._send_error(st, e)
         except (asyncio.CancelledError, Unavailable) as e:
             if st.is_reset:
-                return
+                return False
             if isinstance(e, asyncio.CancelledError):
                 raise
             await self._send_error(st, e)
@@ -257,6 +285,7 @@ class RPC:
             if not isinstance(e, PinclusterError):
                 log.exception("RPC %s failed", m.name)
             await self._send_error(st, e)
+        return False
 
     async def _arg_stream(self, st: Stream, m: _Method) -> AsyncIterator[Any]:
         dec = decoder_for(m.arg_type)
@@ -283,7 +312,9 @@ class RPC:
         return m
 
     def _timeout(self, timeout: float | None) -> float | None:
-        return self.default_timeout if timeout is None else timeout
+        """None: the default deadline; ``UNBOUNDED`` (0) or less: none (as 0 means on the wire)."""
+        t = self.default_timeout if timeout is None else timeout
+        return None if t is not None and t <= 0 else t
 
     async def call(
         self,
@@ -295,6 +326,20 @@ class RPC:
         timeout: float | None = None,
     ) -> Any:
         """Call a unary method on ``peer`` (None or self = local fast path); raises the remote's typed error."""
+        obs = self.observer
+        if obs is None:
+            return await self._call(peer, method, arg, result_type=result_type, timeout=timeout)
+        started, ok = time.perf_counter(), False
+        try:
+            res = await self._call(peer, method, arg, result_type=result_type, timeout=timeout)
+            ok = True
+            return res
+        finally:
+            obs.rpc_call(method, peer is not None and peer != self.local_peer, ok, time.perf_counter() - started)
+
+    async def _call(
+        self, peer: PeerID | None, method: str, arg: Any, *, result_type: Any, timeout: float | None
+    ) -> Any:
         tmo = self._timeout(timeout)
         if peer is None or peer == self.local_peer:
             m = self._local(method)
@@ -330,7 +375,7 @@ class RPC:
             raise Unavailable(f"cannot call {peer}: this RPC instance is local-only")
         return await self.host.new_stream(peer, STREAM_NAME)
 
-    async def stream(
+    def stream(
         self,
         peer: PeerID | None,
         method: str,
@@ -345,13 +390,58 @@ class RPC:
         ``args`` streams the arguments (for methods taking an ``AsyncIterator``). ``timeout`` bounds the
         whole call. Leaving the loop early resets the stream, which cancels the remote handler.
         """
+        return _flatten(self.stream_batches(peer, method, arg, args=args, result_type=result_type, timeout=timeout))
+
+    async def _observed(self, gen: AsyncGenerator[Any, None], method: str, remote: bool) -> AsyncGenerator[Any, None]:
+        """``gen`` counted and timed for the metrics; a consumer that stops early is not an error."""
+        started, ok = time.perf_counter(), False
+        try:
+            async for item in gen:
+                yield item
+            ok = True
+        except GeneratorExit:
+            ok = True
+            raise
+        finally:
+            await gen.aclose()
+            if self.observer is not None:
+                self.observer.rpc_call(method, remote, ok, time.perf_counter() - started)
+
+    def stream_batches(
+        self,
+        peer: PeerID | None,
+        method: str,
+        arg: Any = None,
+        *,
+        args: AsyncIterable[Any] | Iterable[Any] | None = None,
+        result_type: Any = Any,
+        timeout: float | None = None,
+    ) -> AsyncGenerator[list[Any], None]:
+        """As :meth:`stream`, but yields the results in the lists they arrived in (one per message), which
+        spares a consumer of long listings one suspension per item. Local results come one per list."""
+        gen = self._stream_batches(peer, method, arg, args=args, result_type=result_type, timeout=timeout)
+        if self.observer is None:
+            return gen
+        return self._observed(gen, method, peer is not None and peer != self.local_peer)
+
+    async def _stream_batches(
+        self,
+        peer: PeerID | None,
+        method: str,
+        arg: Any,
+        *,
+        args: AsyncIterable[Any] | Iterable[Any] | None,
+        result_type: Any,
+        timeout: float | None,
+    ) -> AsyncGenerator[list[Any], None]:
         tmo = self._timeout(timeout)
         deadline = None if tmo is None else time.monotonic() + tmo
         if peer is None or peer == self.local_peer:
             async for item in self._local_stream(method, arg, args, deadline):
-                yield item
+                yield [item]
             return
         dec = decoder_for(result_type)
+        batch_dec = decoder_for(list[result_type])  # type: ignore[valid-type]
         st = await self._bounded(self._open(peer), deadline, method, peer)
         pump: asyncio.Task[None] | None = None
         done = False
@@ -366,11 +456,13 @@ class RPC:
                 if msg is None:
                     done = True
                     return
-                if msg[:1] == _ITEM:
+                tag = msg[:1]
+                if tag in (_BATCH, _ITEM):
                     try:
-                        yield dec.decode(memoryview(msg)[1:])
+                        items = (batch_dec if tag == _BATCH else dec).decode(memoryview(msg)[1:])
                     except (msgspec.DecodeError, msgspec.ValidationError) as e:
                         raise InvalidInput(f"{method} from {peer}: bad item: {e}") from e
+                    yield items if tag == _BATCH else [items]
                 else:
                     done = True
                     raise _decode_error(msg, method, peer)
@@ -450,6 +542,66 @@ class RPC:
                 return e
 
         return list(await asyncio.gather(*(one(i, p) for i, p in enumerate(peers))))
+
+
+async def _write_batched(st: Stream, agen: AsyncGenerator[Any, None]) -> None:
+    """Send a streaming handler's items, as many per message as are ready (see the module docstring).
+
+    The handler runs in a producer task that encodes items into a buffer of at most about two messages'
+    worth of bytes (so memory stays bounded and the stream's backpressure reaches the handler); the writer
+    sends whatever the buffer holds as one ``0x02`` message.
+    """
+    buf: deque[bytes] = deque()
+    held = 0
+    ended = False
+    space = asyncio.Event()
+    data = asyncio.Event()
+
+    async def produce() -> None:
+        nonlocal held, ended
+        try:
+            async for item in agen:
+                raw = _encoder.encode(item)
+                while held >= 2 * STREAM_BATCH_BYTES:
+                    space.clear()
+                    await space.wait()
+                buf.append(raw)
+                held += len(raw)
+                data.set()
+        finally:
+            await agen.aclose()
+        ended = True
+        data.set()
+
+    producer = asyncio.get_running_loop().create_task(produce())
+    try:
+        while True:
+            if not buf:
+                if ended:
+                    break
+                if producer.done():
+                    producer.result()  # the handler failed: raise its error
+                    break
+                data.clear()
+                waiter = asyncio.ensure_future(data.wait())
+                await asyncio.wait({waiter, producer}, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                continue
+            parts: list[bytes] = []
+            size = 0
+            while buf and len(parts) < STREAM_BATCH_ITEMS and (not parts or size + len(buf[0]) <= STREAM_BATCH_BYTES):
+                raw = buf.popleft()
+                parts.append(raw)
+                size += len(raw)
+            held -= size
+            space.set()
+            await st.write_msg(_BATCH + b"\xdc" + struct.pack(">H", len(parts)) + b"".join(parts))
+        await producer  # raises the handler's error, if any
+    finally:
+        if not producer.done():
+            producer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await producer
 
 
 def _loop_deadline(deadline: float | None) -> float | None:

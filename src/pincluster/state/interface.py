@@ -8,6 +8,7 @@ key (CID byte) order so that a pinset of millions never has to sit in memory.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 
@@ -34,6 +35,23 @@ class ReadOnlyState(Protocol):
 
     def list(self, *, page_size: int = 1000) -> AsyncIterator[tuple[bytes, bytes]]:
         """Stream ``(key, value)`` pairs in key order, one page at a time."""
+        ...
+
+
+@runtime_checkable
+class IndexedState(ReadOnlyState, Protocol):
+    """A state with the format-2 indexes (``state.store``): reads that touch only the pins they return.
+
+    A separate protocol so that fakes and other states need not provide it; callers check ``isinstance`` and
+    fall back to scanning ``list()``.
+    """
+
+    def pins_allocated_to(self, peer: bytes, *, page_size: int = 1000) -> AsyncIterator[tuple[bytes, bytes]]:
+        """Stream the pins whose allocations include ``peer`` (``PeerID.bytes``), in key order."""
+        ...
+
+    def expired(self, now: datetime, *, page_size: int = 1000) -> AsyncIterator[tuple[bytes, bytes]]:
+        """Stream the pins whose ``expire_at`` is set and before ``now``, oldest first."""
         ...
 
 

@@ -4,10 +4,19 @@ Why SQLite: it is in the standard library, gives atomic multi-row commits (one R
 one fsync), readers that never block the writer (WAL), ordered iteration by key for streaming in CID order,
 and consistent copies of itself (``VACUUM INTO``) without stopping writes, which is what Raft snapshots need.
 
-Layout::
+Layout (format version 2)::
 
     meta(key TEXT PRIMARY KEY, value)     format_version, applied_index, applied_term
     pins(key BLOB PRIMARY KEY, value BLOB) WITHOUT ROWID    key = CID bytes, value = compact Pin encoding
+    allocations(peer BLOB, key BLOB, PRIMARY KEY(peer, key)) WITHOUT ROWID   peer = peer-ID multihash bytes
+    expiry(expire_at INTEGER, key BLOB, PRIMARY KEY(expire_at, key)) WITHOUT ROWID  expire_at = µs since 1970
+
+Version 2 adds the two index tables, maintained in the same transaction as every change to ``pins``: re-pinning
+a dead peer's pins or removing a peer (``peers rm``) reads only that peer's pins (``pins_allocated_to``), and the
+expiry sweep reads only the pins whose ``expire_at`` has passed (``expired``), where version 1 had to decode the
+whole pinset for both. ``MIGRATIONS[1]`` builds them from the version 1 rows. The indexes read two fields of the
+stored pin encoding (``types.codec.pin_to_state`` format 1: #7 allocations, #10 expire_at); a value that is not
+such a pin is stored but not indexed.
 
 ``applied_index`` is the Raft log index of the last batch written, committed in the same transaction as the
 batch. Applying an entry whose index is not above it is a no-op, which makes apply idempotent: PySyncObj
@@ -23,17 +32,20 @@ import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final
+
+import msgspec
 
 from pincluster.errors import InvalidInput, StateError
 
 log = logging.getLogger("pincluster.raft")
 
 #: Version of the on-disk layout written by this release. Bump it and add a MIGRATIONS entry on any change.
-FORMAT_VERSION: Final = 1
+FORMAT_VERSION: Final = 2
 
-#: ``MIGRATIONS[v]`` upgrades a database from version ``v`` to ``v + 1`` inside one transaction.
+#: ``MIGRATIONS[v]`` upgrades a database from version ``v`` to ``v + 1`` inside one transaction (filled below).
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {}
 
 UPGRADE_COMMAND: Final = "ipfs-cluster-service state upgrade"
@@ -44,10 +56,167 @@ OP_DELETE: Final = 2
 #: One state change: ``(OP_PUT, key, value)`` or ``(OP_DELETE, key, None)``.
 Op = tuple[int, bytes, bytes | None]
 
+_SCHEMA_INDEXES = (
+    "CREATE TABLE IF NOT EXISTS allocations (peer BLOB NOT NULL, key BLOB NOT NULL, PRIMARY KEY (peer, key)) "
+    "WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS expiry (expire_at INTEGER NOT NULL, key BLOB NOT NULL, PRIMARY KEY (expire_at, key)) "
+    "WITHOUT ROWID",
+)
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS pins (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID",
+    *_SCHEMA_INDEXES,
 )
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_US: Final = timedelta(microseconds=1)
+
+
+class _IndexedFields(msgspec.Struct, array_like=True):
+    """The leading fields of ``pin_to_state``'s array, as far as the indexes need them; the others stay raw
+    (not decoded) and trailing ones are ignored, so newer appended fields do not change the index."""
+
+    fmt: int
+    cid: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
+    type: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
+    max_depth: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
+    timestamp: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
+    rf_min: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
+    rf_max: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
+    allocations: list[bytes] | None = None
+    name: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
+    metadata: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
+    expire_at: datetime | None = None
+
+
+_fields_decoder = msgspec.msgpack.Decoder(_IndexedFields)
+_PIN_FORMAT: Final = 1  # types.codec.STATE_FORMAT: the stored pin encoding the indexes understand
+
+
+def to_micros(t: datetime) -> int:
+    """A time as integer microseconds since 1970 UTC (the ``expiry`` table's key)."""
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return (t - _EPOCH) // _US
+
+
+def index_entries(value: bytes) -> tuple[list[bytes], int | None]:
+    """(allocated peers, expire_at in µs or None) of a stored pin; ``([], None)`` for anything else.
+
+    An unset expiry is Go's zero time or the Unix epoch (``Pin.expired_at`` treats both as "never").
+    """
+    try:
+        f = _fields_decoder.decode(value)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return [], None
+    if f.fmt != _PIN_FORMAT:
+        return [], None
+    expire: int | None = None
+    if f.expire_at is not None and f.expire_at.year > 1:
+        expire = to_micros(f.expire_at)
+        if expire == 0:
+            expire = None
+    return list(dict.fromkeys(f.allocations or ())), expire
+
+
+_NO_INDEX: Final[tuple[list[bytes], int | None]] = ([], None)
+_IN_CHUNK: Final = 500  # keys per ``IN (…)`` lookup (well below SQLite's variable limit)
+
+
+def _write_ops(w: sqlite3.Connection, ops: Sequence[Op]) -> list[bytes | None]:
+    """Write ``ops`` inside the caller's transaction; returns the value each op's key had just before it.
+
+    The batch is written as its net effect, with a handful of ``executemany`` calls whatever its size: one
+    lookup of the keys' current values, then per table the rows to remove and to add (a key put then deleted
+    in the same batch costs nothing; a re-pin with the same value changes nothing, not even the indexes).
+    Every op is validated before anything is written.
+    """
+    for op, _key, value in ops:
+        if op == OP_PUT:
+            if value is None:
+                raise InvalidInput("a put operation needs a value")
+        elif op != OP_DELETE:
+            raise InvalidInput(f"unknown state operation {op!r}")
+    keys = list(dict.fromkeys(key for _op, key, _value in ops))
+    original: dict[bytes, bytes | None] = dict.fromkeys(keys)
+    for i in range(0, len(keys), _IN_CHUNK):
+        chunk = keys[i:i + _IN_CHUNK]
+        marks = ",".join("?" * len(chunk))
+        for k, v in w.execute(f"SELECT key, value FROM pins WHERE key IN ({marks})", chunk):
+            original[bytes(k)] = bytes(v)
+    current = dict(original)
+    previous: list[bytes | None] = []
+    for op, key, value in ops:
+        previous.append(current[key])
+        current[key] = value if op == OP_PUT else None
+    puts: list[tuple[bytes, bytes]] = []
+    dels: list[tuple[bytes]] = []
+    alloc_del: list[tuple[bytes, bytes]] = []
+    alloc_add: list[tuple[bytes, bytes]] = []
+    exp_del: list[tuple[int, bytes]] = []
+    exp_add: list[tuple[int, bytes]] = []
+    for key in keys:
+        old, new = original[key], current[key]
+        if old == new:
+            continue
+        if new is None:
+            dels.append((key,))
+        else:
+            puts.append((key, new))
+        old_peers, old_exp = _NO_INDEX if old is None else index_entries(old)
+        new_peers, new_exp = _NO_INDEX if new is None else index_entries(new)
+        alloc_del.extend((p, key) for p in old_peers if p not in new_peers)
+        alloc_add.extend((p, key) for p in new_peers if p not in old_peers)
+        if old_exp != new_exp:
+            if old_exp is not None:
+                exp_del.append((old_exp, key))
+            if new_exp is not None:
+                exp_add.append((new_exp, key))
+    if dels:
+        w.executemany("DELETE FROM pins WHERE key = ?", dels)
+    if puts:
+        w.executemany("INSERT OR REPLACE INTO pins(key, value) VALUES (?, ?)", puts)
+    if alloc_del:
+        w.executemany("DELETE FROM allocations WHERE peer = ? AND key = ?", alloc_del)
+    if alloc_add:
+        w.executemany("INSERT OR IGNORE INTO allocations(peer, key) VALUES (?, ?)", alloc_add)
+    if exp_del:
+        w.executemany("DELETE FROM expiry WHERE expire_at = ? AND key = ?", exp_del)
+    if exp_add:
+        w.executemany("INSERT OR IGNORE INTO expiry(expire_at, key) VALUES (?, ?)", exp_add)
+    return previous
+
+
+def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
+    """Format 1 → 2: build the ``allocations`` and ``expiry`` indexes from the pins (runs inside the
+    transaction ``upgrade`` opened; one pass over ``pins``, inserts in chunks)."""
+    for stmt in _SCHEMA_INDEXES:
+        conn.execute(stmt)
+    allocs: list[tuple[bytes, bytes]] = []
+    expiry: list[tuple[int, bytes]] = []
+    n = 0
+
+    def flush() -> None:
+        conn.executemany("INSERT OR IGNORE INTO allocations(peer, key) VALUES (?, ?)", allocs)
+        conn.executemany("INSERT OR IGNORE INTO expiry(expire_at, key) VALUES (?, ?)", expiry)
+        allocs.clear()
+        expiry.clear()
+
+    reader = conn.cursor()
+    for key, value in reader.execute("SELECT key, value FROM pins"):
+        k = bytes(key)
+        peers, expire = index_entries(bytes(value))
+        allocs.extend((p, k) for p in peers)
+        if expire is not None:
+            expiry.append((expire, k))
+        n += 1
+        if len(allocs) + len(expiry) >= 10_000:
+            flush()
+    flush()
+    log.info("state format 1 -> 2: indexed the allocations and expiry of %d pins", n)
+
+
+MIGRATIONS[1] = _migrate_1_to_2
 
 
 class StateVersionError(StateError):
@@ -128,16 +297,21 @@ class SQLiteStore:
         self._rlock = threading.Lock()
         try:
             self._w = _connect(self.path)
+            try:
+                # The version is checked before anything is written: a refused state stays as it was.
+                meta_exists = self._w.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+                ).fetchone()
+                if meta_exists:
+                    self._check_version(self._w)
+            except BaseException:
+                self._w.close()
+                raise
             self._w.execute("PRAGMA journal_mode=WAL")
             # FULL: the WAL is fsynced at every commit, so an acknowledged pin survives a power loss.
             self._w.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             self._w.execute("PRAGMA wal_autocheckpoint=4000")
-            meta_exists = self._w.execute(
-                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
-            ).fetchone()
-            if meta_exists:
-                self._check_version(self._w)
-            else:
+            if not meta_exists:
                 self._create(self._w)
             meta = _read_meta(self._w)
             self._applied_index = _as_int(meta.get("applied_index", 0), "applied_index")
@@ -191,17 +365,10 @@ class SQLiteStore:
             if index and index <= self._applied_index:
                 return False
             w = self._w
+            batch = list(ops)
             w.execute("BEGIN IMMEDIATE")
             try:
-                for op, key, value in ops:
-                    if op == OP_PUT:
-                        if value is None:
-                            raise InvalidInput("a put operation needs a value")
-                        w.execute("INSERT OR REPLACE INTO pins(key, value) VALUES (?, ?)", (key, value))
-                    elif op == OP_DELETE:
-                        w.execute("DELETE FROM pins WHERE key = ?", (key,))
-                    else:
-                        raise InvalidInput(f"unknown state operation {op!r}")
+                _write_ops(w, batch)
                 if index:
                     w.execute(
                         "UPDATE meta SET value = CASE key WHEN 'applied_index' THEN ? ELSE ? END "
@@ -235,6 +402,8 @@ class SQLiteStore:
         with self._wlock:
             self._w.execute("BEGIN IMMEDIATE")
             self._w.execute("DELETE FROM pins")
+            self._w.execute("DELETE FROM allocations")
+            self._w.execute("DELETE FROM expiry")
             self._w.execute("UPDATE meta SET value = 0 WHERE key IN ('applied_index', 'applied_term')")
             self._w.execute("COMMIT")
             self._applied_index = 0
@@ -262,6 +431,37 @@ class SQLiteStore:
                     "SELECT key, value FROM pins WHERE key > ? ORDER BY key LIMIT ?", (after, limit)
                 )
             return [(bytes(k), bytes(v)) for k, v in cur.fetchall()]
+
+    def allocated_page(self, peer: bytes, after: bytes | None, limit: int) -> list[tuple[bytes, bytes]]:
+        """Up to ``limit`` pins allocated to ``peer`` (peer-ID multihash bytes) with key > ``after``, in key
+        order: an index range scan, whatever the size of the pinset."""
+        with self._rlock:
+            cur = self._r.execute(
+                "SELECT a.key, p.value FROM allocations AS a JOIN pins AS p ON p.key = a.key "
+                "WHERE a.peer = ? AND a.key > ? ORDER BY a.key LIMIT ?",
+                (peer, after or b"", limit),
+            )
+            return [(bytes(k), bytes(v)) for k, v in cur.fetchall()]
+
+    def count_allocated(self, peer: bytes) -> int:
+        """How many pins list ``peer`` in their allocations (an indexed count)."""
+        with self._rlock:
+            row = self._r.execute("SELECT count(*) FROM allocations WHERE peer = ?", (peer,)).fetchone()
+        return int(row[0])
+
+    def expired_page(
+        self, before: int, after: tuple[int, bytes] | None, limit: int
+    ) -> list[tuple[int, bytes, bytes]]:
+        """Up to ``limit`` ``(expire_at µs, key, value)`` of pins whose expiry is set and < ``before`` (µs since
+        1970), in expiry order, after the position ``after``: only the expired part of the index is read."""
+        pos = after or (-(1 << 63), b"")
+        with self._rlock:
+            cur = self._r.execute(
+                "SELECT e.expire_at, e.key, p.value FROM expiry AS e JOIN pins AS p ON p.key = e.key "
+                "WHERE e.expire_at < ? AND (e.expire_at, e.key) > (?, ?) ORDER BY e.expire_at, e.key LIMIT ?",
+                (before, pos[0], pos[1], limit),
+            )
+            return [(int(t), bytes(k), bytes(v)) for t, k, v in cur.fetchall()]
 
     # -- snapshots ---------------------------------------------------------------------------------------
 
@@ -320,6 +520,55 @@ class SQLiteStore:
         finally:
             src.close()
         return info
+
+    def apply_many(self, entries: Sequence[tuple[int, int, Sequence[Op]]]) -> list[list[bytes | None] | None]:
+        """Group commit: write several Raft entries in one transaction (one fsync instead of one per entry).
+
+        Entries at or below the applied index are skipped (None in the result), as ``apply`` does. For each
+        entry written, the result holds the value each op's key had just before that op (read inside the same
+        transaction), so the tracker can tell a new pin from a changed one without asking IPFS. The applied
+        index and term become those of the last entry written. Any error rolls the whole group back.
+
+        Writes go through ``_write_ops``, as ``apply``'s do, so the format-2 indexes are kept the same way.
+        """
+        with self._wlock:
+            w = self._w
+            out: list[list[bytes | None] | None] = []
+            index_now, term_now = self._applied_index, self._applied_term
+            w.execute("BEGIN IMMEDIATE")
+            try:
+                # The group's ops are written as one batch (their net effect, indexes included); each entry
+                # gets back its slice of the per-op previous values.
+                group: list[Op] = []
+                sizes: list[int | None] = []
+                for index, term, ops in entries:
+                    if index and index <= index_now:
+                        sizes.append(None)
+                        continue
+                    group.extend(ops)
+                    sizes.append(len(ops))
+                    if index:
+                        index_now, term_now = index, term
+                previous = _write_ops(w, group)
+                pos = 0
+                for size in sizes:
+                    if size is None:
+                        out.append(None)
+                    else:
+                        out.append(previous[pos:pos + size])
+                        pos += size
+                if index_now != self._applied_index or term_now != self._applied_term:
+                    w.execute(
+                        "UPDATE meta SET value = CASE key WHEN 'applied_index' THEN ? ELSE ? END "
+                        "WHERE key IN ('applied_index', 'applied_term')",
+                        (index_now, term_now),
+                    )
+                w.execute("COMMIT")
+            except BaseException:
+                w.execute("ROLLBACK")
+                raise
+            self._applied_index, self._applied_term = index_now, term_now
+            return out
 
 
 def _snapshot_info(conn: sqlite3.Connection, path: Path | str) -> SnapshotInfo:
@@ -450,6 +699,33 @@ class SQLiteState:
             if len(rows) < page_size:
                 return
             after = rows[-1][0]
+
+    async def pins_allocated_to(self, peer: bytes, *, page_size: int = 1000) -> AsyncIterator[tuple[bytes, bytes]]:
+        """Stream ``(key, value)`` of the pins allocated to ``peer`` (``PeerID.bytes``), in key order."""
+        if page_size <= 0:
+            raise InvalidInput(f"page_size must be positive, got {page_size}")
+        after: bytes | None = None
+        while True:
+            rows = await asyncio.to_thread(self._store.allocated_page, bytes(peer), after, page_size)
+            for row in rows:
+                yield row
+            if len(rows) < page_size:
+                return
+            after = rows[-1][0]
+
+    async def expired(self, now: datetime, *, page_size: int = 1000) -> AsyncIterator[tuple[bytes, bytes]]:
+        """Stream ``(key, value)`` of the pins whose ``expire_at`` is set and before ``now``, oldest first."""
+        if page_size <= 0:
+            raise InvalidInput(f"page_size must be positive, got {page_size}")
+        before = to_micros(now)
+        after: tuple[int, bytes] | None = None
+        while True:
+            rows = await asyncio.to_thread(self._store.expired_page, before, after, page_size)
+            for _t, key, value in rows:
+                yield key, value
+            if len(rows) < page_size:
+                return
+            after = (rows[-1][0], rows[-1][1])
 
     async def put(self, key: bytes, value: bytes) -> None:
         await asyncio.to_thread(self._store.apply, 0, 0, [(OP_PUT, key, value)])

@@ -22,7 +22,7 @@ __all__ = ["UpgradeResult", "describe", "upgrade_state", "upgrade_state_result"]
 def upgrade_state_result(config_folder: Path) -> UpgradeResult:
     """Upgrade the state of the peer configured in ``config_folder`` and say what was done."""
     result = upgrade_data_folder(raft_data_folder(Path(config_folder)))
-    log.info("%s", describe(result))
+    log.debug("%s", describe(result))
     return result
 
 

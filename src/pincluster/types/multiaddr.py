@@ -10,6 +10,7 @@ import ipaddress
 from typing import Final
 
 from pincluster.errors import InvalidInput
+from pincluster.types.cid import multibase_decode, multihash_decode
 from pincluster.types.peer import PeerID
 
 
@@ -34,6 +35,9 @@ _PROTOCOLS: Final[dict[str, str | None]] = {
     "quic": None,
     "quic-v1": None,
     "webtransport": None,
+    "certhash": "multibase",
+    "webrtc-direct": None,
+    "webrtc": None,
     "ws": None,
     "wss": None,
     "tls": None,
@@ -61,6 +65,9 @@ def _check(proto: str, value: str, text: str) -> str:
         if kind == "dns":
             if not value or len(value) > 253 or any(c.isspace() or c == "/" for c in value):
                 raise ValueError(f"invalid host name {value!r}")
+            return value
+        if kind == "multibase":  # /certhash/<multibase multihash>, as kubo announces for WebTransport/WebRTC
+            multihash_decode(multibase_decode(value))
             return value
         if kind in ("text", "path"):
             if not value:

@@ -22,7 +22,7 @@ from datetime import timedelta
 import jwt
 from aiohttp import web
 
-from pincluster.api.common.errors import error_response
+from pincluster.api.common.errors import ErrorBody, error_body, error_response
 
 __all__ = ["REALM", "Authenticator", "TokenIssuer", "parse_basic", "parse_bearer"]
 
@@ -102,6 +102,7 @@ class Authenticator:
     """An aiohttp middleware enforcing Basic/Bearer auth when credentials are configured.
 
     ``OPTIONS`` requests and the paths in ``exempt`` (``GET`` only; the REST API exempts ``/health``) pass.
+    ``error_body`` renders the 401 bodies (the Pinning Service API has its own error shape).
     """
 
     def __init__(
@@ -110,11 +111,13 @@ class Authenticator:
         issuer: TokenIssuer | None = None,
         exempt_get_paths: Sequence[str] = ("/health",),
         headers: Mapping[str, Sequence[str]] | None = None,
+        error_body: ErrorBody = error_body,
     ) -> None:
         self.credentials = dict(credentials) if credentials is not None else None
         self.issuer = issuer or (TokenIssuer(self.credentials) if self.credentials else None)
         self._exempt = frozenset(exempt_get_paths)
         self._headers = headers
+        self._error_body = error_body
 
     @property
     def enabled(self) -> bool:
@@ -142,7 +145,7 @@ class Authenticator:
         return None
 
     def _unauthorized(self, message: str, www: list[str]) -> web.Response:
-        resp = error_response(401, message, self._headers)
+        resp = error_response(401, message, self._headers, body=self._error_body)
         for value in www:
             resp.headers.add("WWW-Authenticate", value)
         return resp

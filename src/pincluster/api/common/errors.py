@@ -7,7 +7,7 @@ Exceptions map to statuses by meaning: :class:`~pincluster.errors.InvalidInput` 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from aiohttp import web
 
@@ -15,7 +15,7 @@ from pincluster.errors import InvalidInput, NotFound
 from pincluster.types.codec import to_json
 from pincluster.types.models import Error
 
-__all__ = ["NOT_IN_PINSET", "error_body", "error_response", "json_response", "status_for"]
+__all__ = ["NOT_IN_PINSET", "ErrorBody", "error_body", "error_response", "json_response", "status_for"]
 
 log = logging.getLogger("pincluster.restapi")
 
@@ -38,6 +38,11 @@ def error_body(status: int, message: str) -> bytes:
     return to_json(Error(code=status, message=message)) + b"\n"
 
 
+#: Renders an error response body from its status and text. The REST API uses :func:`error_body`
+#: (``{"code","message"}``); the Pinning Service API passes its own (``{"error":{"reason","details"}}``).
+ErrorBody = Callable[[int, str], bytes]
+
+
 def _apply_headers(resp: web.StreamResponse, headers: Mapping[str, Sequence[str]] | None) -> None:
     for name, values in (headers or {}).items():
         for i, v in enumerate(values):
@@ -48,10 +53,13 @@ def _apply_headers(resp: web.StreamResponse, headers: Mapping[str, Sequence[str]
 
 
 def error_response(
-    status: int, message: str, headers: Mapping[str, Sequence[str]] | None = None
+    status: int,
+    message: str,
+    headers: Mapping[str, Sequence[str]] | None = None,
+    body: ErrorBody = error_body,
 ) -> web.Response:
-    """A JSON error response carrying the configured extra headers."""
-    resp = web.Response(status=status, body=error_body(status, message), content_type=JSON_CT)
+    """A JSON error response carrying the configured extra headers; ``body`` renders the error's shape."""
+    resp = web.Response(status=status, body=body(status, message), content_type=JSON_CT)
     _apply_headers(resp, headers)
     return resp
 

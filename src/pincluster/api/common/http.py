@@ -5,6 +5,7 @@ redirect, Go-style 404/405 and error bodies), extra headers, and listeners on mu
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
@@ -16,8 +17,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from pincluster.api.common.errors import error_response, status_for
-from pincluster.errors import ConfigError, PinclusterError
+from pincluster.api.common.errors import ErrorBody, error_body, error_response, status_for
+from pincluster.errors import ConfigError, InvalidInput, PinclusterError
 from pincluster.types.multiaddr import Multiaddr
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "error_middleware",
     "extra_headers_hook",
     "header_limit_middleware",
+    "make_error_middleware",
     "open_listeners",
     "trailing_slash_middleware",
 ]
@@ -67,23 +69,31 @@ async def trailing_slash_middleware(request: web.Request, handler: Handler) -> w
     return await handler(request)
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+def make_error_middleware(body: ErrorBody = error_body, logger: logging.Logger = log) -> Middleware:
     """Go's router answers: unknown path → 404 JSON, wrong method → 405 with an empty body; errors raised
-    by handlers become ``{"code","message"}`` with the status of their kind."""
-    try:
-        return await handler(request)
-    except web.HTTPNotFound:
-        return error_response(404, "not found")
-    except web.HTTPMethodNotAllowed:
-        return web.Response(status=405)
-    except web.HTTPException:
-        raise
-    except PinclusterError as exc:
-        return error_response(status_for(exc), str(exc))
-    except Exception as exc:
-        log.exception("%s %s failed", request.method, request.path)
-        return error_response(500, str(exc) or type(exc).__name__)
+    by handlers become error bodies rendered by ``body`` with the status of their kind."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPNotFound:
+            return error_response(404, "not found", body=body)
+        except web.HTTPMethodNotAllowed:
+            return web.Response(status=405)
+        except web.HTTPException:
+            raise
+        except PinclusterError as exc:
+            return error_response(status_for(exc), str(exc), body=body)
+        except Exception as exc:
+            logger.exception("%s %s failed", request.method, request.path)
+            return error_response(500, str(exc) or type(exc).__name__, body=body)
+
+    return middleware
+
+
+#: The REST API's error middleware (``{"code","message"}`` bodies).
+error_middleware = make_error_middleware()
 
 
 def extra_headers_hook(
@@ -166,3 +176,95 @@ async def open_listeners(
                 await s.stop()
         raise
     return sites, bound
+
+
+class HTTPServer:
+    """The lifecycle the REST API, the Pinning Service API and the IPFS proxy share: bind an aiohttp app to
+    every listen address (port 0 resolved into ``addresses``), stop it, and tell its URL.
+
+    A subclass gives its app (``build_app``) and where/how to listen (``listen_options``); it may extend
+    ``stop`` to close what else it owns.
+    """
+
+    #: The name in log lines and errors ("REST API", "IPFS proxy", …).
+    NAME = "HTTP API"
+
+    def __init__(self) -> None:
+        self._runner: web.AppRunner | None = None
+        self._sites: list[web.SockSite] = []
+        self._tls = False
+        self.addresses: list[Multiaddr] = []
+
+    def build_app(self) -> web.Application:
+        raise NotImplementedError
+
+    def listen_options(self) -> ListenOptions:
+        raise NotImplementedError
+
+    def listening_message(self, addr: Multiaddr) -> str:
+        return f"{self.NAME} ({'HTTPS' if self._tls else 'HTTP'}) listening on {addr}"
+
+    async def start(self) -> None:
+        """Bind the listeners; raises ConfigError for bad TLS files or unusable addresses."""
+        if self._runner is not None:
+            return
+        from pincluster.api.common.accesslog import make_access_logger
+
+        opts = self.listen_options()
+        self._tls = opts.ssl_context is not None
+        idle = opts.idle_timeout
+        runner = web.AppRunner(
+            self.build_app(),
+            access_log_class=make_access_logger(opts.log_file),
+            access_log=opts.access_log,
+            keepalive_timeout=idle if idle > 0 else 75.0,
+            max_line_size=PARSER_LINE_LIMIT,
+            max_field_size=PARSER_LINE_LIMIT,
+            handle_signals=False,
+        )
+        await runner.setup()
+        try:
+            self._sites, self.addresses = await open_listeners(runner, opts.listen, opts.ssl_context)
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self._log_file = opts.log_file
+        for a in self.addresses:
+            opts.logger.info("%s", self.listening_message(a))
+
+    async def stop(self) -> None:
+        from pincluster.api.common.accesslog import close_log_files
+
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+            if self._log_file:
+                close_log_files()
+        self._sites = []
+
+    @property
+    def url(self) -> str:
+        """``http(s)://host:port`` of the first TCP listener (for clients and tests)."""
+        scheme = "https" if self._tls else "http"
+        for a in self.addresses:
+            if not a.is_unix():
+                host, port = a.tcp_host_port()
+                if ":" in host:
+                    host = f"[{host}]"
+                return f"{scheme}://{host}:{port}"
+        raise InvalidInput(f"the {self.NAME} has no TCP listener")
+
+    _log_file = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class ListenOptions:
+    """Where and how an :class:`HTTPServer` listens."""
+
+    listen: Sequence[Multiaddr]
+    logger: logging.Logger
+    access_log: logging.Logger
+    ssl_context: ssl.SSLContext | None = None
+    idle_timeout: float = 0.0  # seconds; 0 → aiohttp's 75 s keep-alive
+    log_file: str = ""

@@ -7,12 +7,15 @@ paths are resolved.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol
 
+from pincluster.api.common.cors import CORSPolicy
+from pincluster.api.common.http import ListenOptions
 from pincluster.errors import ConfigError
 from pincluster.types.multiaddr import Multiaddr
 
@@ -113,6 +116,25 @@ class HTTPAPISettings:
     def tls(self) -> bool:
         return bool(self.ssl_cert_file)
 
+    def listen_options(self, logger: logging.Logger, access_log: logging.Logger) -> ListenOptions:
+        """Where and how the server of these settings listens (TLS when a certificate is configured)."""
+        from pincluster.api.common.tls import server_ssl_context
+
+        ssl_ctx = server_ssl_context(self.ssl_cert_file, self.ssl_key_file) if self.tls else None
+        return ListenOptions(self.listen, logger, access_log, ssl_ctx, self.idle_timeout.total_seconds(),
+                             self.http_log_file)
+
+    def cors_policy(self) -> CORSPolicy:
+        """The CORS policy of these settings (the REST and Pinning Service APIs share the keys)."""
+        return CORSPolicy(
+            allowed_origins=self.cors_allowed_origins,
+            allowed_methods=self.cors_allowed_methods,
+            allowed_headers=self.cors_allowed_headers,
+            exposed_headers=self.cors_exposed_headers,
+            allow_credentials=self.cors_allow_credentials,
+            max_age=self.cors_max_age,
+        )
+
     @property
     def effective_max_header_bytes(self) -> int:
         """Go treats 0 as the default and never goes below 4096."""
@@ -144,6 +166,7 @@ class HTTPAPISettings:
             "cors_exposed_headers": tuple(cfg.cors_exposed_headers),
             "cors_allow_credentials": cfg.cors_allow_credentials,
             "cors_max_age": cfg.cors_max_age,
+            "token_lifetime": getattr(cfg, "token_lifetime", DEFAULT_TOKEN_LIFETIME),
         }
         kw.update(overrides)
         return cls(**kw)

@@ -21,21 +21,18 @@ import msgspec
 from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.multipart import content_disposition_filename, parse_content_disposition
 
-from pincluster.api.common.accesslog import close_log_files, make_access_logger
 from pincluster.api.common.auth import Authenticator, TokenIssuer
-from pincluster.api.common.cors import CORSPolicy
 from pincluster.api.common.errors import JSON_CT, error_response, json_response, status_for
 from pincluster.api.common.http import (
-    PARSER_LINE_LIMIT,
+    HTTPServer,
+    ListenOptions,
     error_middleware,
     extra_headers_hook,
     header_limit_middleware,
-    open_listeners,
     trailing_slash_middleware,
 )
 from pincluster.api.common.settings import HTTPAPIConfigLike, HTTPAPISettings
 from pincluster.api.common.stream import ErrorSink, stream_ndjson
-from pincluster.api.common.tls import server_ssl_context
 from pincluster.api.interface import ClusterAPI
 from pincluster.api.rest.params import (
     parse_add_params,
@@ -49,7 +46,6 @@ from pincluster.ipfs.unixfs.importer import ImportEntry
 from pincluster.types.cid import CID
 from pincluster.types.codec import to_json
 from pincluster.types.models import VERSION, GlobalPinInfo, PinOptions, Version
-from pincluster.types.multiaddr import Multiaddr
 from pincluster.types.peer import PeerID
 from pincluster.types.status import TrackerStatus
 
@@ -186,8 +182,10 @@ async def multipart_entries(reader: MultipartReader, prefix: str = "") -> AsyncI
             yield ImportEntry(path=path, kind="file", chunks=_part_chunks(part))
 
 
-class RestAPI:
+class RestAPI(HTTPServer):
     """The REST API component: ``start()`` listens on every ``http_listen_multiaddress``; ``stop()`` closes."""
+
+    NAME = "REST API"
 
     def __init__(self, cluster: ClusterAPI, settings: HTTPAPISettings | None = None) -> None:
         self.cluster = cluster
@@ -195,17 +193,8 @@ class RestAPI:
         creds = self.settings.basic_auth_credentials
         self.issuer = TokenIssuer(creds, self.settings.token_lifetime) if creds else None
         self.auth = Authenticator(creds, self.issuer, exempt_get_paths=("/health", "/openapi.json"))
-        self.cors = CORSPolicy(
-            allowed_origins=self.settings.cors_allowed_origins,
-            allowed_methods=self.settings.cors_allowed_methods,
-            allowed_headers=self.settings.cors_allowed_headers,
-            exposed_headers=self.settings.cors_exposed_headers,
-            allow_credentials=self.settings.cors_allow_credentials,
-            max_age=self.settings.cors_max_age,
-        )
-        self._runner: web.AppRunner | None = None
-        self._sites: list[web.SockSite] = []
-        self.addresses: list[Multiaddr] = []
+        self.cors = self.settings.cors_policy()
+        super().__init__()
         self._openapi: bytes | None = None
 
     @classmethod
@@ -232,51 +221,8 @@ class RestAPI:
         app.on_response_prepare.append(extra_headers_hook(self.settings.headers))
         return app
 
-    async def start(self) -> None:
-        """Bind the listeners; raises ConfigError for bad TLS files or unusable addresses."""
-        if self._runner is not None:
-            return
-        ssl_ctx = (server_ssl_context(self.settings.ssl_cert_file, self.settings.ssl_key_file)
-                   if self.settings.tls else None)
-        idle = self.settings.idle_timeout.total_seconds()
-        runner = web.AppRunner(
-            self.build_app(),
-            access_log_class=make_access_logger(self.settings.http_log_file),
-            access_log=access_log,
-            keepalive_timeout=idle if idle > 0 else 75.0,
-            max_line_size=PARSER_LINE_LIMIT,
-            max_field_size=PARSER_LINE_LIMIT,
-            handle_signals=False,
-        )
-        await runner.setup()
-        try:
-            self._sites, self.addresses = await open_listeners(runner, self.settings.listen, ssl_ctx)
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        for a in self.addresses:
-            log.info("REST API (%s) listening on %s", "HTTPS" if ssl_ctx else "HTTP", a)
-
-    async def stop(self) -> None:
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
-            if self.settings.http_log_file:
-                close_log_files()
-        self._sites = []
-
-    @property
-    def url(self) -> str:
-        """``http(s)://host:port`` of the first TCP listener (for clients and tests)."""
-        scheme = "https" if self.settings.tls else "http"
-        for a in self.addresses:
-            if not a.is_unix():
-                host, port = a.tcp_host_port()
-                if ":" in host:
-                    host = f"[{host}]"
-                return f"{scheme}://{host}:{port}"
-        raise InvalidInput("the REST API has no TCP listener")
+    def listen_options(self) -> ListenOptions:
+        return self.settings.listen_options(log, access_log)
 
     # --- handlers -------------------------------------------------------------------------------------------
     async def _h_id(self, request: web.Request) -> web.StreamResponse:
