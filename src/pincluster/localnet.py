@@ -292,8 +292,13 @@ def start_network(peers: list[Peer], *, bootstrap: bool = True, timeout: float =
 
     def sees_all(p: Peer) -> bool:
         """Members and metrics: a peer can place pins only once it has every peer's metrics."""
-        ids = set((p.api("GET", "/id")[1] or {}).get("cluster_peers") or ())
-        metrics = p.api("GET", "/monitor/metrics/freespace")[1] or []
+        if p.proc is not None and p.proc.poll() is not None:
+            raise RuntimeError(f"peer{p.index} exited with {p.proc.returncode}:\n{p.log()[-4000:]}")
+        try:
+            ids = set((p.api("GET", "/id")[1] or {}).get("cluster_peers") or ())
+            metrics = p.api("GET", "/monitor/metrics/freespace")[1] or []
+        except OSError:  # not answering this moment: try again until the deadline, then show the logs
+            return False
         return ids == want and {m["peer"] for m in metrics} == want
 
     while time.monotonic() < deadline:

@@ -199,8 +199,10 @@ def test_kubo_pin_remote(cluster: list[Peer], svc: list[PinSvc], tmp_path: Path)
         status, body = svc[2].call("GET", f"/pins/{cid}")
         assert status == 200 and body["pin"]["name"] == f"kubo-{run}"
         kubo.ipfs("pin", "remote", "rm", "--service=cluster", f"--cid={cid}")
-        status, _ = svc[2].call("GET", f"/pins/{cid}")
+        status, _ = svc[0].call("GET", f"/pins/{cid}")  # the peer that took the delete: at once
         assert status == 404
+        # another peer applies the committed unpin a moment later (Raft followers apply asynchronously)
+        wait_for(lambda: svc[2].call("GET", f"/pins/{cid}")[0] == 404, what="the unpin on another peer", timeout=10)
         out = kubo.ipfs("pin", "remote", "ls", "--service=cluster", f"--cid={cid}",
                         "--status=queued,pinning,pinned,failed")
         assert out.strip() == ""
