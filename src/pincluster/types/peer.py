@@ -33,10 +33,15 @@ class InvalidPeerID(InvalidInput):
 
 
 class PeerID:
-    """An immutable libp2p peer ID."""
+    """An immutable libp2p peer ID.
 
-    __slots__ = ("_mh",)
+    The base58 text is computed on first use and kept (``_text``): the same few peer IDs are printed in
+    every item of a status listing.
+    """
+
+    __slots__ = ("_mh", "_text")
     _mh: bytes
+    _text: str
 
     def __init__(self, multihash: bytes) -> None:
         object.__setattr__(self, "_mh", bytes(multihash))
@@ -99,7 +104,12 @@ class PeerID:
         return CID.v1(LIBP2P_KEY, self._mh)
 
     def __str__(self) -> str:
-        return b58encode(self._mh)
+        try:
+            return self._text
+        except AttributeError:  # first use: the slot is left unset by __init__, which keeps creation cheap
+            text = b58encode(self._mh)
+            object.__setattr__(self, "_text", text)
+            return text
 
     def __repr__(self) -> str:
         return f"PeerID({self!s})"

@@ -4,9 +4,11 @@ aiohttp cannot send HTTP trailers, so once the headers are out this module write
 (``writer.chunked = False`` after ``prepare``; the ``Transfer-Encoding: chunked`` header aiohttp chose stays)
 and ends the body with ``0\\r\\nX-Stream-Error: …\\r\\n\\r\\n``.
 
-Items come from an async iterator run in a producer task feeding a bounded queue: the writer sends whatever is
-ready in one chunk (up to ``batch_bytes``), so fast producers get batched writes and slow ones are flushed
-line by line, as soon as each item exists.
+Items come from an async iterator run in a producer task that appends them to a bounded buffer; the writer
+takes everything ready at once and sends it in chunks of about ``batch_bytes``, so fast producers get batched
+writes and slow ones are flushed line by line, as soon as each item exists. The buffer is a list swapped out
+whole (an ``asyncio.Queue`` costs a put and a get per item), and the default encoder writes a whole batch
+through ``to_json_lines`` (one bytes object per chunk).
 """
 
 from __future__ import annotations
@@ -14,14 +16,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Final
 
 from aiohttp import web
 from aiohttp.http_writer import StreamWriter
 
 from pincluster.api.common.errors import JSON_CT, error_response, status_for
-from pincluster.types.codec import to_json
+from pincluster.types.codec import to_json, to_json_lines
 
 __all__ = ["TRAILER", "ErrorSink", "stream_ndjson", "trailer_bytes"]
 
@@ -54,16 +56,45 @@ def trailer_bytes(errors: list[str], always: bool = True) -> bytes:
     return b"0\r\n" + "".join(lines).encode("utf-8") + b"\r\n"
 
 
-async def _produce(source: AsyncIterator[Any], queue: asyncio.Queue[Any]) -> None:
+class _Buffer:
+    """Items from the producer task to the writer, at most ``limit`` pending (then the producer waits)."""
+
+    __slots__ = ("items", "limit", "ready", "space")
+
+    def __init__(self, limit: int) -> None:
+        self.items: list[Any] = []
+        self.limit = max(1, limit)
+        self.ready = asyncio.Event()
+        self.space = asyncio.Event()
+        self.space.set()
+
+    async def take(self) -> list[Any]:
+        """Everything pending (at least one item; a ``_DONE``/``_Failure`` marker can only be last)."""
+        while not self.items:
+            self.ready.clear()
+            await self.ready.wait()
+        items, self.items = self.items, []
+        self.space.set()
+        return items
+
+
+async def _produce(source: AsyncIterator[Any], buf: _Buffer) -> None:
+    ready, space, limit = buf.ready, buf.space, buf.limit
     try:
         async for item in source:
-            await queue.put(item)
+            buf.items.append(item)
+            ready.set()
+            if len(buf.items) >= limit:
+                space.clear()
+                await space.wait()
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # reported to the client, in the body or the trailer
-        await queue.put(_Failure(exc))
+        buf.items.append(_Failure(exc))
+        ready.set()
         return
-    await queue.put(_DONE)
+    buf.items.append(_DONE)
+    ready.set()
 
 
 class _Failure:
@@ -94,12 +125,13 @@ async def stream_ndjson(
     ``always_trailer=False`` the trailer is only written when there is an error.
     """
     sink = sink or ErrorSink()
-    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=queue_size)
-    producer = asyncio.create_task(_produce(source, queue))
+    buf = _Buffer(queue_size)
+    producer = asyncio.create_task(_produce(source, buf))
     resp: web.StreamResponse | None = None
     try:
-        first: Any = _DONE if immediate else await queue.get()
+        pending: list[Any] = [] if immediate else await buf.take()
         if not immediate:
+            first = pending[0]
             if isinstance(first, _Failure):
                 return error_response(status_for(first.exc), str(first.exc))
             if first is _DONE:
@@ -121,8 +153,7 @@ async def stream_ndjson(
         if immediate and isinstance(writer, StreamWriter):
             writer.send_headers()  # /add: the client sees 200 at once, while it is still uploading
         try:
-            await _pump(request, resp, queue, sink, encode, framed, always_trailer, batch_bytes,
-                        await queue.get() if immediate else first)
+            await _pump(request, resp, buf, sink, encode, framed, always_trailer, batch_bytes, pending)
         except ConnectionError as exc:  # the client went away: stop producing, nothing left to tell it
             log.debug("client of %s %s disconnected: %s", request.method, request.path, exc)
         return resp
@@ -133,35 +164,50 @@ async def stream_ndjson(
                 await producer
 
 
-async def _pump(request: web.Request, resp: web.StreamResponse, queue: asyncio.Queue[Any], sink: ErrorSink,
+def _lines_of(encode: Callable[[Any], bytes]) -> Callable[[Sequence[Any]], bytes]:
+    if encode is to_json:
+        return to_json_lines
+
+    def lines(items: Sequence[Any]) -> bytes:
+        return b"".join([encode(item) + b"\n" for item in items])
+
+    return lines
+
+
+_ENCODE_SLICE: Final = 64  # items encoded at a time, so that a chunk stops near batch_bytes
+
+
+async def _pump(request: web.Request, resp: web.StreamResponse, buf: _Buffer, sink: ErrorSink,
                 encode: Callable[[Any], bytes], framed: bool, always_trailer: bool, batch_bytes: int,
-                item: Any) -> None:
-    """Write items as they come (batching what is already queued), then the trailer."""
+                pending: list[Any]) -> None:
+    """Write items as they come (batching what is already pending), then the trailer."""
     errors: list[str] = []
+    lines = _lines_of(encode)
     while True:
-        if item is _DONE:
-            break
-        if isinstance(item, _Failure):
-            errors.append(str(item.exc) or type(item.exc).__name__)
-            log.warning("stream %s %s ended with an error: %s", request.method, request.path, item.exc)
-            break
-        parts = [encode(item) + b"\n"]
-        size = len(parts[0])
         end: Any = None
-        while size < batch_bytes and not queue.empty():
-            nxt = queue.get_nowait()
-            if nxt is _DONE or isinstance(nxt, _Failure):
-                end = nxt
-                break
-            line = encode(nxt) + b"\n"
-            parts.append(line)
-            size += len(line)
-        data = b"".join(parts)
-        if framed:
-            await resp.write(b"%x\r\n%b\r\n" % (len(data), data))
-        else:
-            await resp.write(data)
-        item = end if end is not None else await queue.get()
+        if pending and (pending[-1] is _DONE or isinstance(pending[-1], _Failure)):
+            end = pending.pop()
+        start, n = 0, len(pending)
+        while start < n:
+            parts: list[bytes] = []
+            size = 0
+            while start < n and size < batch_bytes:
+                part = lines(pending[start : start + _ENCODE_SLICE])
+                start += _ENCODE_SLICE
+                parts.append(part)
+                size += len(part)
+            data = parts[0] if len(parts) == 1 else b"".join(parts)
+            if framed:
+                await resp.write(b"%x\r\n%b\r\n" % (len(data), data))
+            else:
+                await resp.write(data)
+        if end is _DONE:
+            break
+        if isinstance(end, _Failure):
+            errors.append(str(end.exc) or type(end.exc).__name__)
+            log.warning("stream %s %s ended with an error: %s", request.method, request.path, end.exc)
+            break
+        pending = await buf.take()
     errors = sink.errors + errors
     if framed and (always_trailer or errors):
         await resp.write(trailer_bytes(errors, always=True))
