@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -225,6 +226,40 @@ def _loopback(folder: Path, fast: bool) -> None:
         ipfs_cfg.write_text(json.dumps(cfg, indent=2))
 
 
+#: Ports handed to peers made by this process. ``--randomports`` checks that a port is free *now*; a peer made
+#: earlier but not started yet (two clusters set up at once, as the composite-cluster test does) has not bound
+#: its ports, so a later init could pick them again.
+_CLAIMED_PORTS: set[int] = set()
+
+
+def _listen_ports(folder: Path) -> set[int]:
+    """The TCP ports a peer made by ``init`` will listen on (cluster, Raft, APIs, metrics, embedded node)."""
+    import re
+
+    svc = json.loads((folder / "service.json").read_text())
+    api = svc.get("api", {})
+    listens: list[Any] = [
+        svc["cluster"].get("listen_multiaddress"),
+        svc.get("consensus", {}).get("raft", {}).get("listen_multiaddress"),
+        api.get("restapi", {}).get("http_listen_multiaddress"),
+        api.get("pinsvcapi", {}).get("http_listen_multiaddress"),
+        api.get("ipfsproxy", {}).get("listen_multiaddress"),
+    ]
+    ipfs_cfg = folder / "ipfs" / "config"
+    if ipfs_cfg.exists():
+        listens.append(json.loads(ipfs_cfg.read_text()).get("Addresses", {}))
+    return {int(m) for m in re.findall(r"/tcp/(\d+)", json.dumps(listens))} - {0}
+
+
+def _claim_ports(folder: Path) -> bool:
+    """Claim the peer's listen ports; False (nothing claimed) if one is claimed already."""
+    ports = _listen_ports(folder)
+    if ports & _CLAIMED_PORTS:
+        return False
+    _CLAIMED_PORTS.update(ports)
+    return True
+
+
 def init_peers(
     root: Path,
     n: int,
@@ -247,15 +282,19 @@ def init_peers(
     for i in range(n):
         folder = root / f"peer{i}"
         env = clean_env({"CLUSTER_SECRET": secret, "CLUSTER_PEERNAME": f"peer{i}", **(extra_env or {})})
-        res = subprocess.run(
-            [SERVICE, "-c", str(folder), "init", "--randomports", "--ipfs", ipfs],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if res.returncode != 0:
-            raise RuntimeError(f"init of peer{i} failed: {res.stderr}")
+        for _attempt in range(8):
+            res = subprocess.run(
+                [SERVICE, "-c", str(folder), "init", "--randomports", "--ipfs", ipfs],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            if res.returncode != 0:
+                raise RuntimeError(f"init of peer{i} failed: {res.stderr}")
+            if _claim_ports(folder):
+                break
+            shutil.rmtree(folder)  # a port another peer of ours holds: start this one afresh
         _loopback(folder, fast)
         changes = service_changes(i) if callable(service_changes) else service_changes
         if changes:

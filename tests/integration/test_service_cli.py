@@ -208,3 +208,17 @@ def test_init_sets_up_the_embedded_ipfs_node(tmp_path: Path) -> None:
         keys.append((d / "ipfs" / "swarm.key").read_text())
     assert keys[0] == keys[1] != keys[2]
     assert keys[0].startswith("/key/swarm/psk/1.0.0/\n/base16/\n")
+
+
+def test_init_force_keeps_the_embedded_node_and_points_at_it(tmp_path: Path) -> None:
+    """``init --force --randomports`` over a folder with an embedded node keeps the node, so the connector and
+    the proxy must keep pointing at its API (new random ports there would point at nothing)."""
+    d = tmp_path / "peer"
+    assert run("-c", str(d), "init", "--randomports", "--ipfs", "embedded").returncode == 0
+    api = json.loads((d / "ipfs" / "config").read_text())["Addresses"]["API"]
+    again = run("-c", str(d), "init", "--randomports", "--ipfs", "embedded", "--force")
+    assert again.returncode == 0, again.stderr
+    assert "embedded IPFS node kept in" in again.stderr
+    cfg = json.loads((d / "service.json").read_text())
+    assert cfg["ipfs_connector"]["ipfshttp"]["node_multiaddress"] == api
+    assert cfg["api"]["ipfsproxy"]["node_multiaddress"] == api

@@ -190,6 +190,17 @@ def ipfs_api_answers(addr: Multiaddr, timeout: float = 1.0) -> bool:
         return False
 
 
+def _kept_embedded_api(folder: Path) -> Multiaddr | None:
+    """The API address of an embedded node that ``init`` will keep (``--force`` over an existing folder)."""
+    import json
+
+    try:
+        api = json.loads((folder / EMBEDDED_IPFS_DIR / "config").read_text())["Addresses"]["API"]
+        return Multiaddr(api[0] if isinstance(api, list) else api)
+    except (OSError, ValueError, KeyError, IndexError, TypeError, InvalidInput):
+        return None
+
+
 def _init_embedded_ipfs(folder: Path, cfg: ServiceConfig, randomports: bool) -> None:
     """Create ``<folder>/ipfs``: the embedded node's repo, its API where the connector looks for it, and a
     ``swarm.key`` derived from the cluster secret, so that a cluster's nodes form one private network."""
@@ -320,6 +331,12 @@ def _write_init(
         if randomports:
             cfg = randomize_ports(cfg, ipfs_api=ipfs_mode == "embedded")
         cfg = cfg.apply_env(os.environ)
+        kept_api = _kept_embedded_api(folder) if ipfs_mode == "embedded" else None
+        if kept_api is not None:  # init --force keeps the node: point the connector and the proxy at its API
+            cfg = cfg.replace(
+                ipfshttp=dataclasses.replace(cfg.ipfshttp, node_multiaddress=kept_api),
+                ipfsproxy=dataclasses.replace(cfg.ipfsproxy, node_multiaddress=kept_api),
+            )
         if custom_secret:
             text = prompt_line(SECRET_PROMPT).strip()
             if not text:
