@@ -25,7 +25,7 @@ from pincluster.allocator.balanced import BalancedAllocator
 from pincluster.api.interface import AddParams
 from pincluster.clock import SYSTEM_CLOCK, Clock
 from pincluster.config import ServiceConfig
-from pincluster.errors import InvalidInput, NotFound, PinclusterError
+from pincluster.errors import InvalidInput, NotFound, PinclusterError, Unavailable
 from pincluster.informer.disk import DiskInformer
 from pincluster.informer.interface import Informer
 from pincluster.informer.pinqueue import PinQueueInformer
@@ -69,6 +69,10 @@ RPC_PROTOCOL = f"/pincluster/rpc/{RPC_PROTOCOL_VERSION}"
 
 def _seconds(td: timedelta) -> float:
     return td.total_seconds()
+
+
+#: How long a write waits for this peer to catch up with the leader before saying "not in the pinset".
+_SYNC_BEFORE_NOT_FOUND = 3.0
 
 
 class StatePinset:
@@ -639,15 +643,19 @@ class Cluster:
         return pin
 
     async def pin_update(self, from_cid: CID, to_cid: CID, options: PinOptions) -> Pin:
-        """Spec §4.3: a copy of ``from`` with ``cid=to``; allocations and factors copied; ``from`` stays."""
-        old = await self.pinset.get(from_cid)
-        if old is None:
-            raise NotFound(NOT_IN_PINSET)
+        """Spec §4.3: a copy of ``from`` with ``cid=to``; allocations and factors copied; ``from`` stays. A name,
+        metadata or origins given in ``options`` replace the old pin's (Go takes only the name)."""
+        old = await self._existing_pin(from_cid)
         if old.type is not PinType.DATA:
             raise InvalidInput("this pin type cannot be updated")
         changes: dict[str, Any] = {"cid": to_cid, "pin_update": from_cid, "timestamp": go_now()}
         if options.name:
             changes["name"] = options.name
+        # Go keeps the old pin's metadata and origins even when the update gives new ones; we take them.
+        if options.metadata:
+            changes["metadata"] = options.metadata
+        if options.origins:
+            changes["origins"] = options.origins
         if options.expire_at is not None and not old.expired_at(go_now()) and options.expire_at > go_now():
             changes["expire_at"] = options.expire_at
         pin = old.replace(**changes)
@@ -657,12 +665,23 @@ class Cluster:
     async def pin_path(self, path: str, options: PinOptions) -> Pin:
         return await self.pin(await self._resolve(path), options)
 
+    async def _existing_pin(self, cid: CID) -> Pin:
+        """The pin a write (unpin, update) applies to. A pin just committed through another peer may not be
+        applied here yet: before answering "not in the pinset", wait (briefly) until this peer has applied what
+        the leader committed, so that a client may pin on one peer and unpin or update on another."""
+        pin = await self.pinset.get(cid)
+        if pin is None:
+            with contextlib.suppress(PinclusterError):
+                await self.consensus.wait_for_sync(timeout=_SYNC_BEFORE_NOT_FOUND)
+            pin = await self.pinset.get(cid)
+        if pin is None:
+            raise NotFound(NOT_IN_PINSET)
+        return pin
+
     async def unpin(self, cid: CID) -> Pin:
         if self.config.cluster.follower_mode:
             raise InvalidInput("this peer is configured to be in follower mode. Write operations are disabled")
-        pin = await self.pinset.get(cid)
-        if pin is None:
-            raise NotFound(NOT_IN_PINSET)
+        pin = await self._existing_pin(cid)
         if pin.type is PinType.SHARD:
             raise InvalidInput("cannot unpin a shard directly. Unpin content root CID instead")
         if pin.type is PinType.CLUSTER_DAG:
@@ -777,6 +796,7 @@ class Cluster:
         bufs: list[list[PinInfo]] = [[] for _ in members]
         pos = [0] * len(members)
         heads: list[tuple[bytes, int, PinInfo]] = []
+        yielded = False
 
         async def refill(i: int) -> bool:
             """Next non-empty batch of member ``i``; False at its end (or failure, recorded)."""
@@ -813,9 +833,14 @@ class Cluster:
                 for peer, exc in failed.items():
                     group.append(await self._error_info(first.cid, peer, exc, None))
                 yield GlobalPinInfo.from_pin_infos(group)
+                yielded = True
                 for j in nexts:
                     if pos[j] < len(bufs[j]) or await refill(j):
                         push(j)
+            if not yielded and failed and len(failed) == len(members):
+                # Nobody answered: an empty listing (204) would claim there are no pins at all.
+                raise Unavailable(f"{method}: no peer could list its statuses: " + "; ".join(
+                    f"{peer}: {exc}" for peer, exc in failed.items()))
         finally:
             for s in streams:
                 with contextlib.suppress(Exception):

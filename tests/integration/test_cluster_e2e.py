@@ -227,6 +227,23 @@ def test_pin_everywhere_then_unpin(cluster: Cluster) -> None:
     assert status == 404 and body == {"code": 404, "message": "pin is not part of the pinset"}
 
 
+def test_pin_update_keeps_allocations_and_takes_new_metadata(cluster: Cluster) -> None:
+    """``pin-update``: the new CID goes where the old one is, with its factors; a name and metadata given with
+    the update replace the old ones (Go takes only the name), and the old pin stays."""
+    old = add_to_node(cluster[0], os.urandom(1000))
+    new = add_to_node(cluster[0], os.urandom(1000))
+    status, pin = cluster[0].api("POST", f"/pins/{old}?replication-min=2&replication-max=2&name=v1&meta-rev=1")
+    assert status == 200, pin
+    status, upd = cluster[1].api("POST", f"/pins/{new}?pin-update={old}&name=v2&meta-rev=2")
+    assert status == 200, upd
+    assert upd["cid"] == new and upd["name"] == "v2" and upd["metadata"] == {"rev": "2"}
+    assert sorted(upd["allocations"]) == sorted(pin["allocations"]) and upd["replication_factor_min"] == 2
+    status, kept = cluster[0].api("GET", f"/allocations/{old}")
+    assert status == 200 and kept["metadata"] == {"rev": "1"}
+    for cid in (old, new):
+        cluster[0].api("DELETE", f"/pins/{cid}")
+
+
 def test_add_through_the_cluster(cluster: Cluster, tmp_path: Path) -> None:
     """``ipfs-cluster-ctl add``: the peer imports the file, streams its blocks to its node (``block/put``), pins it
     on 2 peers; the CID is the one the IPFS node itself computes, and the other allocated node fetched it."""
@@ -358,3 +375,9 @@ def test_ipfs_daemon_down_gives_clear_errors(cluster: Cluster) -> None:
         return info if info["status"] == "cluster_error" and info["error"] else None
 
     wait_for(victim_errored, what="cluster_error for the peer whose IPFS is down")
+
+    # Every IPFS daemon down: the merged listing has no peer to answer, and says so (not an empty 204).
+    for p in up:
+        cluster.kubos[p.index].stop()
+    status, items, _ = stream(up[0], "/pins")
+    assert status == 500 and "no peer could list its statuses" in items[0]["message"], items
