@@ -103,17 +103,7 @@ class Daemon:
         cc = cfg.cluster
         await self._start_embedded_ipfs(cfg)
 
-        h = cfg.ipfshttp
-        self.ipfs = IPFSHTTPConnector(
-            h.node_multiaddress,
-            connect_swarms_delay=h.connect_swarms_delay.total_seconds(),
-            ipfs_request_timeout=h.ipfs_request_timeout.total_seconds(),
-            pin_timeout=h.pin_timeout.total_seconds(),
-            unpin_timeout=h.unpin_timeout.total_seconds(),
-            repogc_timeout=h.repogc_timeout.total_seconds(),
-            informer_trigger_interval=h.informer_trigger_interval,
-            unpin_disable=h.unpin_disable,
-        )
+        self.ipfs = IPFSHTTPConnector.from_config(cfg.ipfshttp)
         self.ipfs.observer = self.metrics
 
         listen = [a for a in cc.listen_multiaddress if a.has("tcp")]

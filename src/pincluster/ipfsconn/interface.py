@@ -25,6 +25,7 @@ __all__ = [
     "IPFSConnector",
     "IPFSError",
     "IPFSPinStatus",
+    "IPFSPinner",
     "IPFSRepoGC",
     "IPFSRepoStat",
     "IPFSVersion",
@@ -82,16 +83,8 @@ ProgressCallback = Callable[[int], None]
 
 
 @runtime_checkable
-class IPFSConnector(Protocol):
-    """What the cluster needs from an IPFS node (spec §8). Implemented by ``IPFSHTTPConnector``.
-
-    Every call has its own deadline (the ``*_timeout`` config keys); unreachable nodes raise
-    ``Unavailable``, passed deadlines ``Timeout``, node-side errors ``IPFSError``.
-    """
-
-    async def id(self) -> IPFSID: ...
-
-    async def version(self) -> IPFSVersion: ...
+class IPFSPinner(Protocol):
+    """The pinning calls of :class:`IPFSConnector`: all the pin tracker needs (its unit tests fake only these)."""
 
     async def pin(
         self,
@@ -108,6 +101,19 @@ class IPFSConnector(Protocol):
     def pin_ls(self, types: Sequence[str] = ("recursive", "direct")) -> AsyncIterator[tuple[CID, IPFSPinStatus]]: ...
 
     async def pin_ls_cid(self, cid: CID, max_depth: int = -1) -> IPFSPinStatus: ...
+
+
+@runtime_checkable
+class IPFSConnector(IPFSPinner, Protocol):
+    """What the cluster needs from an IPFS node (spec §8). Implemented by ``IPFSHTTPConnector``.
+
+    Every call has its own deadline (the ``*_timeout`` config keys); unreachable nodes raise
+    ``Unavailable``, passed deadlines ``Timeout``, node-side errors ``IPFSError``.
+    """
+
+    async def id(self) -> IPFSID: ...
+
+    async def version(self) -> IPFSVersion: ...
 
     async def swarm_peers(self) -> list[PeerID]: ...
 

@@ -7,14 +7,13 @@ The tracker reconciles the shared pinset with the IPFS node. It reads the pinset
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import Protocol, runtime_checkable
 
-from pincluster.ipfsconn.interface import ProgressCallback
+from pincluster.ipfsconn.interface import IPFSPinner
 from pincluster.types.cid import CID
 from pincluster.types.models import Pin, PinInfo
-from pincluster.types.multiaddr import Multiaddr
-from pincluster.types.status import IPFSPinStatus, TrackerStatus
+from pincluster.types.status import TrackerStatus
 
 __all__ = ["QUEUE_FULL_ERROR", "PinTracker", "PinsetReader", "TrackerIPFS"]
 
@@ -31,25 +30,8 @@ class PinsetReader(Protocol):
     def list(self) -> AsyncIterator[Pin]: ...
 
 
-@runtime_checkable
-class TrackerIPFS(Protocol):
-    """The IPFS calls the tracker makes (same names and signatures as ``IPFSConnector``)."""
-
-    async def pin(
-        self,
-        cid: CID,
-        max_depth: int = -1,
-        *,
-        pin_update: CID | None = None,
-        origins: Sequence[Multiaddr] = (),
-        progress_cb: ProgressCallback | None = None,
-    ) -> None: ...
-
-    async def unpin(self, cid: CID) -> None: ...
-
-    async def pin_ls_cid(self, cid: CID, max_depth: int = -1) -> IPFSPinStatus: ...
-
-    def pin_ls(self, types: Sequence[str] = ("recursive", "direct")) -> AsyncIterator[tuple[CID, IPFSPinStatus]]: ...
+#: The IPFS calls the tracker makes: the pinning part of ``IPFSConnector``.
+TrackerIPFS = IPFSPinner
 
 
 @runtime_checkable

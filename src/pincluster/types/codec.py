@@ -113,13 +113,7 @@ _PEER_FROM_TEXT: dict[str, PeerID] = {}
 
 def _peer_from_text(text: str) -> PeerID:
     """Peer IDs repeat across pins: parse each text once (a bounded cache of valid IDs only)."""
-    pid = _PEER_FROM_TEXT.get(text)
-    if pid is None:
-        pid = PeerID.decode(text)
-        if len(_PEER_FROM_TEXT) >= 4096:
-            _PEER_FROM_TEXT.clear()
-        _PEER_FROM_TEXT[text] = pid
-    return pid
+    return _cached(_PEER_FROM_TEXT, text, PeerID.decode)
 
 
 _K = TypeVar("_K")
@@ -631,13 +625,7 @@ _TEXT_JSON: dict[str, str] = {}
 
 def _jstr_cached(s: str) -> str:
     """``_jstr`` for texts that repeat across items (peer names, multiaddrs, status names)."""
-    j = _TEXT_JSON.get(s)
-    if j is None:
-        j = _jstr(s)
-        if len(_TEXT_JSON) >= _CACHE_MAX:
-            _TEXT_JSON.clear()
-        _TEXT_JSON[s] = j
-    return j
+    return _cached(_TEXT_JSON, s, _jstr, _CACHE_MAX)
 
 
 def _jpeers(peers: tuple[PeerID, ...] | None) -> str:
@@ -690,14 +678,11 @@ def _jipfs(ipfs_id: PeerID | None, addrs: tuple[Multiaddr, ...]) -> str:
     a listing repeats its peer's IPFS identity: cached by value (equal IDs and addresses have equal texts)."""
     if type(addrs) is not tuple:
         return _jipfs_text(ipfs_id, addrs)
-    key = (ipfs_id, addrs)
-    j = _IPFS_JSON.get(key)
-    if j is None:
-        j = _jipfs_text(ipfs_id, addrs)
-        if len(_IPFS_JSON) >= _CACHE_MAX:
-            _IPFS_JSON.clear()
-        _IPFS_JSON[key] = j
-    return j
+    return _cached(_IPFS_JSON, (ipfs_id, addrs), _jipfs_from_key, _CACHE_MAX)
+
+
+def _jipfs_from_key(key: tuple[PeerID | None, tuple[Multiaddr, ...]]) -> str:
+    return _jipfs_text(*key)
 
 
 def _jipfs_text(ipfs_id: PeerID | None, addrs: tuple[Multiaddr, ...]) -> str:

@@ -4,6 +4,7 @@ redirect, Go-style 404/405 and error bodies), extra headers, and listeners on mu
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import dataclasses
 import logging
@@ -178,7 +179,7 @@ async def open_listeners(
     return sites, bound
 
 
-class HTTPServer:
+class HTTPServer(abc.ABC):
     """The lifecycle the REST API, the Pinning Service API and the IPFS proxy share: bind an aiohttp app to
     every listen address (port 0 resolved into ``addresses``), stop it, and tell its URL.
 
@@ -195,11 +196,13 @@ class HTTPServer:
         self._tls = False
         self.addresses: list[Multiaddr] = []
 
+    @abc.abstractmethod
     def build_app(self) -> web.Application:
-        raise NotImplementedError
+        """The server's aiohttp application (routes, middlewares)."""
 
+    @abc.abstractmethod
     def listen_options(self) -> ListenOptions:
-        raise NotImplementedError
+        """Where and how to listen."""
 
     def listening_message(self, addr: Multiaddr) -> str:
         return f"{self.NAME} ({'HTTPS' if self._tls else 'HTTP'}) listening on {addr}"
