@@ -402,6 +402,26 @@ class IPFSHTTPConnector:
         except (aiohttp.ClientError, OSError) as exc:
             raise self._unreachable(action, path, exc) from exc
 
+    @contextlib.asynccontextmanager
+    async def _ndjson(
+        self,
+        path: str,
+        *,
+        action: str,
+        seconds: float,
+        key: str,
+        deadline: Callable[[], float | None],
+        upload: bool = False,
+        **post: Any,
+    ) -> AsyncIterator[AsyncIterator[bytes]]:
+        """POST ``path`` and give its NDJSON lines, with one action name and timeout key for every error.
+
+        ``deadline()`` bounds the request and each read (see :meth:`_lines`); with ``upload`` the request itself
+        has no deadline, as a streamed upload lasts as long as its producer."""
+        start = None if upload else deadline()
+        async with self._open(path, action=action, deadline=start, seconds=seconds, key=key, **post) as resp:
+            yield self._lines(resp, action=action, path=path, key=key, seconds=seconds, deadline=deadline)
+
     async def _lines(
         self,
         resp: aiohttp.ClientResponse,
@@ -571,17 +591,10 @@ class IPFSHTTPConnector:
         deadline = _deadline(seconds)
         action = f"getting pin status of {cid}"
         try:
-            async with self._open(
-                path, action=action, deadline=deadline, seconds=seconds, key="ipfs_request_timeout"
-            ) as resp:
-                async for line in self._lines(
-                    resp,
-                    action=action,
-                    path=path,
-                    key="ipfs_request_timeout",
-                    seconds=seconds,
-                    deadline=lambda: deadline,
-                ):
+            async with self._ndjson(
+                path, action=action, seconds=seconds, key="ipfs_request_timeout", deadline=lambda: deadline
+            ) as lines:
+                async for line in lines:
                     entry = _decode(_pin_ls_dec, line, path)
                     _raise_inline(entry.Message, entry.Type, path)
                     try:
@@ -650,10 +663,10 @@ class IPFSHTTPConnector:
             return deadline
 
         try:
-            async with self._open(path, action=action, deadline=deadline, seconds=seconds, key="pin_timeout") as resp:
-                async for line in self._lines(
-                    resp, action=action, path=path, key="pin_timeout", seconds=seconds, deadline=current_deadline
-                ):
+            async with self._ndjson(
+                path, action=action, seconds=seconds, key="pin_timeout", deadline=current_deadline
+            ) as lines:
+                async for line in lines:
                     msg = _decode(_progress_dec, line, path)
                     _raise_inline(msg.Message, msg.Type, path, msg.Code)
                     if msg.Progress is not None and msg.Progress > last:
@@ -719,17 +732,10 @@ class IPFSHTTPConnector:
         for t in types:
             path = f"pin/ls?stream=true&type={t}"
             action = "listing IPFS pins"
-            async with self._open(
-                path, action=action, deadline=_deadline(seconds), seconds=seconds, key="ipfs_request_timeout"
-            ) as resp:
-                async for line in self._lines(
-                    resp,
-                    action=action,
-                    path=path,
-                    key="ipfs_request_timeout",
-                    seconds=seconds,
-                    deadline=lambda: _deadline(seconds),
-                ):
+            async with self._ndjson(
+                path, action=action, seconds=seconds, key="ipfs_request_timeout", deadline=lambda: _deadline(seconds)
+            ) as lines:
+                async for line in lines:
                     entry = _decode(_pin_ls_dec, line, path)
                     _raise_inline(entry.Message, entry.Type, path)
                     try:
@@ -846,10 +852,10 @@ class IPFSHTTPConnector:
         action = "running IPFS repo GC"
         seconds = self.repogc_timeout
         deadline = _deadline(seconds)
-        async with self._open(path, action=action, deadline=deadline, seconds=seconds, key="repogc_timeout") as resp:
-            async for line in self._lines(
-                resp, action=action, path=path, key="repogc_timeout", seconds=seconds, deadline=lambda: deadline
-            ):
+        async with self._ndjson(
+            path, action=action, seconds=seconds, key="repogc_timeout", deadline=lambda: deadline
+        ) as lines:
+            async for line in lines:
                 entry = _decode(_gc_dec, line, path)
                 _raise_inline(entry.Message, entry.Type, path)
                 key: CID | None = None
@@ -912,18 +918,16 @@ class IPFSHTTPConnector:
         deadline = _deadline(seconds)
         action = "putting a block"
         headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
-        async with self._open(
+        async with self._ndjson(
             path,
             action=action,
-            deadline=deadline,
             seconds=seconds,
             key="ipfs_request_timeout",
+            deadline=lambda: deadline,
             data=body(),
             headers=headers,
-        ) as resp:
-            async for line in self._lines(
-                resp, action=action, path=path, key="ipfs_request_timeout", seconds=seconds, deadline=lambda: deadline
-            ):
+        ) as lines:
+            async for line in lines:
                 entry = _decode(_block_put_dec, line, path)
                 _raise_inline(entry.Message, entry.Type, path, entry.Code)
                 try:
@@ -981,23 +985,17 @@ class IPFSHTTPConnector:
         headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
         acked = 0
         try:
-            async with self._open(
+            async with self._ndjson(
                 path,
                 action=action,
-                deadline=None,
                 seconds=seconds,
                 key="ipfs_request_timeout",
+                deadline=lambda: _deadline(seconds),
+                upload=True,
                 data=body(),
                 headers=headers,
-            ) as resp:
-                async for line in self._lines(
-                    resp,
-                    action=action,
-                    path=path,
-                    key="ipfs_request_timeout",
-                    seconds=seconds,
-                    deadline=lambda: _deadline(seconds),
-                ):
+            ) as lines:
+                async for line in lines:
                     entry = _decode(_block_put_dec, line, path)
                     _raise_inline(entry.Message, entry.Type, path, entry.Code)
                     try:
