@@ -62,6 +62,13 @@ def cpu_seconds(peer: Peer) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU jiffies of the whole machine so far, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
 def bulk_load(peers: list[Peer], n: int) -> None:
     """Write the same ``n`` pins into every (stopped) peer's state, and each pin's allocated peer's IPFS pins."""
     ids = [PeerID.decode(p.identity) for p in peers]
@@ -110,31 +117,78 @@ async def listings(peers: list[Peer], paths: tuple[str, ...] = ("/allocations", 
             print(f"  INCOMPLETE: {n} of {expected} items (the stream ended with an error trailer?)")
 
 
+class _KeepAliveClient(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection sending one request at a time, for the ingest load.
+
+    A load generator must cost little next to what it measures: aiohttp's client spends ~0.5 ms of CPU per
+    request, which on a 2-core machine takes CPU from the daemons under test. This sends pre-built request
+    bytes and reads only the status line and Content-Length (the REST API answers pins with a sized JSON body).
+    """
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self._buf = b""
+        self._waiter: asyncio.Future[int] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self._buf += data
+        head_end = self._buf.find(b"\r\n\r\n")
+        if head_end < 0 or self._waiter is None:
+            return
+        head = self._buf[:head_end].decode("latin-1").split("\r\n")
+        length = 0
+        for line in head[1:]:
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value)
+            elif name.strip().lower() == "transfer-encoding":
+                raise RuntimeError("the bench client reads sized bodies only")
+        if len(self._buf) < head_end + 4 + length:
+            return
+        self._buf = self._buf[head_end + 4 + length:]
+        waiter, self._waiter = self._waiter, None
+        waiter.set_result(int(head[0].split(" ", 2)[1]))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(ConnectionError(f"connection closed: {exc}"))
+
+    async def request(self, data: bytes) -> int:
+        assert self.transport is not None
+        self._waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(data)
+        return await self._waiter
+
+
 async def ingest(peers: list[Peer], n: int, clients: int, rf: int = 1) -> float:
+    """Post ``n`` pins from ``clients`` keep-alive connections (spread over the peers); committed pins/s."""
     cids = [str(CID.v0(hashlib.sha256(b"bench-%d-%d" % (os.getpid(), i)).digest())) for i in range(n)]
-    queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
-    for i, c in enumerate(cids):
-        queue.put_nowait((i, c))
+    it = iter(cids)
     errors = 0
+    loop = asyncio.get_running_loop()
 
-    async def client(session: aiohttp.ClientSession) -> None:
+    async def client(k: int) -> None:
         nonlocal errors
-        while True:
-            try:
-                i, cid = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return
-            url = f"{peers[i % len(peers)].rest}/pins/{cid}?replication-min={rf}&replication-max={rf}"
-            async with session.post(url) as resp:
-                await resp.read()
-                if resp.status != 200:
+        peer = peers[k % len(peers)]
+        host, _, port = peer.rest.removeprefix("http://").partition(":")
+        _t, proto = await loop.create_connection(_KeepAliveClient, host, int(port))
+        try:
+            for cid in it:
+                req = (f"POST /pins/{cid}?replication-min={rf}&replication-max={rf} HTTP/1.1\r\n"
+                       f"Host: {host}:{port}\r\nContent-Length: 0\r\n\r\n").encode()
+                if await proto.request(req) != 200:
                     errors += 1
+        finally:
+            if proto.transport is not None:
+                proto.transport.close()
 
-    conn = aiohttp.TCPConnector(limit=clients)
-    async with aiohttp.ClientSession(connector=conn) as session:
-        t0 = time.perf_counter()
-        await asyncio.gather(*(client(session) for _ in range(clients)))
-        dt = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client(k) for k in range(clients)))
+    dt = time.perf_counter() - t0
     if errors:
         print(f"  {errors} pins failed")
     return (n - errors) / dt
@@ -172,11 +226,16 @@ async def main() -> None:
         print(f"3 peers up; RSS (MB): {[round(rss_mb(p)) for p in peers]}")
         if not args.listing:
             cpu0 = [cpu_seconds(p) for p in peers]
+            busy0, own0 = machine_busy(), os.times()
             rate = await ingest(peers, args.pins, args.clients, args.rf)
             cpu = [cpu_seconds(p) - c for p, c in zip(peers, cpu0, strict=True)]
+            busy1, own1 = machine_busy(), os.times()
+            own = (own1.user + own1.system) - (own0.user + own0.system)
             print(f"REST ingest: {args.pins} pins (rf {args.rf}), {args.clients} clients over 3 peers: "
                   f"{rate:,.0f} committed pins/s; daemon CPU {sum(cpu) / args.pins * 1e3:.2f} ms/pin "
                   f"(per peer {[round(c / args.pins * 1e3, 2) for c in cpu]})")
+            print(f"  load generator CPU {own / args.pins * 1e3:.2f} ms/pin; machine busy "
+                  f"{(busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]):.0%} of {os.cpu_count()} cores")
             print(f"RSS after ingest (MB): {[round(rss_mb(p)) for p in peers]}")
             await asyncio.sleep(2)  # let the trackers settle
         await listings(peers, tuple(p for p in args.paths.split(",") if p), args.listing or args.pins)
