@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -93,6 +94,16 @@ async def wait_leader(s: aiohttp.ClientSession, peers: list[Peer], timeout: floa
     raise SystemExit("no leader")
 
 
+def cpu_s(peers: list[Peer]) -> float:
+    """User + system CPU seconds used so far by the peer processes (to compare CPU per pin, not noisy rates)."""
+    total = 0
+    for p in peers:
+        if p.proc is not None:
+            fields = Path(f"/proc/{p.proc.pid}/stat").read_text().rpartition(")")[2].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def keys(n: int, tag: int) -> list[str]:
     return [tag.to_bytes(2, "big").hex() + os.urandom(32).hex() for _ in range(n)]
 
@@ -105,7 +116,27 @@ async def pin(s: aiohttp.ClientSession, p: Peer, ks: list[str]) -> int:
     return len(body["acked"])
 
 
-async def throughput(s: aiohttp.ClientSession, peers: list[Peer], n: int) -> None:
+async def load(s: aiohttp.ClientSession, p: Peer, count: int, conc: int, tag: int) -> dict[str, Any]:
+    async with s.post(p.url + "/load", json={"count": count, "concurrency": conc, "tag": f"{tag:02x}"}) as r:
+        return await r.json()  # type: ignore[no-any-return]
+
+
+async def concurrent_writers(s: aiohttp.ClientSession, peers: list[Peer], n: int) -> None:
+    t = time.perf_counter()
+    c0 = cpu_s(peers)
+    per = [n // 3 + (1 if i < n % 3 else 0) for i in range(3)]
+    rs = await asyncio.gather(*(load(s, p, per[i], [17, 17, 16][i], 4 + i) for i, p in enumerate(peers)))
+    dt = time.perf_counter() - t
+    print(f"50 concurrent writers (17/17/16 in the 3 peer processes), one pin at a time each: {n} pins in "
+          f"{dt:.2f}s = {n / dt:,.0f} pins/s (p50 {max(r['p50'] for r in rs) * 1000:.1f} ms, "
+          f"p99 {max(r['p99'] for r in rs) * 1000:.1f} ms); peers' CPU {(cpu_s(peers) - c0) / n * 1e3:.3f} ms/pin "
+          f"summed over the 3 peers")
+
+
+async def throughput(s: aiohttp.ClientSession, peers: list[Peer], n: int, quick: bool = False) -> None:
+    if quick:
+        await concurrent_writers(s, peers, n)
+        return
     seq_n = min(500, n)
     t = time.perf_counter()
     for k in keys(seq_n, 1):
@@ -120,24 +151,13 @@ async def throughput(s: aiohttp.ClientSession, peers: list[Peer], n: int) -> Non
     dt = time.perf_counter() - t
     print(f"one client, 1000 pins per request: {n} pins in {dt:.2f}s = {n / dt:,.0f} pins/s")
 
-    async def load(p: Peer, count: int, conc: int, tag: int) -> dict[str, Any]:
-        async with s.post(p.url + "/load", json={"count": count, "concurrency": conc,
-                                                 "tag": f"{tag:02x}"}) as r:
-            return await r.json()  # type: ignore[no-any-return]
-
     t = time.perf_counter()
-    r1 = await load(peers[1], min(n, 2000), 1, 3)
+    r1 = await load(s, peers[1], min(n, 2000), 1, 3)
     dt = time.perf_counter() - t
     print(f"one writer in a peer process, one pin at a time: {r1['count']} pins in {dt:.2f}s = "
           f"{r1['count'] / dt:,.0f} pins/s "
           f"(p50 {r1['p50'] * 1000:.1f} ms, p99 {r1['p99'] * 1000:.1f} ms)")
-    t = time.perf_counter()
-    per = [n // 3 + (1 if i < n % 3 else 0) for i in range(3)]
-    rs = await asyncio.gather(*(load(p, per[i], [17, 17, 16][i], 4 + i) for i, p in enumerate(peers)))
-    dt = time.perf_counter() - t
-    print(f"50 concurrent writers (17/17/16 in the 3 peer processes), one pin at a time each: {n} pins in "
-          f"{dt:.2f}s = {n / dt:,.0f} pins/s (p50 {max(r['p50'] for r in rs) * 1000:.1f} ms, "
-          f"p99 {max(r['p99'] for r in rs) * 1000:.1f} ms)")
+    await concurrent_writers(s, peers, n)
 
     ks = keys(min(n, 20000), 9)
     queue = list(reversed(ks))
@@ -166,7 +186,7 @@ async def run(args: argparse.Namespace) -> None:
             await wait_leader(s, peers)
             n = args.pins
             if n:
-                await throughput(s, peers, n)
+                await throughput(s, peers, n, args.quick)
 
             if args.big:
                 have = (min(500, n) + n + min(n, 2000) + n + min(n, 20000)) if n else 0
@@ -197,6 +217,11 @@ async def run(args: argparse.Namespace) -> None:
     finally:
         for p in peers:
             p.stop()
+        for p in peers:
+            with contextlib.suppress(OSError):
+                lines = [ln for ln in p.data.with_suffix(".log").read_text().splitlines() if "Raft stopped" in ln]
+                if lines:
+                    print(f"{p.name}: {lines[-1].partition('Raft stopped: ')[2]}")
 
     if args.big:
         t = time.perf_counter()
@@ -223,7 +248,11 @@ def main() -> None:
     ap.add_argument("--big", type=int, default=1_000_000)
     ap.add_argument("--keep", default="")
     ap.add_argument("--no-sync-journal", action="store_true", help="do not msync the journal before acks")
+    ap.add_argument("--quick", action="store_true", help="only the 50-concurrent-writers figure")
+    ap.add_argument("--eager-inflight", type=int, default=0, help="the peers' eager_inflight (0: default)")
     args = ap.parse_args()
+    if args.eager_inflight:
+        EXTRA.extend(["--eager-inflight", str(args.eager_inflight)])
     if args.no_sync_journal:
         EXTRA.append("--no-sync-journal")
     asyncio.run(run(args))

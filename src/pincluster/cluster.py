@@ -33,11 +33,20 @@ from pincluster.informer.tags import TagsInformer
 from pincluster.ipfsconn.interface import IPFSConnector
 from pincluster.monitor.monitor import InformerPublisher, Monitor, ping_metric
 from pincluster.p2p.host import Host
+from pincluster.pintracker.listing import PeerEntries, local_lines, merged_lines
+from pincluster.pintracker.rows import StatusRows
 from pincluster.pintracker.stateless import StatelessPinTracker
 from pincluster.rpc.core import RPC, UNBOUNDED
 from pincluster.state.store import SQLiteStore
 from pincluster.types.cid import CID
-from pincluster.types.codec import from_json, pin_from_state, pin_to_state
+from pincluster.types.codec import (
+    StoredPin,
+    decode_state,
+    from_json,
+    pin_from_state,
+    pin_to_state,
+    state_pin_lines,
+)
 from pincluster.types.gotime import go_now
 from pincluster.types.models import (
     ID,
@@ -64,12 +73,16 @@ log = logging.getLogger("pincluster.cluster")
 
 NOT_IN_PINSET = "pin is not part of the pinset"
 STATUS_TIMEOUT = 15.0
+#: Pins per NDJSON chunk of ``GET /allocations`` (~60 KB).
+LISTING_CHUNK = 200
 RPC_PROTOCOL = f"/pincluster/rpc/{RPC_PROTOCOL_VERSION}"
 
 
 def _seconds(td: timedelta) -> float:
     return td.total_seconds()
 
+
+_StoredPage = list[tuple[bytes, bytes]]
 
 #: How long a write waits for this peer to catch up with the leader before saying "not in the pinset".
 _SYNC_BEFORE_NOT_FOUND = 3.0
@@ -116,6 +129,28 @@ class StatePinset:
     async def list(self) -> AsyncIterator[Pin]:
         async for _key, raw in self._state().list():
             yield pin_from_state(raw)
+
+    async def raw_pages(self) -> AsyncIterator[_StoredPage]:
+        """The stored ``(CID bytes, pin bytes)`` pairs in key order, a page at a time (listings that write
+        JSON straight from the stored form)."""
+        state = self._state()
+        if hasattr(state, "list_pages"):
+            async for page in state.list_pages():
+                yield page
+            return
+        chunk: _StoredPage = []
+        async for key, raw in state.list():
+            chunk.append((key, raw))
+            if len(chunk) >= 1000:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+    async def stored(self, key: bytes) -> StoredPin | None:
+        """One stored pin, decoded only as far as listings need (None when not in the pinset)."""
+        pin = await self.get(CID(key))
+        return None if pin is None else decode_state(pin_to_state(pin))
 
     async def allocated_to(self, peer: PeerID) -> AsyncIterator[Pin]:
         """The pins allocated to ``peer``: from the allocations index (state format 2), which reads only those
@@ -207,6 +242,7 @@ class Cluster:
         self._ready = asyncio.Event()
         self._shutdown_requested = asyncio.Event()
         self._members_cache: list[PeerID] = [self.peer_id]
+        self._members_texts: list[str] | None = None  # the consensus peerset _members_cache was decoded from
         self._swarm_known: dict[PeerID, PeerID] = {}  # cluster peer -> the IPFS node we connected ours to
 
     # ------------------------------------------------------------------ wiring
@@ -303,11 +339,15 @@ class Cluster:
     async def member_ids(self) -> list[PeerID]:
         """The consensus peerset as peer IDs (self included), sorted."""
         try:
-            ids = sorted(PeerID.decode(p) for p in await self.consensus.peers())
+            texts = await self.consensus.peers()
+            if texts == self._members_texts:  # asked for every pin: decode only when the peerset changed
+                return list(self._members_cache)
+            ids = sorted(PeerID.decode(p) for p in texts)
         except Exception:
             return list(self._members_cache)
         if ids:
             self._members_cache = ids
+            self._members_texts = list(texts)
         return ids or [self.peer_id]
 
     async def _others(self) -> list[PeerID]:
@@ -604,13 +644,17 @@ class Cluster:
             raise InvalidInput("this peer is configured to be in follower mode. Write operations are disabled")
         if options.pin_update is not None and options.pin_update != cid:
             return await self.pin_update(options.pin_update, cid, options)
-        return await self._pin(Pin.with_options(cid, options))
+        now = go_now()
+        return await self._pin(Pin.with_options(cid, options, timestamp=now), now=now)
 
-    async def _pin(self, pin: Pin, *, blacklist: Collection[PeerID] = ()) -> Pin:
+    async def _pin(self, pin: Pin, *, blacklist: Collection[PeerID] = (), now: datetime | None = None) -> Pin:
+        """Validate, allocate and commit ``pin``, stamped ``now`` (default: the current time)."""
         cc = self.config.cluster
+        if now is None:
+            now = go_now()
         existing = await self.pinset.get(pin.cid)
         pin = pin.with_replication_defaults(cc.replication_factor_min, cc.replication_factor_max)
-        if pin.expired_at(go_now()):
+        if pin.expired_at(now):
             raise InvalidInput("pin.ExpireAt set before current time")
         if existing is not None:
             if existing.type != pin.type:
@@ -625,21 +669,23 @@ class Cluster:
                 )
         if pin.type is PinType.DATA and pin.reference is not None:
             raise InvalidInput("data pins cannot have a reference")
-        pin = pin.replace(timestamp=go_now())
         if pin.type is not PinType.META and (not pin.allocations or blacklist):
             current = existing.allocations if existing is not None else ()
             allocations = await self.allocator.allocate(
                 pin.cid,
-                [p for p in current if p not in blacklist],
+                [p for p in current if p not in blacklist] if current else (),
                 pin.replication_factor_min,
                 pin.replication_factor_max,
                 blacklist=blacklist,
                 priority=pin.user_allocations or (),
             )
-            pin = pin.replace(allocations=allocations)
+            pin = pin.replace(timestamp=now, allocations=allocations)  # one copy for both changes
+        elif pin.timestamp is not now:
+            pin = pin.replace(timestamp=now)
         await self.consensus.log_pin(pin.cid.bytes, pin_to_state(pin))
-        where = ", ".join(map(str, pin.allocations)) if pin.allocations else "every peer"
-        log.debug("pinned %s on %s", pin.cid, where)  # per pin: debug (thousands per second at info cost ~7%)
+        if log.isEnabledFor(logging.DEBUG):  # per pin: debug (thousands per second at info cost ~7%)
+            where = ", ".join(map(str, pin.allocations)) if pin.allocations else "every peer"
+            log.debug("pinned %s on %s", pin.cid, where)
         return pin
 
     async def pin_update(self, from_cid: CID, to_cid: CID, options: PinOptions) -> Pin:
@@ -672,6 +718,11 @@ class Cluster:
         pin = await self.pinset.get(cid)
         if pin is None:
             with contextlib.suppress(PinclusterError):
+                if await self.consensus.leader() != str(self.peer_id):
+                    # A follower learns the leader's commit index from the next append-entries message, sent at
+                    # least every heartbeat period: "in sync" right now may predate the write the client saw
+                    # acknowledged through another peer. One period later it covers it.
+                    await asyncio.sleep(_seconds(self.config.raft.heartbeat_timeout) / 10 + 0.05)
                 await self.consensus.wait_for_sync(timeout=_SYNC_BEFORE_NOT_FOUND)
             pin = await self.pinset.get(cid)
         if pin is None:
@@ -845,6 +896,47 @@ class Cluster:
             for s in streams:
                 with contextlib.suppress(Exception):
                     await s.aclose()
+
+    # ------------------------------------------------------------------ listings as NDJSON
+    async def pins_ndjson(self, types: Collection[PinType] | None = None) -> AsyncIterator[bytes]:
+        """``pins(types)`` as NDJSON chunks written straight from the stored pins (``GET /allocations``)."""
+        bits = 0
+        for t in types or ():
+            bits |= t.bits
+        async for page in self.pinset.raw_pages():
+            raws = [raw for _, raw in page if not bits or decode_state(raw).type & bits]
+            for i in range(0, len(raws), LISTING_CHUNK):
+                yield state_pin_lines(raws[i : i + LISTING_CHUNK])
+
+    async def status_all_ndjson(self, filter: TrackerStatus, *, local: bool = False) -> AsyncIterator[bytes]:
+        """``status_all`` as NDJSON chunks, assembled from compact rows (see ``pincluster.pintracker.listing``):
+        the same lines as ``to_json`` of each GlobalPinInfo, at a fraction of the cost."""
+        name, ipfs_id, addrs = self.tracker.identity()
+        me = PeerEntries(self.peer_id, name, ipfs_id, addrs)
+        if local:
+            async for chunk in local_lines(self.tracker.status_pages(filter), me):
+                yield chunk
+            return
+        members = await self.member_ids()
+        remotes = {
+            # No deadline: a listing of a large pinset takes minutes (None would mean RPC's default, 60 s).
+            p: self.rpc.stream_batches(p, "PinTracker.StatusAllRows", int(filter), result_type=StatusRows,
+                                       timeout=UNBOUNDED)
+            for p in members if p != self.peer_id
+        }
+
+        async def entries_of(peer: PeerID) -> PeerEntries:
+            info = await self._peer_info(peer)
+            return PeerEntries(peer, info.peername, info.ipfs_id, info.ipfs_addresses)
+
+        # The local walk also gives the pins' fields for the other peers' rows; with a filter only operations
+        # can match, those rows are few and their pins are read one by one instead (no pinset walk).
+        every = not self.tracker.only_operations(filter)
+        async for chunk in merged_lines(
+            members, self.peer_id, self.tracker.status_pages(filter, every=every), me, remotes, entries_of,
+            self.pinset.stored, self.clock.now_ns,
+        ):
+            yield chunk
 
     # ------------------------------------------------------------------ ClusterAPI: the rest
     async def repo_gc(self, *, local: bool = False) -> GlobalRepoGC:

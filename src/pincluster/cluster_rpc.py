@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
+from pincluster.pintracker.rows import StatusRows
 from pincluster.rpc.core import RPC, rpc_method
 from pincluster.types.cid import CID
 from pincluster.types.models import (
@@ -115,6 +116,12 @@ class PinTrackerService:
     async def status_all(self, flt: int) -> AsyncIterator[PinInfo]:
         async for info in self.c.tracker.status_all(TrackerStatus(flt or 0)):
             yield info
+
+    @rpc_method("StatusAllRows")
+    async def status_all_rows(self, flt: int) -> AsyncIterator[StatusRows]:
+        """``StatusAll`` in compact rows, for a peer merging a listing (see ``pincluster.pintracker.rows``)."""
+        async for batch in self.c.tracker.status_rows(TrackerStatus(flt or 0)):
+            yield batch
 
     @rpc_method("Recover")
     async def recover(self, cid: CID) -> PinInfo:

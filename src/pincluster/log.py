@@ -95,16 +95,31 @@ def logger_for(facility: str) -> str:
 
 
 class LineFormatter(logging.Formatter):
-    """``HH:MM:SS.mmm LEVEL facility: message file.py:LINE`` (+ traceback lines when there is one)."""
+    """``HH:MM:SS.mmm LEVEL facility: message file.py:LINE`` (+ traceback lines when there is one).
+
+    The request log writes a line per request (thousands per second): the ``HH:MM:SS`` of the current
+    second and the ``LEVEL facility:`` parts are computed once and reused.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._second = -1
+        self._hms = ""
+        self._heads: dict[tuple[int, str], str] = {}
 
     def format(self, record: logging.LogRecord) -> str:
-        t = time.localtime(record.created)
-        ms = int(record.msecs)
-        level = _NAMES.get(record.levelno, record.levelname)
-        line = (
-            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{ms:03d} {level} {facility_of(record.name)}: "
-            f"{record.getMessage()} {record.filename}:{record.lineno}"
-        )
+        second = int(record.created)
+        if second != self._second:
+            t = time.localtime(record.created)
+            self._hms = f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+            self._second = second
+        head = self._heads.get((record.levelno, record.name))
+        if head is None:
+            level = _NAMES.get(record.levelno, record.levelname)
+            head = f"{level} {facility_of(record.name)}:"
+            if len(self._heads) < 4096:
+                self._heads[(record.levelno, record.name)] = head
+        line = f"{self._hms}.{int(record.msecs):03d} {head} {record.getMessage()} {record.filename}:{record.lineno}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         if record.stack_info:

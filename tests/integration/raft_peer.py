@@ -34,6 +34,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--config", default="{}")
     p.add_argument("--batch-ops", type=int, default=256)
     p.add_argument("--max-inflight", type=int, default=128)
+    p.add_argument("--eager-inflight", type=int, default=0, help="0: RaftConsensus's default")
     p.add_argument("--no-sync-journal", action="store_true")
     p.add_argument("--exit-on-stdin-eof", action="store_true")
     return p.parse_args(argv)
@@ -60,6 +61,7 @@ async def main(argv: list[str]) -> int:
         bootstrap=[b for b in args.bootstrap.split(",") if b],
         batch_ops=args.batch_ops,
         max_inflight=args.max_inflight,
+        **({"eager_inflight": args.eager_inflight} if args.eager_inflight else {}),
         sync_journal=not args.no_sync_journal,
     )
     try:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import pytest
 from pysyncobj.journal import MemoryJournal
 
 from pincluster.consensus.journal import ConflictOnlyJournal
@@ -63,3 +65,22 @@ def test_append_after_the_end_and_clear() -> None:
     j.add(b"x", 7, 1)
     assert ids(j) == [(7, 1)]
     assert j.getCurrentTerm() == 1
+
+
+def test_raft_term_and_vote_are_stored_with_fsync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PySyncObj's MetaStorer renames an unsynced file; after install() the file and its folder are fsynced."""
+    import os
+
+    import pysyncobj.journal as pj
+
+    from pincluster.consensus import journal
+
+    journal.install()
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    storer = pj.MetaStorer(str(tmp_path / "journal.meta"))
+    storer.storeMeta({"currentTerm": 7, "votedForNodeId": "peer@127.0.0.1:1"})
+    assert len(synced) == 2  # the file, then the folder that holds the rename
+    assert storer.getMeta() == {"currentTerm": 7, "votedForNodeId": "peer@127.0.0.1:1"}
+    assert not (tmp_path / "journal.meta.tmp").exists()

@@ -33,6 +33,12 @@ def test_install_patches_every_pysyncobj_entry_point() -> None:
     assert pysyncobj.pickle.loads is safe_pickle.safe_loads
     assert pysyncobj.pickle.load is safe_pickle.safe_load
     assert pysyncobj.journal.loads is safe_pickle.safe_loads
+    assert pysyncobj.pickle.dumps is safe_pickle.fast_dumps and pysyncobj.journal.dumps is safe_pickle.fast_dumps
+    node = PeerNode("QmA@127.0.0.1:9098")
+    for obj in ((3, (b"\x00blob",), {}), ["add", node.id, node], {"s": {1}, "f": frozenset({b""})}):
+        data = pysyncobj.pickle.dumps(obj)
+        assert data[1] == 5 and pysyncobj.pickle.loads(data) == obj
+    assert pysyncobj.pickle.loads(pickle.dumps((b"old", b""), 2)) == (b"old", b"")  # protocol-2 journals
     safe_pickle.install()  # idempotent
     assert safe_pickle.is_installed()
 

@@ -47,6 +47,19 @@ class MetricsSource(Protocol):
     async def latest_metrics(self, name: str) -> list[Metric]: ...
 
 
+class SharedMetricsSource(MetricsSource, Protocol):
+    """A monitor that also answers with a shared snapshot (the latest metrics of several names), the same
+    object while the answer is unchanged (:meth:`pincluster.monitor.monitor.Monitor.shared_snapshot`);
+    the allocator caches on it."""
+
+    async def shared_snapshot(self, names: tuple[str, ...]) -> tuple[tuple[Metric, ...], ...]: ...
+
+
+#: Allocations remembered per metrics snapshot (distinct current/priority/blacklist/factor combinations).
+_MEMO_SIZE = 1024
+_MemoKey = tuple[tuple[PeerID, ...], tuple[PeerID, ...], frozenset[PeerID], int, int]
+
+
 def _not_enough(needed: int, wanted: int, available: int) -> NotEnoughPeers:
     return NotEnoughPeers(
         f"not enough peers to allocate CID. Needed at least: {needed}. Wanted at most: {wanted}. "
@@ -73,6 +86,15 @@ class Allocator:
         self._is_trusted = is_trusted or (lambda _p: True)
         self._only_trusted = pin_only_on_trusted_peers
         self._only_untrusted = pin_only_on_untrusted_peers
+        # The answer depends only on the metrics, the arguments and trust; with a monitor that tells when
+        # its metrics changed (and no trust filter, whose answers may change on their own), answers are
+        # remembered until the metrics snapshot changes: the same answer, computed once per change.
+        self._shared: SharedMetricsSource | None = None
+        if hasattr(monitor, "shared_snapshot") and not (pin_only_on_trusted_peers or
+                                                               pin_only_on_untrusted_peers):
+            self._shared = monitor  # type: ignore[assignment]
+        self._memo_metrics: tuple[tuple[Metric, ...], ...] = ()
+        self._memo: dict[_MemoKey, tuple[PeerID, ...]] = {}
 
     async def allocate(
         self,
@@ -93,9 +115,39 @@ class Allocator:
         if rmin < 0 and rmax < 0:
             return ()
         names = self.balanced.metrics
+        if self._shared is None:
+            snapshot = tuple([tuple(await self._monitor.latest_metrics(name)) for name in names])
+            return self._allocate(cid, snapshot, current, rmin, rmax, blacklist, priority)
+        snapshot = await self._shared.shared_snapshot(names)
+        memo = self._memo
+        if snapshot is not self._memo_metrics:
+            memo.clear()
+            self._memo_metrics = snapshot
+        key = (tuple(current), tuple(priority), frozenset(blacklist), rmin, rmax)
+        found = memo.get(key)
+        if found is not None:
+            return found
+        result = self._allocate(cid, snapshot, current, rmin, rmax, blacklist, priority)
+        if len(memo) >= _MEMO_SIZE:
+            memo.clear()
+        memo[key] = result
+        return result
+
+    def _allocate(
+        self,
+        cid: CID,
+        snapshot: tuple[tuple[Metric, ...], ...],
+        current: Sequence[PeerID],
+        rmin: int,
+        rmax: int,
+        blacklist: Collection[PeerID],
+        priority: Sequence[PeerID],
+    ) -> tuple[PeerID, ...]:
+        """:meth:`allocate` on the latest metrics of each ``allocate_by`` name (``snapshot``, in order)."""
+        names = self.balanced.metrics
         per_peer: dict[PeerID, dict[str, Metric]] = {}
-        for name in names:
-            for m in await self._monitor.latest_metrics(name):
+        for name, metrics in zip(names, snapshot, strict=True):
+            for m in metrics:
                 if m.peer is None or m.peer in blacklist:
                     continue
                 if self._only_trusted and not self._is_trusted(m.peer):

@@ -21,6 +21,7 @@ existing entry and all that follow it". ``ConflictOnlyJournal`` defers ``deleteE
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -116,12 +117,36 @@ class _DeferredTruncationFilter(logging.Filter):
         return not str(record.msg).startswith("truncating already-applied log entries")
 
 
+def _store_meta_durably(storer: Any, meta: Any) -> None:
+    """PySyncObj's ``MetaStorer.storeMeta`` (term, vote, commit index), with the fsyncs it lacks.
+
+    Raft needs the term and vote on disk before a vote is sent: without them a peer that loses power can vote
+    twice in one term. PySyncObj writes a temporary file and renames it without syncing either."""
+    from pysyncobj.pickle import dumps
+
+    path = storer.getPath()
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(dumps(meta))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def install() -> None:
-    """Make PySyncObj create every journal wrapped in ``ConflictOnlyJournal`` (idempotent)."""
+    """Make PySyncObj create every journal wrapped in ``ConflictOnlyJournal``, and store its term/vote file
+    durably (idempotent)."""
+    import pysyncobj.journal as pj
     import pysyncobj.syncobj as ps
 
     if getattr(ps.createJournal, "_pincluster", False):
         return
+    pj.MetaStorer.storeMeta = _store_meta_durably
     logging.getLogger("pysyncobj.syncobj").addFilter(_DeferredTruncationFilter())
     original = ps.createJournal
 

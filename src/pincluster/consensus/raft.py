@@ -22,9 +22,13 @@ How the PySyncObj hazards measured in FINDINGS.md are handled here:
 - compaction pickling the state: the snapshot is a ``VACUUM INTO`` copy of the database made by a background
   thread (``serializeChecker``), so the Raft thread only starts it; threshold 100k entries, 2 min, or 16 MiB
   of entries (PySyncObj keeps the journal in memory);
-- the journal is not fsynced: a write is acknowledged only after the acknowledging peer committed it to SQLite
-  with ``synchronous=FULL`` (an fsync of the WAL), and followers msync the journal before telling the leader
-  they hold new entries (``sync_journal``, see ``transport.SecretTCPTransport.send``).
+- the journal: a write is acknowledged only after the acknowledging peer committed it to SQLite with
+  ``synchronous=FULL`` (an fsync of the WAL), and every peer msyncs its journal before a message that tells
+  another peer it holds entries (the leader's append-entries, a follower's answer; ``sync_journal``, see
+  ``transport.SecretTCPTransport.send``), so a committed entry is on the disk of a majority;
+- per-message cost: frames are sealed with AES-GCM over protocol-5 pickles (``transport.SealedConnection``),
+  PySyncObj's own pickles use protocol 5 (``safe_pickle.install``), and ``_on_tick`` compares a tuple of
+  PySyncObj's counters before it builds a ``RaftStatus``.
 """
 
 from __future__ import annotations
@@ -207,7 +211,7 @@ class RaftConsensus:
         on_apply: Callable[[list[Op]], None] | None = None,
         transport_class: type = SecretTCPTransport,
         max_inflight: int = 128,
-        eager_inflight: int = 2,
+        eager_inflight: int = 8,
         batch_ops: int = 256,
         batch_bytes: int = 32 * 1024,
         durable: bool = True,
@@ -269,6 +273,8 @@ class RaftConsensus:
         self._wq: list[tuple[int, int, list[Op], int] | _Batch] = []
         self._wcond = threading.Condition()
         self._writing = False
+        self._write_gen = 0  # bumped by the writer after each transaction (the tick's cheap change test)
+        self._tick_key: tuple[Any, ...] | None = None
         self._inflight_first: int | None = None
         self._writer: threading.Thread | None = None
         self._writer_stop = False
@@ -509,6 +515,7 @@ class RaftConsensus:
                 with self._wcond:
                     self._writing = False
                     self._inflight_first = None
+                    self._write_gen += 1
                     self._wcond.notify_all()
             if ok:
                 self._written(entries, results, acks)
@@ -674,16 +681,25 @@ class RaftConsensus:
             # Created on the Raft thread, which owns the poller. Submissions write to it so that the Raft
             # thread wakes at once instead of at its next tick (PySyncObj only does this in no-batch mode).
             self._notifier = PipeNotifier(sync._poller)
+        # Ticks come with every socket event under load: compare the few values the status is made of
+        # (node objects by identity, the writer's progress by its counter) before building anything.
         leader = sync._getLeader()
-        members = frozenset([self.self_spec, *(str(n.id) for n in sync.otherNodes)])
+        others = tuple(sync.otherNodes)
+        last_applied = sync.raftLastApplied
+        key = (leader, sync._isLeader(), sync.raftCurrentTerm, sync.raftCommitIndex, last_applied,
+               self._write_gen, getattr(sync, "_SyncObj__leaderCommitIndex", None), sync.isReady(), others)
+        if key == self._tick_key:
+            return
+        self._tick_key = key
+        members = frozenset([self.self_spec, *(str(n.id) for n in others)])
         st = RaftStatus(
             leader=str(leader.id) if leader is not None else None,
-            is_leader=bool(sync._isLeader()),
-            term=int(sync.raftCurrentTerm),
-            commit_index=int(sync.raftCommitIndex),
-            applied_index=self._durable_applied(int(sync.raftLastApplied)),
-            leader_commit_index=getattr(sync, "_SyncObj__leaderCommitIndex", None),
-            ready=bool(sync.isReady()),
+            is_leader=bool(key[1]),
+            term=int(key[2]),
+            commit_index=int(key[3]),
+            applied_index=self._durable_applied(int(last_applied)),
+            leader_commit_index=key[6],
+            ready=bool(key[7]),
             members=members,
         )
         if st == self._status:
@@ -1003,8 +1019,9 @@ class RaftConsensus:
         sync.removeOnTickCallback(self._on_tick)
         await asyncio.to_thread(sync.destroy_synchronous)
         await asyncio.to_thread(self._stop_writer)
-        log.info("Raft stopped: this peer sent %d commands carrying %d pinset changes; %d state transactions",
-                 self.commands_sent, self.ops_sent, self.group_commits)
+        syncs = getattr(getattr(sync, "_SyncObj__transport", None), "journal_flushes", 0)
+        log.info("Raft stopped: this peer sent %d commands carrying %d pinset changes; %d state transactions; "
+                 "%d journal syncs", self.commands_sent, self.ops_sent, self.group_commits, syncs)
         for _ in range(100):
             if self._ser_state != SERIALIZER_STATE.SERIALIZING:
                 break

@@ -12,6 +12,10 @@ PySyncObj's own messages need:
 
 Everything else (``os.system``, ``builtins.eval``, ``subprocess.Popen`` …) raises ``UnpicklingError`` before
 anything runs. Our own log entries carry only bytes and ints, so the list stays this short.
+
+``install()`` also makes PySyncObj pickle with protocol 5 instead of 2: protocol 2 writes every ``bytes`` as
+latin-1 text rebuilt through ``_codecs.encode`` (a Python call per object when unpickling), which made each
+replicated command cost ~17 µs to pickle and unpickle instead of ~4. Older protocol-2 journals still load.
 """
 
 from __future__ import annotations
@@ -81,13 +85,26 @@ class SafeUnpickler(pickle.Unpickler):
 
 def safe_loads(data: bytes | bytearray | memoryview | str) -> Any:
     """Drop-in for ``pysyncobj.pickle.loads`` that refuses everything outside the allow-list."""
-    raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    raw = data.encode("utf-8") if isinstance(data, str) else data
     return SafeUnpickler(io.BytesIO(raw), encoding="latin1").load()
 
 
 def safe_load(file: IO[bytes]) -> Any:
     """Drop-in for ``pysyncobj.pickle.load``."""
     return SafeUnpickler(file, encoding="latin1").load()
+
+
+_PROTOCOL = 5
+
+
+def fast_dumps(obj: object, protocol: int | None = None) -> bytes:
+    """Drop-in for ``pysyncobj.pickle.dumps`` (which always uses protocol 2)."""
+    return pickle.dumps(obj, _PROTOCOL)
+
+
+def fast_dump(obj: object, file: IO[bytes], protocol: int | None = None) -> None:
+    """Drop-in for ``pysyncobj.pickle.dump``."""
+    pickle.dump(obj, file, _PROTOCOL)
 
 
 def refused_count() -> int:
@@ -111,6 +128,9 @@ def install() -> None:
         ppickle.loads = safe_loads
         ppickle.load = safe_load
         pjournal.loads = safe_loads
+        ppickle.dumps = fast_dumps
+        ppickle.dump = fast_dump
+        pjournal.dumps = fast_dumps
         _installed = True
 
 

@@ -35,6 +35,7 @@ from pincluster.types.cid import (
     LIBP2P_KEY,
     RAW,
     SHA2_256,
+    b58encode,
     hash_digest,
     multihash_encode,
 )
@@ -177,6 +178,11 @@ class Output:
             await self.resp.write(b"0\r\n" + trailer + b"\r\n")
         await self.resp.write_eof()
         return self.resp
+
+
+def _cid_text(raw: bytes) -> str:
+    """``str(CID(raw))`` for a stored key; a CIDv0 is its base58 text directly."""
+    return b58encode(raw) if raw[:1] == b"\x12" else str(CID(raw))
 
 
 async def stream_items(req: web.Request, items: AsyncIterator[Any], *, flush_each: bool = False) -> web.StreamResponse:
@@ -589,6 +595,8 @@ class ApiServer:
         stream = opt_bool(req, "stream", False, "s")
         quiet = opt_bool(req, "quiet", False, "q")
         cids = [await self._resolve(p) for p in args(req)]
+        if stream and not cids and ptype in ("recursive", "direct"):
+            return await self._pin_ls_pages(req, ptype, quiet)
         items = self.node.pins.ls(ptype, cids).__aiter__()
         if stream:
             async def lines() -> AsyncIterator[dict[str, Any]]:
@@ -620,6 +628,21 @@ class ApiServer:
             error = str(exc)
         await out.write(b"}}\n")
         return await out.finish(error)
+
+    async def _pin_ls_pages(self, req: web.Request, ptype: str, quiet: bool) -> web.StreamResponse:
+        """``pin/ls?stream=true`` of one pin type: the same lines as ``stream_items`` (``{"Cid":…,"Type":…}``;
+        CID texts never need JSON escaping), written a database page at a time. The pin tracker lists every
+        pin this way for each status listing."""
+        tail = '"}\n' if quiet else f'","Type":"{ptype}"}}\n'
+        out = Output(req)
+        try:
+            async for page in self.node.pins.key_pages(ptype):
+                await out.write(("".join(['{"Cid":"' + _cid_text(raw) + tail for raw in page])).encode())
+        except (PinclusterError, OSError) as exc:
+            if not out.started:
+                raise
+            return await out.finish(str(exc))
+        return await out.finish()
 
     async def pin_rm(self, req: web.Request) -> web.StreamResponse:
         paths = args(req)

@@ -144,6 +144,21 @@ class PinStore:
                 return
             after = page[-1]
 
+    async def key_pages(self, type: str) -> AsyncIterator[list[bytes]]:
+        """The binary CIDs pinned ``type`` (``recursive`` or ``direct``), in key order, a page at a time
+        (``pin/ls`` writes a page's lines at once)."""
+        mode = {"recursive": _RECURSIVE, "direct": _DIRECT}.get(type)
+        if mode is None:
+            raise InvalidInput(f"key_pages lists recursive or direct pins, not {type!r}")
+        after = b""
+        while True:
+            page = await self._db(self._page, mode, after)
+            if page:
+                yield page
+            if len(page) < _PAGE:
+                return
+            after = page[-1]
+
     def recursive_keys(self) -> AsyncIterator[CID]:
         """Recursively pinned CIDs, streamed from the database in pages."""
         return self._keys(_RECURSIVE)

@@ -41,7 +41,7 @@ from pincluster.ipfsconn.interface import (
     ProgressCallback,
     pin_mode_args,
 )
-from pincluster.types.cid import CID, InvalidCID, multihash_decode
+from pincluster.types.cid import CID, InvalidCID, b58decode, multihash_decode
 from pincluster.types.models import IPFSRepoGC, IPFSRepoStat
 from pincluster.types.multiaddr import Multiaddr
 from pincluster.types.peer import PeerID
@@ -735,14 +735,18 @@ class IPFSHTTPConnector:
             async with self._ndjson(
                 path, action=action, seconds=seconds, key="ipfs_request_timeout", deadline=lambda: _deadline(seconds)
             ) as lines:
+                statuses: dict[str | None, IPFSPinStatus] = {}  # a listing repeats one or two type names
                 async for line in lines:
                     entry = _decode(_pin_ls_dec, line, path)
                     _raise_inline(entry.Message, entry.Type, path)
                     try:
-                        cid = CID.decode(entry.Cid)
+                        cid = _listed_cid(entry.Cid)
                     except InvalidCID as exc:
                         raise IPFSError(path, 200, f"error decoding ipfs pin: {exc}") from None
-                    yield cid, IPFSPinStatus.from_string(entry.Type)
+                    st = statuses.get(entry.Type)
+                    if st is None:
+                        st = statuses[entry.Type] = IPFSPinStatus.from_string(entry.Type)
+                    yield cid, st
 
     # ------------------------------------------------------------------ swarm
 
@@ -1040,6 +1044,16 @@ def _part_header(boundary: str, name: str, *, first: bool) -> bytes:
 
 
 _T = TypeVar("_T")
+
+
+def _listed_cid(text: str) -> CID:
+    """``CID.decode`` for a pin listing: a CIDv0 (``Qm…``, 46 characters) only needs its base58 decoded and
+    the sha2-256 multihash header checked, which is most of a big listing; anything else goes the full way."""
+    if len(text) == 46 and text.startswith("Qm"):
+        raw = b58decode(text)
+        if len(raw) == 34 and raw[0] == 0x12 and raw[1] == 0x20:
+            return CID(raw)
+    return CID.decode(text)
 
 
 def _decode(dec: msgspec.json.Decoder[_T], line: bytes, path: str) -> _T:

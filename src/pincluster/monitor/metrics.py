@@ -24,6 +24,7 @@ class MetricStore:
     def __init__(self, window: int = WINDOW) -> None:
         self._window = window
         self._by_name: dict[str, dict[PeerID, deque[Metric]]] = {}
+        self._versions: dict[str, int] = {}
 
     def add(self, metric: Metric) -> None:
         """Append ``metric`` to its (name, peer) window. A metric without a name or peer is rejected."""
@@ -34,6 +35,11 @@ class MetricStore:
         if ring is None:
             ring = peers[metric.peer] = deque(maxlen=self._window)
         ring.append(metric)
+        self._versions[metric.name] = self._versions.get(metric.name, 0) + 1
+
+    def version(self, name: str) -> int:
+        """A counter that changes whenever the metrics of ``name`` change (for callers caching answers)."""
+        return self._versions.get(name, 0)
 
     def latest(self, name: str, peer: PeerID) -> Metric | None:
         ring = self._by_name.get(name, {}).get(peer)
@@ -69,5 +75,6 @@ class MetricStore:
         return {p for by_peer in self._by_name.values() for p in by_peer}
 
     def remove_peer(self, peer: PeerID) -> None:
-        for by_peer in self._by_name.values():
-            by_peer.pop(peer, None)
+        for name, by_peer in self._by_name.items():
+            if by_peer.pop(peer, None) is not None:
+                self._versions[name] = self._versions.get(name, 0) + 1

@@ -38,6 +38,7 @@ ALERT_CHANNEL_SIZE = 256
 MAX_RECENT_ALERTS = 1000
 #: Round period when an informer returned no metric (Go: 30 s).
 DEFAULT_TTL_S = 30.0
+_FOREVER_NS = 2**63 - 1
 
 
 class Monitor:
@@ -63,6 +64,13 @@ class Monitor:
         self._recent: deque[Alert] = deque(maxlen=MAX_RECENT_ALERTS)
         self._task: asyncio.Task[None] | None = None
         self._hook_tasks: set[asyncio.Task[None]] = set()
+        # latest_metrics is asked for every pin (allocation) while metrics change only every few seconds:
+        # answers are kept per name until a metric of that name arrives, a peer is pruned, the member set
+        # changes or one of the answered metrics expires (see shared_latest_metrics).
+        self._shared: dict[str, tuple[int, frozenset[PeerID] | None, int, int, tuple[Metric, ...]]] = {}
+        self._snapshots: dict[tuple[str, ...], tuple[tuple[Metric, ...], ...]] = {}
+        self._members_list: list[PeerID] | None = None
+        self._members_set: frozenset[PeerID] | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -90,11 +98,49 @@ class Monitor:
         await self.log_metric(metric)
         await self._broadcast(metric)
 
-    async def _members(self) -> set[PeerID] | None:
-        return set(await self._peers()) if self._peers is not None else None
+    async def _members(self) -> frozenset[PeerID] | None:
+        """The current members as a set: the same object while the member list is unchanged (so answers
+        cached for it stay valid; comparing a few IDs costs less than building the set every time)."""
+        if self._peers is None:
+            return None
+        peers = await self._peers()
+        if self._members_set is None or peers != self._members_list:
+            self._members_list = list(peers)
+            self._members_set = frozenset(peers)
+        return self._members_set
 
     async def latest_metrics(self, name: str) -> list[Metric]:
-        return self.store.latest_valid(name, self._clock.now_ns(), await self._members())
+        return list(await self.shared_latest_metrics(name))
+
+    async def shared_latest_metrics(self, name: str) -> tuple[Metric, ...]:
+        """:meth:`latest_metrics` as an immutable tuple that is the *same object* as long as the answer
+        cannot have changed: no metric of ``name`` arrived, no peer was pruned, the members are the same and
+        none of the answered metrics expired."""
+        return self._shared_latest(name, await self._members(), self._clock.now_ns())
+
+    async def shared_snapshot(self, names: tuple[str, ...]) -> tuple[tuple[Metric, ...], ...]:
+        """:meth:`shared_latest_metrics` of several names (members asked once): the same object while none
+        of them changed. The allocator keys its cache on that identity (one check per pin)."""
+        members = await self._members()
+        now = self._clock.now_ns()
+        parts = tuple([self._shared_latest(name, members, now) for name in names])
+        last = self._snapshots.get(names)
+        if last is not None and len(last) == len(parts) and all(a is b for a, b in zip(last, parts, strict=True)):
+            return last
+        self._snapshots[names] = parts
+        return parts
+
+    def _shared_latest(self, name: str, members: frozenset[PeerID] | None, now: int) -> tuple[Metric, ...]:
+        version = self.store.version(name)
+        hit = self._shared.get(name)
+        # [computed_at, valid_until): valid metrics only become invalid by expiring (``expired`` is
+        # ``now > expire``), and a clock that went back recomputes.
+        if hit is not None and hit[0] == version and hit[1] is members and hit[2] <= now < hit[3]:
+            return hit[4]
+        out = tuple(self.store.latest_valid(name, now, members))
+        until = min((m.expire for m in out), default=_FOREVER_NS) + 1
+        self._shared[name] = (version, members, now, until, out)
+        return out
 
     def metric_names(self) -> list[str]:
         return self.store.names()

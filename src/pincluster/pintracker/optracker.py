@@ -96,6 +96,10 @@ class OperationTracker:
     def get(self, cid: CID) -> Operation | None:
         return self._ops.get(cid.bytes)
 
+    def get_bytes(self, key: bytes) -> Operation | None:
+        """``get`` by binary CID (listings walk the stored keys without building CIDs)."""
+        return self._ops.get(key)
+
     def put(self, op: Operation) -> Operation | None:
         """Store ``op`` as the CID's operation; returns the one it replaced (already cancelled by the caller)."""
         old = self._ops.get(op.cid.bytes)

@@ -10,12 +10,16 @@ first, the rest after, FIFO within a lane); one worker handles unpins. Each queu
 operation that does not fit is left in ``pin_error``/``unpin_error`` with Go's text, so ``recover`` retries it
 later.
 
-``status_all`` streams: it first reads the IPFS node's pins into two sets of multihashes (recursive and
-direct), then walks the pinset iterator once. A sorted merge would need both streams in the same order, and
-kubo's ``pin/ls`` is not sorted; the sets cost memory in the number of pins *this node* holds (about 100 bytes
-each), never the cluster pinset. Keys are multihashes so that a CIDv0 and its CIDv1 match. Direct pins are
+``status_all`` streams: it first reads the IPFS node's pins into two compact indexes of multihashes
+(recursive and direct; 8 bytes per pin, see ``_MultihashIndex``), then walks the pinset iterator once. A
+sorted merge would need both streams in the same order, and kubo's ``pin/ls`` is not sorted (nor is CID-bytes
+order multihash order once CIDv1s are mixed in); the indexes cost memory in the number of pins *this node*
+holds, never the cluster pinset. Keys are multihashes so that a CIDv0 and its CIDv1 match. Direct pins are
 listed too, so direct cluster pins show ``pinned`` (Go lists only recursive pins and shows them
 ``unexpectedly_unpinned``: a bug not copied).
+
+Listings and recover walk the stored pins as compact rows (``status_pages``), building objects only for
+what is returned; ``status_rows`` is the same walk for another peer merging a listing (``pintracker.rows``).
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from array import array
+from bisect import bisect_left
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,7 +40,9 @@ from pincluster.errors import NotFound, Unavailable
 from pincluster.ipfsconn.interface import IPFSError
 from pincluster.pintracker.interface import QUEUE_FULL_ERROR, PinsetReader, TrackerIPFS
 from pincluster.pintracker.optracker import Operation, OperationTracker, OpPhase, OpType
+from pincluster.pintracker.rows import LocalRow, Row, StatusRows
 from pincluster.types.cid import CID
+from pincluster.types.codec import StoredPin, cid_multihash, decode_state, pin_to_state
 from pincluster.types.gotime import ZERO_TIME, from_unix_nano, is_zero_time, unix_nano
 from pincluster.types.models import Pin, PinInfo
 from pincluster.types.multiaddr import Multiaddr
@@ -61,6 +69,63 @@ _RECOVERABLE = TrackerStatus.PIN_ERROR | TrackerStatus.UNPIN_ERROR | TrackerStat
 # Lanes of the pin queue (lower is served first).
 _PRIORITY_LANE = 0
 _NORMAL_LANE = 1
+
+
+_PINSET_ROW_STATUSES = (
+    TrackerStatus.PINNED,
+    TrackerStatus.UNEXPECTEDLY_UNPINNED,
+    TrackerStatus.SHARDED,
+    TrackerStatus.REMOTE,
+)
+#: Rows per ``StatusRows`` message (~25 KB; each row's error text is at most a few hundred bytes).
+_ROWS_PER_BATCH = 500
+_PINNED = int(TrackerStatus.PINNED)
+_REMOTE = int(TrackerStatus.REMOTE)
+_SHARDED = int(TrackerStatus.SHARDED)
+_META_CODE = PinType.META.bits
+
+
+def _first(row: LocalRow) -> bytes:
+    return row[0]
+
+
+def _op_key(op: Operation) -> bytes:
+    return op.cid.bytes
+
+
+class _MultihashIndex:
+    """A set of multihashes in 8 bytes each: a sorted ``array`` of their 64-bit hashes.
+
+    A listing needs "does IPFS hold this multihash" for every pin of the pinset; a ``set`` of the multihashes
+    costs ~100 bytes per IPFS pin (tens of MB at a million pins, which the allocator then keeps). A false
+    positive needs two different multihashes with equal 64-bit SipHash values: about n/2^64 per lookup."""
+
+    __slots__ = ("_keys", "_sorted")
+
+    def __init__(self) -> None:
+        self._keys = array("q")
+        self._sorted = True
+
+    def add(self, mh: bytes) -> None:
+        self._keys.append(hash(mh))
+        self._sorted = False
+
+    def freeze(self) -> None:
+        """Sort once after the adds (lookups need it)."""
+        if not self._sorted:
+            self._keys = array("q", sorted(self._keys))
+            self._sorted = True
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __contains__(self, mh: object) -> bool:
+        if not self._sorted:
+            self.freeze()
+        keys = self._keys
+        h = hash(mh)
+        i = bisect_left(keys, h)
+        return i < len(keys) and keys[i] == h
 
 
 def _td_ns(d: timedelta) -> int:
@@ -201,18 +266,27 @@ class StatelessPinTracker:
         return info
 
     async def recover_all(self) -> AsyncIterator[PinInfo]:
-        """Recover every failed or unexpectedly unpinned item; yields the status of each one re-queued."""
-        async for info, pin in self._walk(_RECOVERABLE):
-            op = self._ops.get(info.cid)
-            if op is not None:
-                requeued = self._recover_op(op)
-            elif pin is not None and info.status is TrackerStatus.UNEXPECTEDLY_UNPINNED:
-                requeued = self._enqueue(pin, OpType.PIN) is not None
-            else:
-                requeued = False
-            if requeued:
-                new = self._ops.get(info.cid)
-                yield self._op_info(new) if new is not None else info
+        """Recover every failed or unexpectedly unpinned item; yields the status of each one re-queued.
+
+        Walks compact rows (``status_pages``): at start-up every pin of the pinset is looked at, and only
+        the few to recover become objects."""
+        unexpected = int(TrackerStatus.UNEXPECTEDLY_UNPINNED)
+        async for _, page in self.status_pages(_RECOVERABLE):
+            for key, _, row in page:
+                if row is None:
+                    continue
+                op = self._ops.get_bytes(key)
+                if op is not None:
+                    requeued = self._recover_op(op)
+                elif row[1] == unexpected:
+                    pin = await self._pinset.get(CID(key))
+                    requeued = pin is not None and self._enqueue(pin, OpType.PIN) is not None
+                else:
+                    requeued = False
+                if requeued:
+                    new = self._ops.get_bytes(key)
+                    if new is not None:
+                        yield self._op_info(new)
 
     # ------------------------------------------------------------------ internals: queueing
     def _is_priority(self, op: Operation) -> bool:
@@ -426,10 +500,10 @@ class StatelessPinTracker:
             return self._info(pin, TrackerStatus.CLUSTER_ERROR, error=f"IPFS reported an error status for {pin.cid}")
         return self._info(pin, TrackerStatus.UNEXPECTEDLY_UNPINNED, error=UNEXPECTEDLY_UNPINNED_ERROR)
 
-    async def _ipfs_pinsets(self) -> tuple[set[bytes], set[bytes]]:
+    async def _ipfs_pinsets(self) -> tuple[_MultihashIndex, _MultihashIndex]:
         """Multihashes of the node's recursive and direct pins, from one streamed ``pin/ls``."""
-        recursive: set[bytes] = set()
-        direct: set[bytes] = set()
+        recursive = _MultihashIndex()
+        direct = _MultihashIndex()
         try:
             async for cid, st in self._ipfs.pin_ls(("recursive", "direct")):
                 if st.value == "recursive":
@@ -440,7 +514,122 @@ class StatelessPinTracker:
             raise
         except Exception as exc:
             raise Unavailable(f"cannot list the IPFS node's pins ({exc}); check that IPFS is running") from exc
+        recursive.freeze()
+        direct.freeze()
         return recursive, direct
+
+    # ------------------------------------------------------------------ compact rows (merged listings)
+    def identity(self) -> tuple[str, PeerID | None, tuple[Multiaddr, ...]]:
+        """This peer's name and IPFS daemon, as its statuses show them."""
+        ipfs_id, addrs = self._ipfs_id()
+        return self.peername, ipfs_id, addrs
+
+    async def status_rows(self, flt: TrackerStatus = TrackerStatus.UNDEFINED) -> AsyncIterator[StatusRows]:
+        """``status_all`` as compact batches (RPC ``PinTracker.StatusAllRows``): the identity in the first
+        batch, then rows in CID order (see ``pincluster.pintracker.rows``)."""
+        name, ipfs_id, addrs = self.identity()
+        ident: tuple[str, bytes | None, list[str]] | None = (
+            name, None if ipfs_id is None else ipfs_id.bytes, [str(a) for a in addrs])
+        async for ts_ns, page in self.status_pages(flt):
+            rows = [row for _, _, row in page if row is not None]
+            for i in range(0, max(len(rows), 1 if ident is not None else 0), _ROWS_PER_BATCH):
+                # bounded batches: an RPC message stays far below the stream's size limit, errors included
+                yield StatusRows(ts_ns=ts_ns, rows=rows[i : i + _ROWS_PER_BATCH], ident=ident)
+                ident = None
+        if ident is not None:  # nothing to list: still say who we are
+            yield StatusRows(ts_ns=self._clock.now_ns(), rows=[], ident=ident)
+
+    @staticmethod
+    def only_operations(flt: TrackerStatus) -> bool:
+        """Whether only operations (queued, in flight, failed) can match ``flt``: then a listing needs
+        neither the pinset walk nor the IPFS pin list."""
+        return flt != 0 and not flt & _PINSET_STATUSES
+
+    async def status_pages(
+        self, flt: TrackerStatus = TrackerStatus.UNDEFINED, *, every: bool = False
+    ) -> AsyncIterator[tuple[int, list[LocalRow]]]:
+        """This peer's statuses as pages of ``(cid bytes, stored pin, row)``, pinset entries in CID order, then
+        operations on CIDs outside the pinset (sorted). ``every``: pinset entries whose status does not match
+        ``flt`` are kept with row None (a merged listing takes the pin's fields from them). Statuses derived
+        from the pinset carry no time of their own: the page's ``ts_ns`` (one per listing) is theirs."""
+        now_ns = self._clock.now_ns()
+        if flt != 0 and not flt & _PINSET_STATUSES and not every:
+            only = sorted(self._ops.filtered(flt), key=_op_key)
+            if only:
+                yield now_ns, [(op.cid.bytes, self._op_stored(op), self._op_row(op)) for op in only]
+            return
+        recursive, direct = await self._ipfs_pinsets()
+        fl = int(flt)
+        match = {int(st): st.match(flt) for st in _PINSET_ROW_STATUSES}
+        unexpected = int(TrackerStatus.UNEXPECTEDLY_UNPINNED)
+        errors = {st: UNEXPECTEDLY_UNPINNED_ERROR if st == unexpected else "" for st in match}
+        me = self.peer.bytes
+        ops = self._ops
+        seen: set[bytes] = set()
+        async for page in self._stored_pages():
+            out: list[LocalRow] = []
+            check_ops = len(ops) > 0
+            for key, raw in page:
+                s = decode_state(raw)
+                op = ops.get_bytes(key) if check_ops else None
+                if op is not None:
+                    seen.add(key)
+                    row: Row | None = self._op_row(op)
+                    if row is not None and not (fl == 0 or row[1] == 0 or row[1] & fl):
+                        row = None
+                    out.append((key, s, row))
+                    continue
+                if s.type == _META_CODE:
+                    st = _SHARDED
+                elif not (s.rf_min == -1 and s.rf_max == -1) and me not in s.allocations:
+                    st = _REMOTE
+                else:
+                    mh = cid_multihash(key)
+                    st = _PINNED if (mh in recursive or (s.max_depth == 0 and mh in direct)) else unexpected
+                if match[st]:
+                    out.append((key, s, (key, st, None, errors[st], 0, False, True)))
+                elif every:
+                    out.append((key, s, None))
+            if out:
+                yield now_ns, out
+        tail_rows: list[LocalRow] = []
+        for other in ops.filtered(flt):
+            key = other.cid.bytes
+            if key in seen:
+                continue
+            if await self._pinset.get(other.cid) is not None:
+                continue  # added to the pinset during the walk: not part of this listing
+            tail_rows.append((key, self._op_stored(other), self._op_row(other)))
+        if tail_rows:
+            tail_rows.sort(key=_first)
+            yield now_ns, tail_rows
+
+    def _op_row(self, op: Operation) -> Row:
+        return (op.cid.bytes, int(op.status), op.timestamp_ns, op.error, op.attempt_count, op.priority,
+                op.type is not OpType.UNPIN)
+
+    def _op_stored(self, op: Operation) -> StoredPin | None:
+        """The pin fields an operation's status shows (none for an unpin, as ``_op_info``)."""
+        if op.type is OpType.UNPIN:
+            return None
+        return decode_state(pin_to_state(op.pin))
+
+    async def _stored_pages(self) -> AsyncIterator[list[tuple[bytes, bytes]]]:
+        """The pinset's stored ``(key, value)`` pairs by pages, from the reader's ``raw_pages`` when it has
+        one (the cluster's state does), else encoded from its pins."""
+        raw_pages = getattr(self._pinset, "raw_pages", None)
+        if raw_pages is not None:
+            async for page in raw_pages():
+                yield page
+            return
+        chunk: list[tuple[bytes, bytes]] = []
+        async for pin in self._pinset.list():
+            chunk.append((pin.cid.bytes, pin_to_state(pin)))
+            if len(chunk) >= 1000:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
 
     async def _walk(self, flt: TrackerStatus) -> AsyncIterator[tuple[PinInfo, Pin | None]]:
         """Statuses matching ``flt``, each with its pinset entry (None for operations outside the pinset)."""

@@ -72,6 +72,8 @@ POLICIES: dict[str, Policy] = _expand(
 EXTENSIONS: dict[str, Policy] = {
     "Consensus.Address": _O,  # this peer's Raft endpoint, so that a peer can be added by its cluster peer ID
     "PeerMonitor.LogMetric": _T,  # a peer's metric, broadcast to every member (Go: pubsub topic monitor.metrics)
+    # Compact statuses for merged listings: the peer's identity once, then rows (CID, status, …) in CID order.
+    "PinTracker.StatusAllRows": _T,
 }
 POLICIES.update(EXTENSIONS)
 

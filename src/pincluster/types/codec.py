@@ -30,7 +30,7 @@ import msgspec
 from msgspec import Struct
 
 from pincluster.errors import InvalidInput, StateError
-from pincluster.types.cid import CID
+from pincluster.types.cid import CID, b58encode
 from pincluster.types.gotime import ZERO_TIME, GoTime, format_time, is_zero_time, parse_time, to_gotime
 from pincluster.types.models import (
     Alert,
@@ -52,14 +52,24 @@ from pincluster.types.status import IPFSPinStatus, PinMode, PinType, TrackerStat
 __all__ = [
     "STATE_FORMAT",
     "DecodeError",
+    "StoredPin",
     "aiter_json_values",
+    "blank_head_json",
+    "cid_multihash",
+    "cid_text",
+    "decode_state",
     "from_json",
     "from_msgpack",
+    "global_head_json",
     "iter_json_values",
     "ndjson_batches",
     "ndjson_lines",
     "pin_from_state",
     "pin_to_state",
+    "state_pin_json",
+    "state_pin_lines",
+    "status_entry_prefix",
+    "status_entry_rest",
     "to_json",
     "to_json_lines",
     "to_json_pretty",
@@ -973,6 +983,9 @@ class _StatePin(Struct, array_like=True, gc=False):
     origins: list[str] | None = None
 
 
+#: A decoded stored pin, for listings that skip building a :class:`Pin` (see ``decode_state``).
+StoredPin = _StatePin
+
 _STATE_ENC: Final = msgspec.msgpack.Encoder()
 _STATE_DEC: Final = msgspec.msgpack.Decoder(_StatePin)
 _STATE_REQUIRED: Final = 4
@@ -1078,18 +1091,8 @@ def pin_from_state(raw: bytes) -> Pin:
 
     Raises :class:`StateError` for another format and :class:`DecodeError` for corrupt bytes.
     """
-    try:
-        s = _STATE_DEC.decode(raw)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise DecodeError(f"corrupt pin in the state store: {exc}") from None
-    if s.fmt != STATE_FORMAT:
-        raise StateError(
-            f"stored pin has format {s.fmt}, this version reads format {STATE_FORMAT}: "
-            "upgrade pincluster to read this state"
-        )
-    pin_type = _CODE_TYPE.get(s.type)
-    if pin_type is None:
-        raise DecodeError(f"corrupt pin in the state store: unknown pin type code {s.type}")
+    s = decode_state(raw)
+    pin_type = _CODE_TYPE[s.type]
     timestamp = ZERO_TIME if s.timestamp is None else s.timestamp
     try:
         c = s.cid
@@ -1130,6 +1133,139 @@ def pin_from_state(raw: bytes) -> Pin:
         )
     except InvalidInput as exc:
         raise DecodeError(f"corrupt pin in the state store: {exc}") from None
+
+
+# --- listings straight from the state bytes ------------------------------------------------------------------
+# ``GET /allocations`` and the status listings write one line per pin of the pinset. Building a Pin (CID, peer
+# IDs, multiaddrs, datetimes) and then its JSON costs ~25 µs per pin; these writers go from the stored bytes to
+# the same text, with the repeating pieces (peer IDs, allocation lists) cached by their stored bytes.
+# tests/unit/test_types_statejson.py checks them byte for byte against ``to_json`` of the decoded objects.
+_ALLOC_JSON: dict[bytes | tuple[bytes, ...], str] = {}
+_ZERO_TIME_JSON: Final = '"' + format_time(ZERO_TIME) + '"'
+_V0_SHA256: Final = b"\x12\x20"
+
+
+def decode_state(raw: bytes) -> StoredPin:
+    """The stored fields of a pin without building a :class:`Pin` (listings); raises like ``pin_from_state``."""
+    try:
+        s = _STATE_DEC.decode(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise DecodeError(f"corrupt pin in the state store: {exc}") from None
+    if s.fmt != STATE_FORMAT:
+        raise StateError(
+            f"stored pin has format {s.fmt}, this version reads format {STATE_FORMAT}: "
+            "upgrade pincluster to read this state"
+        )
+    if s.type not in _CODE_TYPE:
+        raise DecodeError(f"corrupt pin in the state store: unknown pin type code {s.type}")
+    return s
+
+
+def cid_text(c: bytes) -> str:
+    """``str(CID.from_bytes(c))``; the common sha2-256 shapes skip validation (as ``pin_from_state`` does)."""
+    n = len(c)
+    if n == 34 and c[0] == 0x12 and c[1] == 0x20:
+        return b58encode(c)
+    if not (n == 36 and c[0] == 1 and c[1] < 0x80 and c[2] == 0x12 and c[3] == 0x20):
+        try:
+            return str(CID.from_bytes(c))
+        except InvalidInput as exc:
+            raise DecodeError(f"corrupt pin in the state store: {exc}") from None
+    return str(CID(c))
+
+
+def cid_multihash(c: bytes) -> bytes:
+    """The multihash inside binary CID ``c`` (what the tracker compares, so that v0 and v1 match)."""
+    if c[0] == 0x12:
+        return c
+    if c[1] < 0x80:
+        return c[2:]
+    return CID(c).multihash
+
+
+def _jpeer_bytes(raw: bytes) -> str:
+    return '"' + _peer_text(_peer_from_bytes(raw)) + '"'
+
+
+def _jalloc_bytes(allocs: list[bytes]) -> str:
+    """A stored allocation list as JSON (never null: stored pins show ``[]``)."""
+    if not allocs:
+        return "[]"
+    key: bytes | tuple[bytes, ...] = allocs[0] if len(allocs) == 1 else tuple(allocs)
+    j = _ALLOC_JSON.get(key)
+    if j is None:
+        j = "[" + ",".join([_jpeer_bytes(a) for a in allocs]) + "]"
+        if len(_ALLOC_JSON) >= _CACHE_MAX:
+            _ALLOC_JSON.clear()
+        _ALLOC_JSON[key] = j
+    return j
+
+
+def _jorigins_state(origins: list[str] | None) -> str:
+    if not origins:
+        return "[]"
+    return "[" + ",".join([_jstr_cached(str(_multiaddr_from_text(o))) for o in origins]) + "]"
+
+
+def _jstate_time(t: datetime | None) -> str:
+    return _ZERO_TIME_JSON if t is None else '"' + format_time(t) + '"'
+
+
+def _jstate_cid(c: bytes | None) -> str:
+    return "null" if c is None else '"' + cid_text(c) + '"'
+
+
+def state_pin_json(raw: bytes) -> str:
+    """``to_json(pin_from_state(raw))`` as text, without building the Pin (``GET /allocations``)."""
+    s = decode_state(raw)
+    return (
+        f'{{"replication_factor_min":{s.rf_min},"replication_factor_max":{s.rf_max},"name":{_jstr(s.name)}'
+        f',"mode":"{"direct" if s.max_depth == 0 else "recursive"}","shard_size":{s.shard_size}'
+        f',"user_allocations":null,"expire_at":{_jstate_time(s.expire_at)}'
+        f',"metadata":{_jmeta(s.metadata or None)},"pin_update":{_jstate_cid(s.pin_update)}'
+        f',"origins":{_jorigins_state(s.origins)},"cid":"{cid_text(s.cid)}","type":"{_CODE_TYPE[s.type]._value_}"'
+        f',"allocations":{_jalloc_bytes(s.allocations)},"max_depth":{s.max_depth}'
+        f',"reference":{_jstate_cid(s.reference)},"timestamp":{_jstate_time(s.timestamp)}}}'
+    )
+
+
+def state_pin_lines(raws: Iterable[bytes]) -> bytes:
+    """``state_pin_json`` of each value plus a newline, as one NDJSON chunk."""
+    parts = [state_pin_json(r) for r in raws]
+    parts.append("")
+    return "\n".join(parts).encode()
+
+
+def global_head_json(s: StoredPin) -> str:
+    """The start of a GlobalPinInfo line whose top-level fields come from the stored pin ``s`` (up to and
+    including ``"peer_map":{``)."""
+    return (
+        f'{{"cid":"{cid_text(s.cid)}","name":{_jstr(s.name)},"allocations":{_jalloc_bytes(s.allocations)}'
+        f',"origins":{_jorigins_state(s.origins)},"created":{_jstate_time(s.timestamp)}'
+        f',"metadata":{_jmeta(s.metadata or None)},"peer_map":{{'
+    )
+
+
+def blank_head_json(c: bytes) -> str:
+    """The start of a GlobalPinInfo line for a CID whose top-level PinInfo is not from the pinset (an unpin
+    in progress): empty name, null lists, zero time."""
+    return (
+        f'{{"cid":"{cid_text(c)}","name":"","allocations":null,"origins":null,"created":{_ZERO_TIME_JSON}'
+        ',"metadata":null,"peer_map":{'
+    )
+
+
+def status_entry_prefix(peer: PeerID, peername: str, ipfs_id: PeerID | None, addrs: tuple[Multiaddr, ...]) -> str:
+    """A peer's ``peer_map`` entry up to ``"status":`` (constant for a peer during a listing)."""
+    return f'"{_peer_text(peer)}":{{"peername":{_jstr(peername)}{_jipfs_text(ipfs_id, addrs)},"status":'
+
+
+def status_entry_rest(status: TrackerStatus, time_text: str, error: str, attempts: int, priority: bool) -> str:
+    """The rest of a ``peer_map`` entry after ``"status":`` (``time_text`` from ``format_time``)."""
+    return (
+        f'{_jstatus(status)},"timestamp":"{time_text}","error":{_jstr(error)}'
+        f',"attempt_count":{attempts},"priority_pin":{"true" if priority else "false"}}}'
+    )
 
 
 # --- streams -------------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time as _time
 from datetime import datetime, timedelta
 from typing import Any, TextIO
 
@@ -13,6 +14,7 @@ from aiohttp.abc import AbstractAccessLogger
 
 __all__ = ["CommonLogFormat", "format_line", "make_access_logger"]
 
+_START: float = getattr(logging, "_startTime", _time.time())  # what LogRecord.relativeCreated counts from
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
@@ -25,15 +27,46 @@ def _clf_time(t: datetime) -> str:
             f"{sign}{minutes // 60:02d}{minutes % 60:02d}")
 
 
+class _ClockCache:
+    """The CLF time of the current second, formatted once per second (a line per request otherwise
+    spends more on ``datetime.now().astimezone()`` and formatting than on the rest of the line)."""
+
+    second = -1
+    text = ""
+
+
+def _clf_now(now: float) -> str:
+    second = int(now)
+    if second != _ClockCache.second:
+        _ClockCache.text = _clf_time(datetime.fromtimestamp(second).astimezone())
+        _ClockCache.second = second
+    return _ClockCache.text
+
+
+def _line(request: web.BaseRequest, response: web.StreamResponse, clf_time: str, user: str | None) -> str:
+    peer = request.remote or "-"
+    # body bytes when known (aiohttp's body_length also counts the headers); "-" for streamed bodies
+    length = response.content_length
+    size = "-" if length is None else str(length)
+    v = request.version
+    return (f'{peer} - {user or "-"} [{clf_time}] "{request.method} {request.raw_path} HTTP/{v.major}.{v.minor}" '
+            f"{response.status} {size}")
+
+
 def format_line(request: web.BaseRequest, response: web.StreamResponse, when: datetime,
                 user: str | None = None) -> str:
     """``host - user [time] "METHOD uri HTTP/x.y" status size``."""
-    peer = request.remote or "-"
-    # body bytes when known (aiohttp's body_length also counts the headers); "-" for streamed bodies
-    size = "-" if response.content_length is None else str(response.content_length)
-    version = f"HTTP/{request.version.major}.{request.version.minor}"
-    return (f'{peer} - {user or "-"} [{_clf_time(when)}] "{request.method} {request.raw_path} {version}" '
-            f"{response.status} {size}")
+    return _line(request, response, _clf_time(when), user)
+
+
+def _record_template(logger: logging.Logger) -> dict[str, Any]:
+    """The attributes of a request-log record except those that change per line (built once)."""
+    rec = logger.makeRecord(logger.name, logging.INFO, __file__, _LOG_LINE, "%s", (), None, "log")
+    return dict(rec.__dict__)
+
+
+#: The source line our records name (where ``logger.info`` used to be called).
+_LOG_LINE = 62
 
 
 class CommonLogFormat(AbstractAccessLogger):
@@ -45,9 +78,11 @@ class CommonLogFormat(AbstractAccessLogger):
 
     def __init__(self, logger: logging.Logger, log_format: str) -> None:
         super().__init__(logger, log_format)
+        self._template: dict[str, Any] | None = None
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        line = format_line(request, response, datetime.now().astimezone())
+        now = _time.time()
+        line = _line(request, response, _clf_now(now), None)
         if self.log_file:
             try:
                 with self._lock:
@@ -59,7 +94,28 @@ class CommonLogFormat(AbstractAccessLogger):
             except OSError as exc:
                 self.logger.warning("cannot write the request log to %s: %s", self.log_file, exc)
         else:
-            self.logger.info("%s", line)
+            self._emit(line, now)
+
+    def _emit(self, line: str, now: float) -> None:
+        """``logger.info("%s", line)`` without its per-call costs: the caller lookup (a stack walk) and the
+        record's constant attributes (file, module, process…) come from a template made once. Handlers
+        and filters see a complete ``LogRecord``."""
+        logger = self.logger
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        template = self._template
+        if template is None:
+            template = self._template = _record_template(logger)
+        record = logging.LogRecord.__new__(logging.LogRecord)
+        record.__dict__.update(template)
+        record.args = (line,)
+        record.created = now
+        record.msecs = int((now - int(now)) * 1000) + 0.0
+        record.relativeCreated = (now - _START) * 1000
+        if record.thread is not None:
+            record.thread = threading.get_ident()
+            record.threadName = threading.current_thread().name
+        logger.handle(record)
 
     @property
     def enabled(self) -> bool:

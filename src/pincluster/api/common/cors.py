@@ -119,13 +119,13 @@ class CORSPolicy:
         if self.allow_credentials:
             resp.headers["Access-Control-Allow-Credentials"] = "true"
 
-    @web.middleware
-    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Answers preflights; marks other requests so :meth:`on_prepare` decorates their responses."""
+    def check(self, request: web.Request) -> web.Response | None:
+        """The preflight answer, or None after marking the request for :meth:`on_prepare` (the REST API's
+        request chain calls this directly)."""
         if request.method == "OPTIONS" and request.headers.get("Access-Control-Request-Method"):
             return self.preflight(request)
         request[_CORS_KEY] = True
-        return await handler(request)
+        return None
 
     async def on_prepare(self, request: web.Request, resp: web.StreamResponse) -> None:
         """``app.on_response_prepare`` hook: streamed responses are decorated too, before their headers go."""

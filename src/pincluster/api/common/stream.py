@@ -116,13 +116,16 @@ async def stream_ndjson(
     force_close: bool = False,
     batch_bytes: int = 64 * 1024,
     queue_size: int = 256,
+    preencoded: bool = False,
 ) -> web.StreamResponse:
     """Stream ``source`` as NDJSON.
 
     Default (REST listings): an error before the first item → its error response (500 for cluster errors);
     no items → 204 (or 500 if ``sink`` got errors); else 200, lines, then the trailer, empty when all went
     well. ``immediate`` (``/add``): 200 goes out at once, errors only ever reach the trailer, and with
-    ``always_trailer=False`` the trailer is only written when there is an error.
+    ``always_trailer=False`` the trailer is only written when there is an error. ``preencoded``: the items
+    are already NDJSON chunks (bytes of whole lines, never empty), written as they are; ``queue_size`` then
+    counts chunks.
     """
     sink = sink or ErrorSink()
     buf = _Buffer(queue_size)
@@ -153,7 +156,8 @@ async def stream_ndjson(
         if immediate and isinstance(writer, StreamWriter):
             writer.send_headers()  # /add: the client sees 200 at once, while it is still uploading
         try:
-            await _pump(request, resp, buf, sink, encode, framed, always_trailer, batch_bytes, pending)
+            await _pump(request, resp, buf, sink, _joined if preencoded else _lines_of(encode), framed,
+                        always_trailer, batch_bytes, pending)
         except ConnectionError as exc:  # the client went away: stop producing, nothing left to tell it
             log.debug("client of %s %s disconnected: %s", request.method, request.path, exc)
         return resp
@@ -174,15 +178,20 @@ def _lines_of(encode: Callable[[Any], bytes]) -> Callable[[Sequence[Any]], bytes
     return lines
 
 
+def _joined(chunks: Sequence[Any]) -> bytes:
+    """Pre-encoded NDJSON chunks, as one."""
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
 _ENCODE_SLICE: Final = 64  # items encoded at a time, so that a chunk stops near batch_bytes
 
 
 async def _pump(request: web.Request, resp: web.StreamResponse, buf: _Buffer, sink: ErrorSink,
-                encode: Callable[[Any], bytes], framed: bool, always_trailer: bool, batch_bytes: int,
+                lines: Callable[[Sequence[Any]], bytes], framed: bool, always_trailer: bool, batch_bytes: int,
                 pending: list[Any]) -> None:
     """Write items as they come (batching what is already pending), then the trailer."""
     errors: list[str] = []
-    lines = _lines_of(encode)
+    slice_items = 1 if lines is _joined else _ENCODE_SLICE
     while True:
         end: Any = None
         if pending and (pending[-1] is _DONE or isinstance(pending[-1], _Failure)):
@@ -192,8 +201,8 @@ async def _pump(request: web.Request, resp: web.StreamResponse, buf: _Buffer, si
             parts: list[bytes] = []
             size = 0
             while start < n and size < batch_bytes:
-                part = lines(pending[start : start + _ENCODE_SLICE])
-                start += _ENCODE_SLICE
+                part = lines(pending[start : start + slice_items])
+                start += slice_items
                 parts.append(part)
                 size += len(part)
             data = parts[0] if len(parts) == 1 else b"".join(parts)

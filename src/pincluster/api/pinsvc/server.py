@@ -29,9 +29,7 @@ from pincluster.api.common.http import (
     HTTPServer,
     ListenOptions,
     extra_headers_hook,
-    header_limit_middleware,
-    make_error_middleware,
-    trailing_slash_middleware,
+    request_chain,
 )
 from pincluster.api.common.settings import HTTPAPIConfigLike, HTTPAPISettings
 from pincluster.api.interface import ClusterAPI
@@ -236,12 +234,8 @@ class PinSvcAPI(HTTPServer):
     # --- lifecycle ----------------------------------------------------------------------------------------
     def build_app(self) -> web.Application:
         app = web.Application(
-            middlewares=[  # outermost first, as the REST API
-                header_limit_middleware(self.settings.effective_max_header_bytes),
-                self.auth.middleware,
-                self.cors.middleware,
-                trailing_slash_middleware,
-                make_error_middleware(failure_body, log),
+            middlewares=[  # the REST API's chain, with the Pinning Service's error bodies
+                request_chain(self.settings.effective_max_header_bytes, self.auth, self.cors, failure_body, log),
             ],
             client_max_size=_MAX_JSON_BODY,
         )

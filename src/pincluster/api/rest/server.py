@@ -23,14 +23,7 @@ from aiohttp.multipart import content_disposition_filename, parse_content_dispos
 
 from pincluster.api.common.auth import Authenticator, TokenIssuer
 from pincluster.api.common.errors import JSON_CT, error_response, json_response, status_for
-from pincluster.api.common.http import (
-    HTTPServer,
-    ListenOptions,
-    error_middleware,
-    extra_headers_hook,
-    header_limit_middleware,
-    trailing_slash_middleware,
-)
+from pincluster.api.common.http import HTTPServer, ListenOptions, extra_headers_hook, request_chain
 from pincluster.api.common.settings import HTTPAPIConfigLike, HTTPAPISettings
 from pincluster.api.common.stream import ErrorSink, stream_ndjson
 from pincluster.api.interface import ClusterAPI
@@ -55,6 +48,8 @@ log = logging.getLogger("pincluster.restapi")
 access_log = logging.getLogger("pincluster.restapilog")
 
 _PARALLEL_STATUS = 64
+#: Pre-encoded NDJSON chunks (~60 KB each) a listing may produce ahead of the client.
+_CHUNKS_AHEAD = 8
 _READ_CHUNK = 256 * 1024
 _MAX_JSON_BODY = 1 << 20
 
@@ -204,21 +199,15 @@ class RestAPI(HTTPServer):
 
     # --- lifecycle ------------------------------------------------------------------------------------------
     def build_app(self) -> web.Application:
-        app = web.Application(
-            middlewares=[  # outermost first
-                header_limit_middleware(self.settings.effective_max_header_bytes),
-                self.auth.middleware,
-                self.cors.middleware,
-                trailing_slash_middleware,
-                error_middleware,
-            ],
-            client_max_size=_MAX_JSON_BODY,
-        )
+        # header limit → auth → CORS → trailing slash → router, errors as JSON: one middleware, one frame
+        chain = request_chain(self.settings.effective_max_header_bytes, self.auth, self.cors)
+        app = web.Application(middlewares=[chain], client_max_size=_MAX_JSON_BODY)
         for r in ROUTES:
             handler: Callable[[web.Request], Awaitable[web.StreamResponse]] = getattr(self, "_h_" + r.handler)
             app.router.add_route(r.method, r.path, handler, name=r.handler + "_" + r.method.lower())
         app.on_response_prepare.append(self.cors.on_prepare)
-        app.on_response_prepare.append(extra_headers_hook(self.settings.headers))
+        if self.settings.headers:  # a hook costs a coroutine per response: only when there are headers
+            app.on_response_prepare.append(extra_headers_hook(self.settings.headers))
         return app
 
     def listen_options(self) -> ListenOptions:
@@ -275,6 +264,9 @@ class RestAPI(HTTPServer):
 
     async def _h_allocations(self, request: web.Request) -> web.StreamResponse:
         types = parse_pin_types(request.query.get("filter", ""))
+        fast = getattr(self.cluster, "pins_ndjson", None)  # the Cluster writes lines from the stored pins
+        if fast is not None:
+            return await stream_ndjson(request, fast(types), preencoded=True, queue_size=_CHUNKS_AHEAD)
         return await stream_ndjson(request, self.cluster.pins(types))
 
     async def _h_allocation(self, request: web.Request) -> web.StreamResponse:
@@ -289,6 +281,9 @@ class RestAPI(HTTPServer):
             sink = ErrorSink()
             return await stream_ndjson(request, self._statuses(cids, local, sink), sink=sink)
         flt = TrackerStatus.from_filter_string(request.query.get("filter", ""))
+        fast = getattr(self.cluster, "status_all_ndjson", None)  # lines assembled from compact status rows
+        if fast is not None:
+            return await stream_ndjson(request, fast(flt, local=local), preencoded=True, queue_size=_CHUNKS_AHEAD)
         return await stream_ndjson(request, self.cluster.status_all(flt, local=local))
 
     async def _statuses(self, cids: list[CID], local: bool, sink: ErrorSink) -> AsyncIterator[GlobalPinInfo]:
