@@ -226,6 +226,7 @@ def _transport_with(journal: object, sync_journal: bool = True) -> tuple[SecretT
     t._sync_journal = sync_journal
     t._flushed_mark = (0, None)
     t.journal_flushes = 0
+    t.defer_journal_sync = False
     return t, []
 
 
@@ -260,3 +261,24 @@ def test_journal_sync_can_be_switched_off_and_memory_journals_are_skipped(monkey
     assert journal.flushes == 0
     t2, _ = _transport_with([(b"cmd", 1, 1)])  # no flush method (PySyncObj's MemoryJournal)
     assert t2.send("n", {"type": "next_node_idx"})
+
+
+def test_leader_syncs_right_after_its_end_of_tick_append_entries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Raft §10.2.1: the leader may replicate while it writes its own log, as long as the write is done before
+    it counts itself; RaftConsensus sends the end-of-tick append-entries deferred, then calls flush_journal."""
+    from pysyncobj.transport import TCPTransport
+
+    monkeypatch.setattr(TCPTransport, "send", lambda self, node, message: True)
+    journal = _FakeJournal()
+    journal.append((b"cmd", 1, 1))
+    t, _ = _transport_with(journal)
+    t.defer_journal_sync = True
+    t.send("n", {"type": "append_entries", "entries": [(b"cmd", 1, 1)]})
+    assert journal.flushes == 0
+    t.send("n", {"type": "next_node_idx"})  # only the leader's own append-entries wait
+    assert journal.flushes == 1
+    journal.append((b"cmd", 2, 1))
+    t.send("n", {"type": "append_entries", "entries": [(b"cmd", 2, 1)]})
+    t.defer_journal_sync = False
+    t.flush_journal()
+    assert journal.flushes == 2 and t.journal_flushes == 2

@@ -726,7 +726,16 @@ class RaftConsensus:
         mark = (int(sync._SyncObj__getCurrentLogIndex()), int(sync.raftCommitIndex))
         if mark != self._sent_mark:
             self._sent_mark = mark
-            sync._SyncObj__sendAppendEntries()
+            transport = getattr(sync, "_SyncObj__transport", None)
+            if transport is None or not hasattr(transport, "defer_journal_sync"):
+                sync._SyncObj__sendAppendEntries()
+                return
+            transport.defer_journal_sync = True
+            try:
+                sync._SyncObj__sendAppendEntries()
+            finally:
+                transport.defer_journal_sync = False
+            transport.flush_journal()
 
     def _durable_applied(self, last_applied: int) -> int:
         """PySyncObj's last applied index, held back to what the state writer has written."""

@@ -638,6 +638,10 @@ class SecretTCPTransport(TCPTransport):  # type: ignore[misc]
         self._sync_journal: bool = bool(getattr(syncObj, "sync_journal", True))
         self._flushed_mark: tuple[int, Any] = (0, None)
         self.journal_flushes = 0
+        #: Set by the leader around the append-entries it sends at the end of a tick; it syncs right after
+        #: (``flush_journal``), before its next poll, so the disk write overlaps the replication (Raft §10.2.1)
+        #: and the leader's log is durable before any answer can make it count itself in a majority.
+        self.defer_journal_sync = False
         super().__init__(syncObj, selfNode, otherNodes)
 
     def send(self, node: Any, message: Any) -> bool:
@@ -647,11 +651,15 @@ class SecretTCPTransport(TCPTransport):  # type: ignore[misc]
         and the leader's own ``append_entries`` (the leader counts itself in the majority). PySyncObj's journal
         is an mmap it never syncs, so after a power loss a majority could have "forgotten" a committed entry;
         msync first (only when entries were added since the last sync)."""
-        if self._sync_journal and isinstance(message, dict) and message.get("type") in _VOUCHING:
-            self._flush_journal()
+        if self._sync_journal and isinstance(message, dict) and message.get("type") in _VOUCHING and not (
+                self.defer_journal_sync and message.get("type") == "append_entries"):
+            self.flush_journal()
         return bool(super().send(node, message))
 
-    def _flush_journal(self) -> None:
+    def flush_journal(self) -> None:
+        """msync the journal if entries were added since the last sync."""
+        if not self._sync_journal:
+            return
         journal = getattr(self._syncObj, "_SyncObj__raftLog", None)
         flush = getattr(journal, "flush", None)
         if journal is None or flush is None:
