@@ -28,7 +28,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,22 @@ def kubo_binary() -> Path:
     if not path.is_file():
         pytest.fail(f"tests/kubo.sh printed {path}, which is not a file")
     return path
+
+
+def kubo_cli(repo: Path) -> Callable[..., bytes]:
+    """The kubo CLI on its own repo at ``repo`` (``init --profile test -e`` on first use), for commands that
+    need no daemon (``add -n``, ``add --offline``, ``dag export --offline``); returns ``ipfs(*args, cwd=None)``,
+    which gives the command's stdout and fails the test on a non-zero exit."""
+    binary = str(kubo_binary())
+    env = {**os.environ, "IPFS_PATH": str(repo)}
+
+    def ipfs(*args: str, cwd: Path | None = None) -> bytes:
+        return subprocess.run([binary, *args], env=env, cwd=cwd, check=True, capture_output=True,
+                              timeout=60).stdout
+
+    if not repo.exists():
+        ipfs("init", "--profile", "test", "-e")
+    return ipfs
 
 
 class KuboDaemon:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ from typing import Any
 import pytest
 from tests.integration.cluster_harness import Peer, ctl, running_cluster
 from tests.integration.ctl_formats import json_stream
-from tests.kubo import kubo_binary
+from tests.kubo import kubo_cli
 
 from pincluster.ipfs.car import encode_header
 
@@ -25,14 +24,8 @@ pytestmark = pytest.mark.timeout(180)
 @pytest.fixture(scope="module")
 def cars(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """kubo-made CARs: a 700 kB file as CIDv1 with raw leaves, and a small file; plus a two-root CAR."""
-    binary = str(kubo_binary())
     d = tmp_path_factory.mktemp("cars")
-    env = {**os.environ, "IPFS_PATH": str(d / "repo")}
-
-    def ipfs(*args: str) -> bytes:
-        return subprocess.run([binary, *args], env=env, check=True, capture_output=True, timeout=60).stdout
-
-    ipfs("init", "--profile", "test")
+    ipfs = kubo_cli(d / "repo")
     content = os.urandom(700_000)
     (d / "big.bin").write_bytes(content)
     (d / "small.txt").write_bytes(b"a small file for a CAR\n")

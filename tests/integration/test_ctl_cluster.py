@@ -47,7 +47,7 @@ from pincluster.localnet import CTL
 from pincluster.types.cid import CID, RAW, sha256_multihash
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from kubo import kubo_binary  # type: ignore[import-not-found,unused-ignore]
+from kubo import kubo_cli  # type: ignore[import-not-found,unused-ignore]
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -115,17 +115,10 @@ def unique_raw(tmp: Path, name: str) -> tuple[Path, str]:
 def kubo_add(args: list[str], cwd: Path) -> str | None:
     """``ipfs add -n …`` by the real kubo binary, or None when kubo is not available."""
     try:
-        binary = kubo_binary()
+        ipfs = kubo_cli(cwd / ".kubo-repo")
     except pytest.skip.Exception:
         return None
-    repo = cwd / ".kubo-repo"
-    env = {**os.environ, "IPFS_PATH": str(repo)}
-    if not repo.exists():
-        subprocess.run([str(binary), "init", "--profile", "test", "-e"], env=env, check=True, capture_output=True,
-                       timeout=60)
-    res = subprocess.run([str(binary), "add", "-n", *args], env=env, cwd=cwd, capture_output=True, text=True,
-                         timeout=60, check=True)
-    return res.stdout
+    return ipfs("add", "-n", *args, cwd=cwd).decode()
 
 
 # --- id, peers, version ------------------------------------------------------------------------------------------

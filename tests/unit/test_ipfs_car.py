@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import struct
-import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from pincluster.types.cid import CID
 from pincluster.types.multiaddr import Multiaddr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from kubo import kubo_binary  # type: ignore[import-not-found]
+from kubo import kubo_cli  # type: ignore[import-not-found]
 
 
 @dataclass(frozen=True)
@@ -44,14 +43,8 @@ class KuboCar:
 def kubo_cars(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, KuboCar]]:
     """CARs exported by kubo, offline: a 700 kB random file (CIDv0 and CIDv1/raw leaves), 3 MiB of zeros
     (repeated leaves: each block once), a small file and a directory."""
-    ipfs = str(kubo_binary())
     d = tmp_path_factory.mktemp("kubo-car")
-    env = {**os.environ, "IPFS_PATH": str(d / "repo")}
-
-    def run(*args: str) -> bytes:
-        return subprocess.run([ipfs, *args], env=env, check=True, capture_output=True, timeout=60).stdout
-
-    run("init", "--profile", "test")
+    run = kubo_cli(d / "repo")
     rnd = os.urandom(700_000)
     (d / "rnd.bin").write_bytes(rnd)
     (d / "zero.bin").write_bytes(bytes(3 << 20))

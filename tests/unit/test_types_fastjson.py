@@ -123,15 +123,7 @@ def _pininfo(rnd: random.Random, peer: PeerID | None = None) -> PinInfo:
 def _global(rnd: random.Random) -> GlobalPinInfo:
     top = _pininfo(rnd)
     peers = rnd.sample([*_PEERS, _RSA_PEER], rnd.randint(0, 5))
-    return GlobalPinInfo(
-        cid=top.cid,
-        name=top.name,
-        allocations=top.allocations,
-        origins=top.origins,
-        created=top.created,
-        metadata=top.metadata,
-        peer_map={p: PinInfoShort(**_short_kwargs(rnd)) for p in peers},
-    )
+    return GlobalPinInfo._from_top(top, {p: PinInfoShort(**_short_kwargs(rnd)) for p in peers})
 
 
 def _pin(rnd: random.Random) -> Pin:

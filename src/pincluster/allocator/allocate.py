@@ -14,6 +14,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, C
 from typing import Protocol
 
 from pincluster.allocator.balanced import BalancedAllocator
+from pincluster.cache import cached
 from pincluster.errors import InvalidInput, Unavailable
 from pincluster.types.cid import CID
 from pincluster.types.models import Alert, Metric, Pin
@@ -124,14 +125,8 @@ class Allocator:
             memo.clear()
             self._memo_metrics = snapshot
         key = (tuple(current), tuple(priority), frozenset(blacklist), rmin, rmax)
-        found = memo.get(key)
-        if found is not None:
-            return found
-        result = self._allocate(cid, snapshot, current, rmin, rmax, blacklist, priority)
-        if len(memo) >= _MEMO_SIZE:
-            memo.clear()
-        memo[key] = result
-        return result
+        return cached(memo, key, lambda _k: self._allocate(cid, snapshot, current, rmin, rmax, blacklist, priority),
+                      _MEMO_SIZE)
 
     def _allocate(
         self,

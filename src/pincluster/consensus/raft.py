@@ -251,6 +251,7 @@ class RaftConsensus:
         self._store: SQLiteStore | None = None
         self._state: SQLiteState | None = None
         self._sync: _PinsetSyncObj | None = None
+        self._transport: SecretTCPTransport | None = None  # the journal-syncing transport, when it is ours
         self._loop: asyncio.AbstractEventLoop | None = None
         self._status = RaftStatus()
         self._changed: asyncio.Event | None = None
@@ -355,6 +356,8 @@ class RaftConsensus:
         log.info("starting Raft as %s with peers %s", self.self_spec, others or "(none)")
         # Constructed on the loop's thread: PySyncObj's tick thread stops when its creator thread ends.
         self._sync = _PinsetSyncObj(self, self.self_spec, others, conf, self._transport_class)
+        transport = getattr(self._sync, "_SyncObj__transport", None)
+        self._transport = transport if isinstance(transport, SecretTCPTransport) else None
         journal = getattr(self._sync, "_SyncObj__raftLog", None)
         if isinstance(journal, raft_journal.ConflictOnlyJournal):
             journal.on_kept_tail = self._reapply_membership
@@ -726,8 +729,8 @@ class RaftConsensus:
         mark = (int(sync._SyncObj__getCurrentLogIndex()), int(sync.raftCommitIndex))
         if mark != self._sent_mark:
             self._sent_mark = mark
-            transport = getattr(sync, "_SyncObj__transport", None)
-            if transport is None or not hasattr(transport, "defer_journal_sync"):
+            transport = self._transport
+            if transport is None:
                 sync._SyncObj__sendAppendEntries()
                 return
             transport.defer_journal_sync = True
@@ -1028,7 +1031,7 @@ class RaftConsensus:
         sync.removeOnTickCallback(self._on_tick)
         await asyncio.to_thread(sync.destroy_synchronous)
         await asyncio.to_thread(self._stop_writer)
-        syncs = getattr(getattr(sync, "_SyncObj__transport", None), "journal_flushes", 0)
+        syncs = self._transport.journal_flushes if self._transport is not None else 0
         log.info("Raft stopped: this peer sent %d commands carrying %d pinset changes; %d state transactions; "
                  "%d journal syncs", self.commands_sent, self.ops_sent, self.group_commits, syncs)
         for _ in range(100):

@@ -18,6 +18,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
 
+from pincluster.cache import cached
 from pincluster.errors import PinclusterError, Unavailable
 from pincluster.pintracker.rows import LocalRow, Row, StatusRows
 from pincluster.types.codec import (
@@ -61,18 +62,15 @@ class _Lines:
         chunk = "\n".join(self._lines).encode()
         self._lines = []
         return chunk
+
+
 _CLUSTER_ERROR: Final = int(TrackerStatus.CLUSTER_ERROR)
 _TIME_TEXT: dict[int, str] = {}
 
 
 def time_text(ts_ns: int) -> str:
     """``format_time`` of a Unix-nanosecond instant (a listing's batches share a few: cached)."""
-    t = _TIME_TEXT.get(ts_ns)
-    if t is None:
-        if len(_TIME_TEXT) >= 64:
-            _TIME_TEXT.clear()
-        t = _TIME_TEXT[ts_ns] = format_time(from_unix_nano(ts_ns))
-    return t
+    return cached(_TIME_TEXT, ts_ns, lambda ns: format_time(from_unix_nano(ns)), 64)
 
 
 def _takes_over(status: int) -> bool:
@@ -101,16 +99,13 @@ class PeerEntries:
         """The entry text of ``row``; ``batch_time`` stands for a row without a time of its own."""
         _, status, ts_ns, error, attempts, priority, _ = row
         if ts_ns is None and not error and not attempts and not priority:
-            key = (status, batch_time)
-            text = self._common.get(key)
-            if text is None:
-                if len(self._common) >= 64:
-                    self._common.clear()
-                text = self._common[key] = self._prefix + status_entry_rest(
-                    TrackerStatus(status), batch_time, "", 0, False)
-            return text
+            return cached(self._common, (status, batch_time), self._common_entry, 64)
         when = batch_time if ts_ns is None else time_text(ts_ns)
         return self._prefix + status_entry_rest(TrackerStatus(status), when, error, attempts, priority)
+
+    def _common_entry(self, key: tuple[int, str]) -> str:
+        status, when = key
+        return self._prefix + status_entry_rest(TrackerStatus(status), when, "", 0, False)
 
     def error_entry(self, error: str, when_ns: int) -> str:
         """A peer that could not answer: ``cluster_error`` with the reason."""

@@ -42,7 +42,7 @@ from pincluster.pintracker.interface import QUEUE_FULL_ERROR, PinsetReader, Trac
 from pincluster.pintracker.optracker import Operation, OperationTracker, OpPhase, OpType
 from pincluster.pintracker.rows import LocalRow, Row, StatusRows
 from pincluster.types.cid import CID
-from pincluster.types.codec import StoredPin, cid_multihash, decode_state, pin_to_state
+from pincluster.types.codec import StoredPin, cid_multihash, decode_state, pin_from_stored, pin_to_state
 from pincluster.types.gotime import ZERO_TIME, from_unix_nano, is_zero_time, unix_nano
 from pincluster.types.models import Pin, PinInfo
 from pincluster.types.multiaddr import Multiaddr
@@ -245,8 +245,15 @@ class StatelessPinTracker:
     async def status_all(self, flt: TrackerStatus = TrackerStatus.UNDEFINED) -> AsyncIterator[PinInfo]:
         """Stream this peer's status of every pin (and of operations on CIDs no longer in the pinset),
         keeping those that match ``flt`` (0 = all)."""
-        async for info, _ in self._walk(flt):
-            yield info
+        ipfs = self._ipfs_id()
+        async for page_ts, page in self.status_pages(flt):
+            for key, stored, row in page:
+                if row is None:
+                    continue
+                _, status, ts_ns, error, attempts, priority, in_pinset = row
+                pin = pin_from_stored(stored) if stored is not None else Pin(cid=CID(key))
+                yield self._info(pin, TrackerStatus(status), in_pinset=in_pinset, error=error, attempts=attempts,
+                                 priority=priority, ts_ns=page_ts if ts_ns is None else ts_ns, ipfs=ipfs)
 
     async def recover(self, cid: CID) -> PinInfo:
         """Re-queue a failed operation or an unexpectedly unpinned pin; returns the new status.
@@ -630,36 +637,3 @@ class StatelessPinTracker:
                 chunk = []
         if chunk:
             yield chunk
-
-    async def _walk(self, flt: TrackerStatus) -> AsyncIterator[tuple[PinInfo, Pin | None]]:
-        """Statuses matching ``flt``, each with its pinset entry (None for operations outside the pinset)."""
-        if flt != 0 and not flt & _PINSET_STATUSES:
-            for queued in self._ops.filtered(flt):  # only in-flight/failed operations can match
-                yield self._op_info(queued), None
-            return
-        recursive, direct = await self._ipfs_pinsets()
-        seen: set[bytes] = set()  # CIDs with an operation met in the pinset (bounded by the operations)
-        now, ipfs = self._now(), self._ipfs_id()  # one timestamp and IPFS identity for the whole listing
-        async for pin in self._pinset.list():
-            op = self._ops.get(pin.cid)
-            if op is not None:
-                seen.add(pin.cid.bytes)
-                info = self._op_info(op)
-            else:
-                status = self._static_status(pin)
-                if status is None:
-                    mh = pin.cid.multihash
-                    held = mh in recursive or (pin.max_depth == 0 and mh in direct)
-                    status = TrackerStatus.PINNED if held else TrackerStatus.UNEXPECTEDLY_UNPINNED
-                if not status.match(flt):
-                    continue
-                err = UNEXPECTEDLY_UNPINNED_ERROR if status is TrackerStatus.UNEXPECTEDLY_UNPINNED else ""
-                info = self._info(pin, status, error=err, now=now, ipfs=ipfs)
-            if info.status.match(flt):
-                yield info, pin
-        for other in self._ops.filtered(flt):
-            if other.cid.bytes in seen:
-                continue
-            if await self._pinset.get(other.cid) is not None:
-                continue  # added to the pinset during the walk: not part of this listing
-            yield self._op_info(other), None

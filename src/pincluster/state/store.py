@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import functools
 import logging
 import os
 import sqlite3
@@ -35,7 +36,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 
@@ -667,6 +668,10 @@ def upgrade(path: Path | str, migrations: Mapping[int, Callable[[sqlite3.Connect
         conn.close()
 
 
+def _first(row: Any) -> Any:
+    return row[0]
+
+
 class SQLiteState:
     """Async ``State`` over a ``SQLiteStore``: reads run in worker threads, never on the event loop."""
 
@@ -690,58 +695,46 @@ class SQLiteState:
     async def count(self) -> int:
         return await asyncio.to_thread(self._store.count)
 
-    async def list(self, *, page_size: int = 1000) -> AsyncIterator[tuple[bytes, bytes]]:
+    @staticmethod
+    async def _pages(fetch: Callable[[Any, int], builtins.list[Any]], resume: Callable[[Any], Any],
+                     page_size: int) -> AsyncIterator[builtins.list[Any]]:
+        """Keyset paging shared by the listings: ``fetch(after, n)`` in a worker thread until a short page;
+        ``resume(last_row)`` is where the next page starts."""
         if page_size <= 0:
             raise InvalidInput(f"page_size must be positive, got {page_size}")
-        after: bytes | None = None
+        after: Any = None
         while True:
-            rows = await asyncio.to_thread(self._store.page, after, page_size)
-            for row in rows:
-                yield row
-            if len(rows) < page_size:
-                return
-            after = rows[-1][0]
-
-    async def list_pages(self, *, page_size: int = 2000) -> AsyncIterator[builtins.list[tuple[bytes, bytes]]]:
-        """``list()`` a page at a time (listings handle a page per step; one generator step per row costs
-        more than the row's own work on the fast paths)."""
-        if page_size <= 0:
-            raise InvalidInput(f"page_size must be positive, got {page_size}")
-        after: bytes | None = None
-        while True:
-            rows = await asyncio.to_thread(self._store.page, after, page_size)
+            rows = await asyncio.to_thread(fetch, after, page_size)
             if rows:
                 yield rows
             if len(rows) < page_size:
                 return
-            after = rows[-1][0]
+            after = resume(rows[-1])
+
+    async def list(self, *, page_size: int = 1000) -> AsyncIterator[tuple[bytes, bytes]]:
+        async for rows in self._pages(self._store.page, _first, page_size):
+            for row in rows:
+                yield row
+
+    async def list_pages(self, *, page_size: int = 2000) -> AsyncIterator[builtins.list[tuple[bytes, bytes]]]:
+        """``list()`` a page at a time (listings handle a page per step; one generator step per row costs
+        more than the row's own work on the fast paths)."""
+        async for rows in self._pages(self._store.page, _first, page_size):
+            yield rows
 
     async def pins_allocated_to(self, peer: bytes, *, page_size: int = 1000) -> AsyncIterator[tuple[bytes, bytes]]:
         """Stream ``(key, value)`` of the pins allocated to ``peer`` (``PeerID.bytes``), in key order."""
-        if page_size <= 0:
-            raise InvalidInput(f"page_size must be positive, got {page_size}")
-        after: bytes | None = None
-        while True:
-            rows = await asyncio.to_thread(self._store.allocated_page, bytes(peer), after, page_size)
+        fetch = functools.partial(self._store.allocated_page, bytes(peer))
+        async for rows in self._pages(fetch, _first, page_size):
             for row in rows:
                 yield row
-            if len(rows) < page_size:
-                return
-            after = rows[-1][0]
 
     async def expired(self, now: datetime, *, page_size: int = 1000) -> AsyncIterator[tuple[bytes, bytes]]:
         """Stream ``(key, value)`` of the pins whose ``expire_at`` is set and before ``now``, oldest first."""
-        if page_size <= 0:
-            raise InvalidInput(f"page_size must be positive, got {page_size}")
-        before = to_micros(now)
-        after: tuple[int, bytes] | None = None
-        while True:
-            rows = await asyncio.to_thread(self._store.expired_page, before, after, page_size)
+        fetch = functools.partial(self._store.expired_page, to_micros(now))
+        async for rows in self._pages(fetch, lambda row: (row[0], row[1]), page_size):
             for _t, key, value in rows:
                 yield key, value
-            if len(rows) < page_size:
-                return
-            after = (rows[-1][0], rows[-1][1])
 
     async def put(self, key: bytes, value: bytes) -> None:
         await asyncio.to_thread(self._store.apply, 0, 0, [(OP_PUT, key, value)])

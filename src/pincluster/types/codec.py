@@ -29,6 +29,7 @@ from typing import Any, Final, TypeVar
 import msgspec
 from msgspec import Struct
 
+from pincluster.cache import cached as _cached
 from pincluster.errors import InvalidInput, StateError
 from pincluster.types.cid import CID, b58encode
 from pincluster.types.gotime import ZERO_TIME, GoTime, format_time, is_zero_time, parse_time, to_gotime
@@ -124,21 +125,6 @@ _PEER_FROM_TEXT: dict[str, PeerID] = {}
 def _peer_from_text(text: str) -> PeerID:
     """Peer IDs repeat across pins: parse each text once (a bounded cache of valid IDs only)."""
     return _cached(_PEER_FROM_TEXT, text, PeerID.decode)
-
-
-_K = TypeVar("_K")
-_V = TypeVar("_V")
-
-
-def _cached(cache: dict[_K, _V], key: _K, make: Callable[[_K], _V], limit: int = 4096) -> _V:
-    """``cache[key]``, made by ``make`` on a miss; the cache is emptied when full, so it stays bounded."""
-    value = cache.get(key)
-    if value is None:
-        value = make(key)
-        if len(cache) >= limit:
-            cache.clear()
-        cache[key] = value
-    return value
 
 
 _MULTIADDR_FROM_TEXT: dict[str, Multiaddr] = {}
@@ -1091,7 +1077,13 @@ def pin_from_state(raw: bytes) -> Pin:
 
     Raises :class:`StateError` for another format and :class:`DecodeError` for corrupt bytes.
     """
-    s = decode_state(raw)
+    # only fields up to allocations were stored: fewer arguments, faster
+    return pin_from_stored(decode_state(raw), short=0x94 <= raw[0] <= 0x98)
+
+
+def pin_from_stored(s: StoredPin, *, short: bool = False) -> Pin:
+    """The :class:`Pin` of ``decode_state`` output (``pin_from_state`` without the decoding); ``short`` says
+    that only the fields up to the allocations were stored."""
     pin_type = _CODE_TYPE[s.type]
     timestamp = ZERO_TIME if s.timestamp is None else s.timestamp
     try:
@@ -1104,7 +1096,7 @@ def pin_from_state(raw: bytes) -> Pin:
         else:
             cid = CID.from_bytes(c)
         allocations = tuple(map(_peer_from_bytes, s.allocations)) if s.allocations else ()
-        if 0x94 <= raw[0] <= 0x98:  # only fields up to allocations were stored: fewer arguments, faster
+        if short:
             return Pin(
                 replication_factor_min=s.rf_min,
                 replication_factor_max=s.rf_max,
@@ -1192,13 +1184,7 @@ def _jalloc_bytes(allocs: list[bytes]) -> str:
     if not allocs:
         return "[]"
     key: bytes | tuple[bytes, ...] = allocs[0] if len(allocs) == 1 else tuple(allocs)
-    j = _ALLOC_JSON.get(key)
-    if j is None:
-        j = "[" + ",".join([_jpeer_bytes(a) for a in allocs]) + "]"
-        if len(_ALLOC_JSON) >= _CACHE_MAX:
-            _ALLOC_JSON.clear()
-        _ALLOC_JSON[key] = j
-    return j
+    return _cached(_ALLOC_JSON, key, lambda _k: "[" + ",".join([_jpeer_bytes(a) for a in allocs]) + "]", _CACHE_MAX)
 
 
 def _jorigins_state(origins: list[str] | None) -> str:

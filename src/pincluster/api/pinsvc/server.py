@@ -10,8 +10,6 @@ counts all of them, so memory stays bounded whatever the pinset size.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import heapq
 import json
 import logging
@@ -23,6 +21,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from pincluster.aio import bounded_as_completed
 from pincluster.api.common.auth import Authenticator, TokenIssuer
 from pincluster.api.common.errors import JSON_CT, error_response
 from pincluster.api.common.http import (
@@ -420,21 +419,8 @@ class PinSvcAPI(HTTPServer):
 
     async def _by_cid(self, cids: Iterable[CID]) -> AsyncIterator[GlobalPinInfo]:
         """Statuses of the given CIDs, fetched in parallel; the first failure fails the listing."""
-        sem = asyncio.Semaphore(_PARALLEL_STATUS)
-
-        async def one(cid: CID) -> GlobalPinInfo:
-            async with sem:
-                return await self.cluster.status(cid)
-
-        tasks = [asyncio.ensure_future(one(c)) for c in cids]
-        try:
-            for fut in asyncio.as_completed(tasks):
-                yield await fut
-        finally:
-            for t in tasks:
-                t.cancel()
-            with contextlib.suppress(BaseException):
-                await asyncio.gather(*tasks, return_exceptions=True)
+        async for gpi in bounded_as_completed(self.cluster.status, cids, _PARALLEL_STATUS):
+            yield gpi
 
     async def _h_token(self, request: web.Request) -> web.StreamResponse:
         user = self.auth.identify(request) if self.issuer is not None else None

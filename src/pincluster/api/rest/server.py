@@ -8,8 +8,6 @@ the OpenAPI document at ``/openapi.json``.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import posixpath
 import urllib.parse
@@ -21,6 +19,7 @@ import msgspec
 from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.multipart import content_disposition_filename, parse_content_disposition
 
+from pincluster.aio import bounded_as_completed
 from pincluster.api.common.auth import Authenticator, TokenIssuer
 from pincluster.api.common.errors import JSON_CT, error_response, json_response, status_for
 from pincluster.api.common.http import HTTPServer, ListenOptions, extra_headers_hook, request_chain
@@ -289,28 +288,18 @@ class RestAPI(HTTPServer):
     async def _statuses(self, cids: list[CID], local: bool, sink: ErrorSink) -> AsyncIterator[GlobalPinInfo]:
         """Statuses fetched in parallel (at most 64 at once), yielded in completion order; a failing CID
         goes to ``sink`` and the others go on."""
-        sem = asyncio.Semaphore(_PARALLEL_STATUS)
 
         async def one(cid: CID) -> tuple[CID, GlobalPinInfo | BaseException]:
-            async with sem:
-                try:
-                    return cid, await self.cluster.status(cid, local=local)
-                except Exception as exc:
-                    return cid, exc
+            try:
+                return cid, await self.cluster.status(cid, local=local)
+            except Exception as exc:
+                return cid, exc
 
-        tasks = [asyncio.ensure_future(one(c)) for c in cids]
-        try:
-            for fut in asyncio.as_completed(tasks):
-                cid, result = await fut
-                if isinstance(result, BaseException):
-                    sink.add(f"{cid}: {result}")
-                else:
-                    yield result
-        finally:
-            for t in tasks:
-                t.cancel()
-            with contextlib.suppress(BaseException):
-                await asyncio.gather(*tasks, return_exceptions=True)
+        async for cid, result in bounded_as_completed(one, cids, _PARALLEL_STATUS):
+            if isinstance(result, BaseException):
+                sink.add(f"{cid}: {result}")
+            else:
+                yield result
 
     async def _h_recover(self, request: web.Request) -> web.StreamResponse:
         cid = parse_cid(request.match_info["hash"])
