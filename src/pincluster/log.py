@@ -103,23 +103,22 @@ class LineFormatter(logging.Formatter):
 
     def __init__(self) -> None:
         super().__init__()
-        self._second = -1
-        self._hms = ""
+        self._clock: tuple[int, str] = (-1, "")
         self._heads: dict[tuple[int, str], str] = {}
 
     def format(self, record: logging.LogRecord) -> str:
         second = int(record.created)
-        if second != self._second:
+        clock = self._clock  # one (second, text) pair: threads log through the same formatter
+        if clock[0] != second:
             t = time.localtime(record.created)
-            self._hms = f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
-            self._second = second
+            clock = self._clock = (second, f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}")
         head = self._heads.get((record.levelno, record.name))
         if head is None:
             level = _NAMES.get(record.levelno, record.levelname)
             head = f"{level} {facility_of(record.name)}:"
             if len(self._heads) < 4096:
                 self._heads[(record.levelno, record.name)] = head
-        line = f"{self._hms}.{int(record.msecs):03d} {head} {record.getMessage()} {record.filename}:{record.lineno}"
+        line = f"{clock[1]}.{int(record.msecs):03d} {head} {record.getMessage()} {record.filename}:{record.lineno}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         if record.stack_info:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pincluster.api.common.settings import HTTPAPISettings
+from pincluster.api.common.stream import ndjson_chunks
 from pincluster.api.interface import AddParams
 from pincluster.api.rest.server import RestAPI
 from pincluster.errors import NotFound, Unavailable
@@ -140,6 +141,12 @@ class FakeCluster:
             raise Unavailable(f"status of {cid} timed out")
         await asyncio.sleep(0)
         return self._gpi(cid, local)
+
+    def pins_ndjson(self, types: Collection[PinType] | None = None) -> AsyncIterator[bytes]:
+        return ndjson_chunks(self.pins(types))
+
+    def status_all_ndjson(self, filter: TrackerStatus, *, local: bool = False) -> AsyncIterator[bytes]:
+        return ndjson_chunks(self.status_all(filter, local=local))
 
     async def status_all(self, filter: TrackerStatus, *, local: bool = False) -> AsyncIterator[GlobalPinInfo]:
         self.calls.append(("status_all", (filter, local)))

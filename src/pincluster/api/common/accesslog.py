@@ -4,6 +4,7 @@ them: to the logger ``pincluster.<facility>log`` at INFO, or appended to ``http_
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time as _time
 from datetime import datetime, timedelta
@@ -59,16 +60,6 @@ def format_line(request: web.BaseRequest, response: web.StreamResponse, when: da
     return _line(request, response, _clf_time(when), user)
 
 
-def _record_template(logger: logging.Logger) -> dict[str, Any]:
-    """The attributes of a request-log record except those that change per line (built once)."""
-    rec = logger.makeRecord(logger.name, logging.INFO, __file__, _LOG_LINE, "%s", (), None, "log")
-    return dict(rec.__dict__)
-
-
-#: The source line our records name (where ``logger.info`` used to be called).
-_LOG_LINE = 62
-
-
 class CommonLogFormat(AbstractAccessLogger):
     """aiohttp access logger writing CLF lines to a logger or to a file (opened in append mode)."""
 
@@ -78,7 +69,6 @@ class CommonLogFormat(AbstractAccessLogger):
 
     def __init__(self, logger: logging.Logger, log_format: str) -> None:
         super().__init__(logger, log_format)
-        self._template: dict[str, Any] | None = None
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         now = _time.time()
@@ -97,24 +87,16 @@ class CommonLogFormat(AbstractAccessLogger):
             self._emit(line, now)
 
     def _emit(self, line: str, now: float) -> None:
-        """``logger.info("%s", line)`` without its per-call costs: the caller lookup (a stack walk) and the
-        record's constant attributes (file, module, process…) come from a template made once. Handlers
-        and filters see a complete ``LogRecord``."""
+        """``logger.info("%s", line)`` without its caller lookup (a stack walk per request): the record is
+        made with this line's own file and line number. Handlers and filters see a complete ``LogRecord``."""
         logger = self.logger
         if not logger.isEnabledFor(logging.INFO):
             return
-        template = self._template
-        if template is None:
-            template = self._template = _record_template(logger)
-        record = logging.LogRecord.__new__(logging.LogRecord)
-        record.__dict__.update(template)
-        record.args = (line,)
+        record = logger.makeRecord(logger.name, logging.INFO, __file__, sys._getframe().f_lineno, "%s", (line,),
+                                   None, "log")
         record.created = now
         record.msecs = int((now - int(now)) * 1000) + 0.0
         record.relativeCreated = (now - _START) * 1000
-        if record.thread is not None:
-            record.thread = threading.get_ident()
-            record.threadName = threading.current_thread().name
         logger.handle(record)
 
     @property

@@ -263,10 +263,8 @@ class RestAPI(HTTPServer):
 
     async def _h_allocations(self, request: web.Request) -> web.StreamResponse:
         types = parse_pin_types(request.query.get("filter", ""))
-        fast = getattr(self.cluster, "pins_ndjson", None)  # the Cluster writes lines from the stored pins
-        if fast is not None:
-            return await stream_ndjson(request, fast(types), preencoded=True, queue_size=_CHUNKS_AHEAD)
-        return await stream_ndjson(request, self.cluster.pins(types))
+        return await stream_ndjson(request, self.cluster.pins_ndjson(types), preencoded=True,
+                                   queue_size=_CHUNKS_AHEAD)
 
     async def _h_allocation(self, request: web.Request) -> web.StreamResponse:
         cid = parse_cid(request.match_info["hash"])
@@ -280,10 +278,8 @@ class RestAPI(HTTPServer):
             sink = ErrorSink()
             return await stream_ndjson(request, self._statuses(cids, local, sink), sink=sink)
         flt = TrackerStatus.from_filter_string(request.query.get("filter", ""))
-        fast = getattr(self.cluster, "status_all_ndjson", None)  # lines assembled from compact status rows
-        if fast is not None:
-            return await stream_ndjson(request, fast(flt, local=local), preencoded=True, queue_size=_CHUNKS_AHEAD)
-        return await stream_ndjson(request, self.cluster.status_all(flt, local=local))
+        return await stream_ndjson(request, self.cluster.status_all_ndjson(flt, local=local), preencoded=True,
+                                   queue_size=_CHUNKS_AHEAD)
 
     async def _statuses(self, cids: list[CID], local: bool, sink: ErrorSink) -> AsyncIterator[GlobalPinInfo]:
         """Statuses fetched in parallel (at most 64 at once), yielded in completion order; a failing CID
