@@ -552,3 +552,29 @@ def test_crdt_is_refused_by_the_supported_check_and_empty_secret_warns(
 def test_cluster_section_is_always_written() -> None:
     cfg = _parse({"consensus": {"raft": {}}})
     assert list(cfg.to_dict()) == ["cluster", "consensus"]
+
+
+def test_randomports_never_hands_out_one_port_twice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``init --randomports`` binds nothing until the daemon starts, so each port is only checked free *now*:
+    when the random draw repeats, the second listener must still get another port (CI once gave the proxy
+    the embedded node's swarm port, and the peer could not start)."""
+    from pincluster.cli import service as service_cli
+
+    draws = iter([4242] * 6 + [4343] * 6 + list(range(5000, 5100)))
+    monkeypatch.setattr(service_cli.secrets, "randbelow", lambda _n: next(draws))
+    first = service_cli.randomize_port(Multiaddr("/ip4/127.0.0.1/tcp/9095"))
+    second = service_cli.randomize_port(Multiaddr("/ip4/127.0.0.1/tcp/4001"))
+    assert first.tcp_host_port()[1] != second.tcp_host_port()[1]
+    cfg = service_cli.randomize_ports(default_config("raft", Path("/nonexistent")), ipfs_api=True)
+    ports = [
+        a.tcp_host_port()[1]
+        for a in (
+            *cfg.cluster.listen_multiaddress[:1],
+            cfg.raft.listen_multiaddress,
+            *cfg.restapi.http_listen_multiaddress,
+            *cfg.pinsvcapi.http_listen_multiaddress,
+            *cfg.ipfsproxy.listen_multiaddress,
+            cfg.ipfshttp.node_multiaddress,
+        )
+    ]
+    assert len(set(ports)) == len(ports), ports

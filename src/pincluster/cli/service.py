@@ -123,21 +123,32 @@ def _ephemeral_range() -> tuple[int, int]:
         return 32768, 60999
 
 
+#: Ports this process has handed out already. A port is only checked free *now*, and none of one ``init``'s
+#: listeners is bound until the daemon starts, so without this two of them (say the proxy and the embedded
+#: node's swarm) could be given the same port and the daemon would fail to start.
+_HANDED_OUT: set[tuple[str, int]] = set()
+
+
 def _free_port(transport: str, host: str) -> int:
-    """A port free right now, chosen *below* the kernel's ephemeral range: a port the kernel hands out with
-    ``bind(0)`` can be taken by any outgoing connection before the daemon starts and binds it."""
+    """A port free right now and not handed out before by this process, chosen *below* the kernel's ephemeral
+    range: a port the kernel hands out with ``bind(0)`` can be taken by any outgoing connection before the
+    daemon starts and binds it."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     kind = socket.SOCK_STREAM if transport == "tcp" else socket.SOCK_DGRAM
     low, _high = _ephemeral_range()
     top = min(low, 65536) - 1
     for _ in range(200):
         port = secrets.randbelow(top - 10000) + 10000 if top > 11000 else 0
+        if (transport, port) in _HANDED_OUT:
+            continue
         with socket.socket(family, kind) as s:
             try:
                 s.bind((host, port))
             except OSError:
                 continue
-            return int(s.getsockname()[1])
+            port = int(s.getsockname()[1])
+        _HANDED_OUT.add((transport, port))
+        return port
     raise InvalidInput(f"no free {transport} port found on {host}")
 
 
