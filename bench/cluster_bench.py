@@ -9,11 +9,11 @@
 Besides the rates (which depend on how busy the machine is), it prints the CPU time the three daemons used
 per pin (user+system, from /proc), which compares runs made under different loads.
 
-``--listing N`` skips the ingest: before the daemons start, every peer's state gets the same N pins (written
-straight into ``raft/state.sqlite``, as ``state import`` does), allocated round-robin with replication 1, and
-each allocated peer's embedded IPFS node records its share as recursive pins (its ``pins.sqlite``), so that
-the peers report ``pinned``/``remote`` without any IPFS work. Then the three listings run, with RSS before
-and after.
+``--listing N`` skips the ingest: the peers start once (to form their peerset) and stop; every peer's state
+then gets the same N pins (``state import`` on each peer, keeping the peerset), allocated round-robin with
+replication 1, and each allocated peer's embedded IPFS node records its share as recursive pins (its
+``pins.sqlite``), so that the peers report ``pinned``/``remote`` without any IPFS work. Then the three
+listings run, with RSS before and after.
 
 Usage: .venv/bin/python bench/cluster_bench.py [--pins 100000] [--clients 50] [--rf 1]
        .venv/bin/python bench/cluster_bench.py --listing 1000000
@@ -24,19 +24,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import json
 import os
 import shutil
 import sqlite3
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 
+from pincluster.config import load_config
 from pincluster.localnet import Peer, init_peers, start_network, stop_network
-from pincluster.state.store import SQLiteStore
+from pincluster.state.ops import replace_pinset
 from pincluster.types.cid import CID
-from pincluster.types.codec import pin_to_state
 from pincluster.types.models import Pin
 from pincluster.types.peer import PeerID
 
@@ -70,37 +72,29 @@ def machine_busy() -> tuple[float, float]:
 
 
 def bulk_load(peers: list[Peer], n: int) -> None:
-    """Write the same ``n`` pins into every (stopped) peer's state, and each pin's allocated peer's IPFS pins."""
+    """Give every (stopped) peer the same ``n`` pins, as ``state import`` on each peer does (the peerset is
+    kept from the Raft folder the first start left), and record each pin on its allocated peer's IPFS node."""
     ids = [PeerID.decode(p.identity) for p in peers]
-    for p in peers:
-        (p.folder / "raft").mkdir(parents=True, exist_ok=True)
-    first = peers[0].folder / "raft" / "state.sqlite"
-    ipfs_dbs = []
-    for p in peers:
-        (p.folder / "ipfs" / "pins").mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(p.folder / "ipfs" / "pins" / "pins.sqlite")
-        db.execute("CREATE TABLE IF NOT EXISTS pins (cid BLOB PRIMARY KEY, mode INTEGER NOT NULL) WITHOUT ROWID")
-        db.execute("BEGIN")
-        ipfs_dbs.append(db)
-    store = SQLiteStore(first, durable=False)
     t0 = time.perf_counter()
-    chunk: list[tuple[bytes, bytes]] = []
-    for i in range(n):
-        cid = CID.v0(hashlib.sha256(b"listing-%d" % i).digest())
-        owner = i % len(peers)
-        pin = Pin(cid=cid, allocations=(ids[owner],), replication_factor_min=1, replication_factor_max=1)
-        chunk.append((cid.bytes, pin_to_state(pin)))
-        ipfs_dbs[owner].execute("INSERT OR REPLACE INTO pins (cid, mode) VALUES (?, 1)", (cid.bytes,))
-        if len(chunk) == 50_000:
-            store.put_many(chunk)
-            chunk.clear()
-    store.put_many(chunk)
-    store.close()
-    for db in ipfs_dbs:
-        db.execute("COMMIT")
+
+    def pins() -> Iterator[Pin]:
+        for i in range(n):
+            cid = CID.v0(hashlib.sha256(b"listing-%d" % i).digest())
+            yield Pin(cid=cid, allocations=(ids[i % len(peers)],), replication_factor_min=1,
+                      replication_factor_max=1)
+
+    for p in peers:
+        res = replace_pinset(load_config(p.folder), p.identity, pins())
+        if len(res.members) != len(peers):
+            raise SystemExit(f"{p.folder}: the imported peerset has {len(res.members)} members, not {len(peers)}")
+    for k, p in enumerate(peers):
+        path = p.folder / "ipfs" / "pins"  # the node's pin database (a folder holding it, in older repos)
+        db = sqlite3.connect(path / "pins.sqlite" if path.is_dir() else path)
+        db.execute("CREATE TABLE IF NOT EXISTS pins (cid BLOB PRIMARY KEY, mode INTEGER NOT NULL) WITHOUT ROWID")
+        with db:
+            db.executemany("INSERT OR REPLACE INTO pins (cid, mode) VALUES (?, 1)",
+                           ((pin.cid.bytes,) for j, pin in enumerate(pins()) if j % len(peers) == k))
         db.close()
-    for p in peers[1:]:
-        shutil.copyfile(first, p.folder / "raft" / "state.sqlite")
     print(f"bulk-loaded {n} pins into 3 states and IPFS pinsets in {time.perf_counter() - t0:.1f} s")
 
 
@@ -121,7 +115,11 @@ async def listings(peers: list[Peer], paths: tuple[str, ...] = ("/allocations", 
     await settle(peers)
     for path in paths:
         cpu0 = [cpu_seconds(p) for p in peers]
-        n, dt = await stream_count(peers[0].rest + path)
+        n, dt, first = await stream_count(peers[0].rest + path)
+        if path == "/pins" and n:  # a merged item must show every peer (a listing of one peer is cheaper)
+            shown = len(json.loads(first)["peer_map"])
+            if shown != len(peers):
+                print(f"  WRONG: the first item of {path} shows {shown} peers, not {len(peers)}")
         cpus = [cpu_seconds(p) - c0 for p, c0 in zip(peers, cpu0, strict=True)]
         cpu = sum(cpus)
         per = (f"{cpu / n * 1e6:.1f} µs CPU/item = " + " + ".join(f"{c / n * 1e6:.1f}" for c in cpus)
@@ -209,22 +207,26 @@ async def ingest(peers: list[Peer], n: int, clients: int, rf: int = 1) -> float:
     return (n - errors) / dt
 
 
-async def stream_count(url: str) -> tuple[int, float]:
+async def stream_count(url: str) -> tuple[int, float, bytes]:
+    """(lines, seconds, first line) of a streamed listing."""
     timeout = aiohttp.ClientTimeout(total=None, sock_read=600)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         t0 = time.perf_counter()
         count = 0
+        first = b""
         async with session.get(url) as resp:
             # Count newlines per chunk: aiohttp's line iterator costs ~1-2 µs per line on the same 2 cores,
             # which would be charged to the daemons' rate. Items are one per line, never empty.
             last = b"\n"
             async for chunk in resp.content.iter_any():
                 if chunk:
+                    if not first:
+                        first = chunk.partition(b"\n")[0]
                     count += chunk.count(b"\n")
                     last = chunk[-1:]
             if last != b"\n":
                 count += 1  # a last line without its newline
-        return count, time.perf_counter() - t0
+        return count, time.perf_counter() - t0, first
 
 
 async def main() -> None:
@@ -242,8 +244,12 @@ async def main() -> None:
     peers = init_peers(root, 3, service_changes={"ipfs_connector.ipfshttp.pin_timeout": "1h0m0s"})
     try:
         if args.listing:
+            start_network(peers, timeout=600)  # the peers form their Raft peerset, then stop to be loaded
+            stop_network(peers)
             bulk_load(peers, args.listing)
-        start_network(peers, timeout=600)
+            start_network(peers, bootstrap=False, timeout=600)
+        else:
+            start_network(peers, timeout=600)
         print(f"3 peers up; RSS (MB): {[round(rss_mb(p)) for p in peers]}")
         if not args.listing:
             cpu0 = [cpu_seconds(p) for p in peers]

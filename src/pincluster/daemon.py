@@ -105,6 +105,9 @@ class Daemon:
 
         self.ipfs = IPFSHTTPConnector.from_config(cfg.ipfshttp)
         self.ipfs.observer = self.metrics
+        node_api = None if self.node is None or self.node.api is None else self.node.api.multiaddr
+        if node_api is not None and self.ipfs.read_pins_from(self.node.pins, node_api):
+            log.debug("ipfs: status listings read the embedded node's pin store directly")
 
         listen = [a for a in cc.listen_multiaddress if a.has("tcp")]
         for a in cc.listen_multiaddress:

@@ -27,3 +27,34 @@ async def test_typed_stream_pages_match_the_item_path(http: Client, node: IpfsNo
         assert body.decode() == expected
         status, body, _ = await http.post("pin/ls", {"stream": "true", "type": ptype, "quiet": "true"})
         assert body.decode() == "".join(json.dumps({"Cid": str(c)}, separators=(",", ":")) + "\n" for c in want)
+
+
+async def test_connector_reads_the_in_process_node_pin_store(node: IpfsNode) -> None:  # noqa: F811
+    """``pin_pages`` from the embedded node's store (attached by the daemon) lists exactly what the same
+    connector lists over the node's API; it attaches only to the node its address reaches."""
+    from pincluster.ipfsconn.ipfshttp import IPFSHTTPConnector
+    from pincluster.types.multiaddr import Multiaddr
+
+    for i in range(2300):
+        mh = sha256_multihash(b"pin %d" % i)
+        node.pins._set_mode((CID(mh) if i % 3 else CID.v1(RAW, mh)).bytes, 1 if i % 5 else 2)
+    assert node.api is not None and node.api.multiaddr is not None
+    api = node.api.multiaddr
+
+    async def listed(c: IPFSHTTPConnector) -> list[tuple[str, list[bytes]]]:
+        out: list[tuple[str, list[bytes]]] = []
+        async for st, keys in c.pin_pages(("recursive", "direct")):
+            out.append((st.value, keys))
+        return out
+
+    async with IPFSHTTPConnector(api) as over_http, IPFSHTTPConnector(api) as direct:
+        assert direct.read_pins_from(node.pins, api)
+        via_api, via_store = await listed(over_http), await listed(direct)
+        assert [(t, k) for t, page in via_api for k in page] == [(t, k) for t, page in via_store for k in page]
+        assert sum(len(page) for _, page in via_store) == 2300
+        assert {t for t, _ in via_store} == {"recursive", "direct"}
+        _, port = api.tcp_host_port()
+        other = Multiaddr(f"/ip4/127.0.0.1/tcp/{port + 1}")
+        assert not direct.read_pins_from(node.pins, other)  # another node's API: back to HTTP
+        wildcard = Multiaddr(f"/ip4/0.0.0.0/tcp/{port}")
+        assert direct.read_pins_from(node.pins, wildcard)  # listening everywhere, dialed on loopback

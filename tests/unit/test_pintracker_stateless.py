@@ -10,7 +10,7 @@ import pytest
 
 from pincluster.config.sections import StatelessTrackerConfig
 from pincluster.errors import NotFound, Unavailable
-from pincluster.ipfsconn.interface import IPFSError, ProgressCallback
+from pincluster.ipfsconn.interface import IPFSError, PinPage, ProgressCallback, pages_of
 from pincluster.p2p.keys import PrivateKey
 from pincluster.pintracker.interface import QUEUE_FULL_ERROR, PinsetReader, PinTracker, TrackerIPFS
 from pincluster.pintracker.stateless import StatelessPinTracker
@@ -88,6 +88,9 @@ class FakeIPFS:
         for raw, st in list(self.pins.items()):
             if st.value in types:
                 yield CID.from_bytes(raw), st
+
+    def pin_pages(self, types: Sequence[str] = ("recursive", "direct")) -> AsyncIterator[PinPage]:
+        return pages_of(self.pin_ls(types))
 
 
 class FakePinset:

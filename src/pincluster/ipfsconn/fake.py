@@ -14,7 +14,15 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from typing import Any
 
 from pincluster.errors import InvalidInput, NotFound, PinclusterError, Timeout, Unavailable
-from pincluster.ipfsconn.interface import IPFSID, IPFSRepoGC, IPFSRepoStat, IPFSVersion, ProgressCallback
+from pincluster.ipfsconn.interface import (
+    IPFSID,
+    IPFSRepoGC,
+    IPFSRepoStat,
+    IPFSVersion,
+    PinPage,
+    ProgressCallback,
+    pages_of,
+)
 from pincluster.ipfsconn.ipfshttp import CODEC_NAMES, MULTIHASH_NAMES, UnpinDisabled
 from pincluster.types.cid import CID, hash_digest, multihash_encode
 from pincluster.types.multiaddr import Multiaddr
@@ -130,6 +138,9 @@ class FakeIPFSConnector:
             for cid, status in list(self.pins.items()):
                 if t == "all" or status is IPFSPinStatus.from_string(t):
                     yield cid, status
+
+    def pin_pages(self, types: Sequence[str] = ("recursive", "direct")) -> AsyncIterator[PinPage]:
+        return pages_of(self.pin_ls(types))
 
     async def swarm_peers(self) -> list[PeerID]:
         self._enter("swarm_peers")

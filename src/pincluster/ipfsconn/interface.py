@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 
 from pincluster.errors import InvalidInput, PinclusterError
 from pincluster.types.cid import CID
@@ -30,7 +30,9 @@ __all__ = [
     "IPFSRepoStat",
     "IPFSVersion",
     "InformerTrigger",
+    "PinPage",
     "ProgressCallback",
+    "pages_of",
     "pin_mode_args",
 ]
 
@@ -81,6 +83,27 @@ class IPFSVersion:
 ProgressCallback = Callable[[int], None]
 """Called with kubo's pin progress counter (number of blocks fetched) whenever it increases."""
 
+PinPage = tuple[IPFSPinStatus, list[bytes]]
+"""A page of ``pin_pages``: the pin type and the binary CIDs pinned so."""
+
+_PAGE: Final = 1000
+
+
+async def pages_of(pins: AsyncIterable[tuple[CID, IPFSPinStatus]]) -> AsyncIterator[PinPage]:
+    """``pin_ls`` answers regrouped as ``pin_pages`` pages (one type per page, in the order listed)."""
+    page: list[bytes] = []
+    status: IPFSPinStatus | None = None
+    async for cid, st in pins:
+        if (st is not status and page) or len(page) >= _PAGE:
+            assert status is not None
+            yield status, page
+            page = []
+        status = st
+        page.append(cid.bytes)
+    if page:
+        assert status is not None
+        yield status, page
+
 
 @runtime_checkable
 class IPFSPinner(Protocol):
@@ -99,6 +122,11 @@ class IPFSPinner(Protocol):
     async def unpin(self, cid: CID) -> None: ...
 
     def pin_ls(self, types: Sequence[str] = ("recursive", "direct")) -> AsyncIterator[tuple[CID, IPFSPinStatus]]: ...
+
+    def pin_pages(self, types: Sequence[str] = ("recursive", "direct")) -> AsyncIterator[PinPage]:
+        """What ``pin_ls`` lists, as pages of binary CIDs: status listings check every pin of the pinset
+        against the node's pins and need neither CID objects nor their text."""
+        ...
 
     async def pin_ls_cid(self, cid: CID, max_depth: int = -1) -> IPFSPinStatus: ...
 

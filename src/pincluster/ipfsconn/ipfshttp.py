@@ -23,7 +23,7 @@ import os
 import secrets
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -38,7 +38,9 @@ from pincluster.ipfsconn.interface import (
     IPFSConnector,
     IPFSError,
     IPFSVersion,
+    PinPage,
     ProgressCallback,
+    pages_of,
     pin_mode_args,
 )
 from pincluster.types.cid import CID, InvalidCID, b58decode, multihash_decode
@@ -59,6 +61,27 @@ __all__ = [
 ]
 
 logger = logging.getLogger("pincluster.ipfshttp")
+
+
+def _same_listener(listening: Multiaddr, dialed: Multiaddr) -> bool:
+    """Whether dialing ``dialed`` reaches the API listening on ``listening`` (same port; same host, or a
+    wildcard listener dialed on loopback)."""
+    if listening.is_unix() or dialed.is_unix():
+        return str(listening) == str(dialed)
+    try:
+        lhost, lport = listening.tcp_host_port()
+        dhost, dport = dialed.tcp_host_port()
+    except (InvalidInput, ValueError):
+        return False
+    if lport != dport:
+        return False
+    return lhost == dhost or (lhost in ("0.0.0.0", "::") and dhost in ("127.0.0.1", "::1", "localhost"))
+
+
+class LocalPinStore(Protocol):
+    """The pin store of an IPFS node running in this process (``pincluster.ipfs.pins.PinStore``)."""
+
+    def key_pages(self, type: str) -> AsyncIterator[list[bytes]]: ...
 
 # Defaults of the ``ipfs_connector.ipfshttp`` section (spec §7.3.6), in seconds.
 DEFAULT_NODE_MULTIADDRESS: Final = "/ip4/127.0.0.1/tcp/5001"
@@ -232,6 +255,7 @@ class IPFSHTTPConnector:
         self.ready = asyncio.Event()
         self.pin_count = 0
         self.observer: IPFSObserver | None = None  # metrics hook (pincluster.observe), set by the daemon
+        self._local_pins: LocalPinStore | None = None
 
     @classmethod
     def from_config(cls, cfg: IPFSHTTPConfig, *, informer_trigger: InformerTrigger | None = None) -> IPFSHTTPConnector:
@@ -247,6 +271,16 @@ class IPFSHTTPConnector:
             unpin_disable=cfg.unpin_disable,
             informer_trigger=informer_trigger,
         )
+
+    def read_pins_from(self, pins: LocalPinStore | None, api: Multiaddr | None) -> bool:
+        """Let ``pin_pages`` read the pin store of the IPFS node that runs in this process (the embedded
+        node, whose API is ``api``) instead of asking its API. A status listing checks every pin of the pinset
+        against the node's pins; over HTTP the node prints each CID as text and this side parses it back,
+        about a quarter of a listing's cost. Only when ``api`` is this connector's ``node_multiaddress``
+        (else the connector talks to another node); returns whether the store is used."""
+        same = pins is not None and api is not None and _same_listener(api, self.node_multiaddress)
+        self._local_pins = pins if same else None
+        return same
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -747,6 +781,24 @@ class IPFSHTTPConnector:
                     if st is None:
                         st = statuses[entry.Type] = IPFSPinStatus.from_string(entry.Type)
                     yield cid, st
+
+    async def pin_pages(self, types: Sequence[str] = ("recursive", "direct")) -> AsyncIterator[PinPage]:
+        """``pin_ls`` as pages of binary CIDs; from the in-process node's pin store when one is attached
+        (``read_pins_from``), which holds what its ``pin/ls`` answers from."""
+        local = self._local_pins
+        if local is None or any(t not in ("recursive", "direct") for t in types):
+            async for page in pages_of(self.pin_ls(types)):
+                yield page
+            return
+        for t in types:
+            status = IPFSPinStatus.from_string(t)
+            try:
+                async for keys in local.key_pages(t):
+                    yield status, keys
+            except PinclusterError:
+                raise
+            except Exception as exc:  # the store's own failure, as the API would have answered it
+                raise IPFSError(f"pin/ls?type={t}", 500, str(exc)) from exc
 
     # ------------------------------------------------------------------ swarm
 

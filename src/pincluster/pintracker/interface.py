@@ -2,7 +2,7 @@
 
 The tracker reconciles the shared pinset with the IPFS node. It reads the pinset through :class:`PinsetReader`
 (the lead connects it to ``pincluster.state``) and talks to IPFS through :class:`TrackerIPFS`, a subset of
-``pincluster.ipfsconn.interface.IPFSConnector`` so that unit tests need only a four-method fake.
+``pincluster.ipfsconn.interface.IPFSConnector`` so that unit tests need only a five-method fake.
 """
 
 from __future__ import annotations

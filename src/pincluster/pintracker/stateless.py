@@ -106,8 +106,9 @@ class _MultihashIndex:
         self._keys = array("q")
         self._sorted = True
 
-    def add(self, mh: bytes) -> None:
-        self._keys.append(hash(mh))
+    def add_cids(self, cids: list[bytes]) -> None:
+        """Add the multihashes of binary CIDs (v0 and v1 of one multihash are one entry)."""
+        self._keys.extend([hash(cid_multihash(c)) for c in cids])
         self._sorted = False
 
     def freeze(self) -> None:
@@ -512,11 +513,11 @@ class StatelessPinTracker:
         recursive = _MultihashIndex()
         direct = _MultihashIndex()
         try:
-            async for cid, st in self._ipfs.pin_ls(("recursive", "direct")):
-                if st.value == "recursive":
-                    recursive.add(cid.multihash)
-                elif st.value == "direct":
-                    direct.add(cid.multihash)
+            async for st, keys in self._ipfs.pin_pages(("recursive", "direct")):
+                if st is IPFSPinStatus.RECURSIVE:
+                    recursive.add_cids(keys)
+                elif st is IPFSPinStatus.DIRECT:
+                    direct.add_cids(keys)
         except Unavailable:
             raise
         except Exception as exc:

@@ -364,14 +364,19 @@ def import_pins(
     allocations: Sequence[PeerID] = (),
 ) -> ImportResult:
     """Replace the offline pinset of the peer ``cfg`` describes with the pins read from ``src``."""
+    return replace_pinset(cfg, peer_id, read_pins(src, rmin=rmin, rmax=rmax, allocations=allocations))
+
+
+def replace_pinset(cfg: ServiceConfig, peer_id: str, pins: Iterable[Pin]) -> ImportResult:
+    """Replace the offline pinset of the peer ``cfg`` describes with ``pins`` (``state import``; the bench
+    loads large pinsets this way): a new Raft data folder, the old one kept as a backup."""
     data = cfg.raft_data_path()
     members = import_members(cfg, peer_id, data)
     staging = data.with_name(data.name + ".import")
     if staging.exists():
         shutil.rmtree(staging)
     try:
-        read, count = write_data_folder(staging, read_pins(src, rmin=rmin, rmax=rmax, allocations=allocations),
-                                        members)
+        read, count = write_data_folder(staging, pins, members)
     except InvalidInput as exc:
         shutil.rmtree(staging, ignore_errors=True)
         if isinstance(exc, StateImportError):
