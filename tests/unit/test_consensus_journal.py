@@ -84,3 +84,29 @@ def test_raft_term_and_vote_are_stored_with_fsync(tmp_path: Path, monkeypatch: p
     assert len(synced) == 2  # the file, then the folder that holds the rename
     assert storer.getMeta() == {"currentTerm": 7, "votedForNodeId": "peer@127.0.0.1:1"}
     assert not (tmp_path / "journal.meta.tmp").exists()
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="the fdatasync path is Linux's")
+def test_journal_sync_is_fdatasync_of_the_journal_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """mmap.flush holds the GIL through msync (the whole peer waited on the disk); after install() a journal
+    sync is an fdatasync of the journal's own file, which releases it, and a reopened journal has the entries."""
+    import os
+
+    import pysyncobj.journal as pj
+
+    from pincluster.consensus import journal
+
+    journal.install()
+    path = tmp_path / "raft.journal"
+    fj = pj.FileJournal(str(path))
+    for i in range(1, 200):  # past the file's first size: the mapping grows on the way
+        fj.add(b"entry %d" % i * 50, i, 3)
+    synced: list[tuple[int, int]] = []
+    real = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (synced.append((os.fstat(fd).st_ino, fd)), real(fd))[1])
+    fj.flush()
+    assert [ino for ino, _ in synced] == [path.stat().st_ino]
+    fj._destroy()
+    again = pj.FileJournal(str(path))
+    assert len(again) == 199 and again[198][0] == b"entry 199" * 50
+    again._destroy()

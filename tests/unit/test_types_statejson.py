@@ -20,6 +20,7 @@ from pincluster.types.codec import (
     cid_multihash,
     cid_text,
     decode_state,
+    decode_status_fields,
     global_head_json,
     pin_from_state,
     pin_to_state,
@@ -72,6 +73,22 @@ def test_corrupt_state_is_refused() -> None:
         decode_state(raw[:1] + b"\x02" + raw[2:])  # format 2: a newer release's state
     with pytest.raises(InvalidInput):
         state_pin_json(b"\x94\x01\xc4\x03abc\x02\xff")  # a CID that is not one
+
+
+def test_status_fields_are_those_of_the_full_decode() -> None:
+    """A peer answering a merged listing decodes only the leading fields; they must be the full decode's,
+    for every shape of stored pin (short form included), and the same errors must stop it."""
+    rnd = random.Random(5)
+    for _ in range(2000):
+        raw = _stored(rnd)
+        full, part = decode_state(raw), decode_status_fields(raw)
+        for name in ("cid", "type", "max_depth", "rf_min", "rf_max", "allocations"):
+            assert getattr(part, name) == getattr(full, name), name
+    raw = _stored(random.Random(1))
+    with pytest.raises(InvalidInput):
+        decode_status_fields(b"\xc1garbage")
+    with pytest.raises(StateError):
+        decode_status_fields(raw[:1] + b"\x02" + raw[2:])
 
 
 def _entry(info: PinInfo) -> str:

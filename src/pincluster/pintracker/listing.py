@@ -16,11 +16,11 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from pincluster.cache import cached
 from pincluster.errors import PinclusterError, Unavailable
-from pincluster.pintracker.rows import LocalRow, Row, StatusRows
+from pincluster.pintracker.rows import DERIVED_ERRORS, LocalRow, Row, StatusRows
 from pincluster.types.codec import (
     StoredPin,
     blank_head_json,
@@ -52,6 +52,14 @@ class _Lines:
     def add(self, line: str) -> bytes | None:
         """Add ``line``; returns a full chunk to send when one is ready."""
         self._lines.append(line)
+        return self.full()
+
+    def extend(self, lines: list[str]) -> None:
+        """Add ``lines``; ``full`` then tells whether a chunk is ready."""
+        self._lines.extend(lines)
+
+    def full(self) -> bytes | None:
+        """What is gathered as one chunk, if it is at least ``CHUNK_LINES`` lines."""
         return self.flush() if len(self._lines) >= CHUNK_LINES else None
 
     def flush(self) -> bytes | None:
@@ -65,6 +73,7 @@ class _Lines:
 
 
 _CLUSTER_ERROR: Final = int(TrackerStatus.CLUSTER_ERROR)
+_Derived = dict[int, tuple[str, str]]
 _TIME_TEXT: dict[int, str] = {}
 
 
@@ -87,7 +96,7 @@ class PeerEntries:
         self.peer = peer
         self.sort_key = str(peer)
         self._prefix = status_entry_prefix(peer, peername, ipfs_id, addrs)
-        self._common: dict[tuple[int, str], str] = {}
+        self._common: dict[str, _Derived] = {}
 
     @classmethod
     def from_ident(cls, peer: PeerID, ident: tuple[str, bytes | None, list[str]]) -> PeerEntries:
@@ -98,14 +107,27 @@ class PeerEntries:
     def entry(self, row: Row, batch_time: str) -> str:
         """The entry text of ``row``; ``batch_time`` stands for a row without a time of its own."""
         _, status, ts_ns, error, attempts, priority, _ = row
-        if ts_ns is None and not error and not attempts and not priority:
-            return cached(self._common, (status, batch_time), self._common_entry, 64)
-        when = batch_time if ts_ns is None else time_text(ts_ns)
+        if ts_ns is None:
+            hit = self.derived(batch_time).get(status)
+            if hit is not None and hit[0] == error and not attempts and not priority:
+                return hit[1]
+            when = batch_time
+        else:
+            when = time_text(ts_ns)
         return self._prefix + status_entry_rest(TrackerStatus(status), when, error, attempts, priority)
 
-    def _common_entry(self, key: tuple[int, str]) -> str:
-        status, when = key
-        return self._prefix + status_entry_rest(TrackerStatus(status), when, "", 0, False)
+    def derived(self, batch_time: str) -> _Derived:
+        """The entries of statuses derived from the pinset at ``batch_time`` (no time of their own, no
+        attempts), by status: ``(error, text)``, the error being the one a derived status carries."""
+        table = self._common.get(batch_time)
+        if table is None:
+            if len(self._common) >= 16:
+                self._common.clear()
+            table = self._common[batch_time] = {
+                st: (err, self._prefix + status_entry_rest(TrackerStatus(st), batch_time, err, 0, False))
+                for st, err in DERIVED_ERRORS.items()
+            }
+        return table
 
     def error_entry(self, error: str, when_ns: int) -> str:
         """A peer that could not answer: ``cluster_error`` with the reason."""
@@ -237,8 +259,27 @@ async def merged_lines(
     yielded = False
     lines = _Lines()
     group: list[Row | None] = [None] * len(sources)
+    general = 0  # items left to take one by one before trying a run again
+    backoff = _GENERAL_AFTER_MISS  # doubles while runs keep failing (a filtered listing never aligns)
     try:
         while live:
+            if general:
+                general -= 1
+            elif len(live) == k == len(sources):  # every member has rows left (none failed or ended)
+                taken = await _aligned_run(sources, order, entries_of, members, lines)
+                if taken:
+                    yielded = True
+                    chunk = lines.full()
+                    if chunk is not None:
+                        yield chunk
+                    for src in sources:
+                        src.pos += taken
+                        if src.pos >= len(src.rows):
+                            await refill(src)
+                    live = [src for src in live if src.pos < len(src.rows)]
+                    backoff = _GENERAL_AFTER_MISS
+                    continue
+                general, backoff = backoff, min(backoff * 2, _GENERAL_MAX)
             key = live[0].rows[live[0].pos][0]
             for src in live:
                 other = src.rows[src.pos][0]
@@ -303,6 +344,56 @@ async def merged_lines(
         if aclose_local is not None:
             with contextlib.suppress(Exception):
                 await aclose_local()
+
+
+#: Rows compared at once for a run (see ``_aligned_run``), and items then taken one by one when they differ
+#: (at first; twice as many after each run that fails in a row).
+_RUN: Final = 128
+_GENERAL_AFTER_MISS: Final = 16
+_GENERAL_MAX: Final = 1024
+
+
+async def _aligned_run(sources: list[_Source], order: list[int],
+                       entries_of: Callable[[PeerID], Awaitable[PeerEntries]], members: Sequence[PeerID],
+                       lines: _Lines) -> int:
+    """Items where every member's next rows are for the same CIDs and hold statuses derived from the pinset
+    (the steady state of a large pinset: the peers walk the same pinset in the same order). Their lines are
+    the head plus one cached entry per member, with none of the per-CID merging; the first item that is
+    not so ends the run. Returns how many rows of each source were used (0: none were aligned)."""
+    run = min(_RUN, *[len(src.rows) - src.pos for src in sources])
+    segs = [src.rows[src.pos : src.pos + run] for src in sources]
+    keys = [r[0] for r in segs[0]]
+    if any([r[0] for r in seg] != keys for seg in segs[1:]):
+        return 0
+    local = next((src for src in sources if src.stored is not None), None)
+    if local is None:
+        return 0
+    stored = local.stored[local.pos : local.pos + run]  # type: ignore[index]
+    tables: list[_Derived] = []
+    for i in order:
+        src = sources[i]
+        if src.entries is None:
+            src.entries = await entries_of(members[i])
+        tables.append(src.entries.derived(src.batch_time))
+    stop = run
+    texts: list[list[str | None]] = []
+    for i, table in zip(order, tables, strict=True):
+        col = [
+            hit[1] if (hit := table.get(r[1])) is not None and r[2] is None and hit[0] == r[3] and r[6]
+            and not r[4] and not r[5] else None
+            for r in segs[i][:stop]
+        ]
+        if None in col:
+            stop = col.index(None)
+        texts.append(col)
+    if None in stored[:stop]:
+        stop = stored.index(None)
+    if stop:
+        cols = [cast(list[str], col[:stop]) for col in texts]  # no None before ``stop``
+        lines.extend([global_head_json(s) + ",".join(parts) + "}}"
+                      for s, parts in zip(cast(list[StoredPin], stored[:stop]), zip(*cols, strict=True),
+                                          strict=True)])
+    return stop
 
 
 async def _stored_head(stored_of: Callable[[bytes], Awaitable[StoredPin | None]], key: bytes) -> str:

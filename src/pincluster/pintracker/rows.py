@@ -11,11 +11,23 @@ when this peer looked); operations in flight or failed keep their own times.
 
 from __future__ import annotations
 
+from typing import Final
+
 from msgspec import Struct
 
 from pincluster.types.codec import StoredPin
+from pincluster.types.status import UNEXPECTEDLY_UNPINNED_ERROR, TrackerStatus
 
-__all__ = ["LocalRow", "Row", "StatusRows"]
+__all__ = ["DERIVED_ERRORS", "LocalRow", "Row", "StatusRows"]
+
+#: The statuses a tracker derives from a pinset entry and its IPFS node's pins (rows without a time of their
+#: own), each with the error text it carries.
+DERIVED_ERRORS: Final[dict[int, str]] = {
+    int(TrackerStatus.PINNED): "",
+    int(TrackerStatus.UNEXPECTEDLY_UNPINNED): UNEXPECTEDLY_UNPINNED_ERROR,
+    int(TrackerStatus.SHARDED): "",
+    int(TrackerStatus.REMOTE): "",
+}
 
 #: ``(cid bytes, TrackerStatus bits, timestamp ns or None = the batch's, error, attempt_count, priority_pin,
 #: in_pinset)``; ``in_pinset`` False: the PinInfo would carry no pin fields (an unpin in progress).

@@ -40,9 +40,17 @@ from pincluster.errors import NotFound, Unavailable
 from pincluster.ipfsconn.interface import IPFSError
 from pincluster.pintracker.interface import QUEUE_FULL_ERROR, PinsetReader, TrackerIPFS
 from pincluster.pintracker.optracker import Operation, OperationTracker, OpPhase, OpType
-from pincluster.pintracker.rows import LocalRow, Row, StatusRows
+from pincluster.pintracker.rows import DERIVED_ERRORS, LocalRow, Row, StatusRows
 from pincluster.types.cid import CID
-from pincluster.types.codec import StoredPin, cid_multihash, decode_state, pin_from_stored, pin_to_state
+from pincluster.types.codec import (
+    StatusFields,
+    StoredPin,
+    cid_multihash,
+    decode_state,
+    decode_status_fields,
+    pin_from_stored,
+    pin_to_state,
+)
 from pincluster.types.gotime import ZERO_TIME, from_unix_nano, is_zero_time, unix_nano
 from pincluster.types.models import Pin, PinInfo
 from pincluster.types.multiaddr import Multiaddr
@@ -71,12 +79,6 @@ _PRIORITY_LANE = 0
 _NORMAL_LANE = 1
 
 
-_PINSET_ROW_STATUSES = (
-    TrackerStatus.PINNED,
-    TrackerStatus.UNEXPECTEDLY_UNPINNED,
-    TrackerStatus.SHARDED,
-    TrackerStatus.REMOTE,
-)
 #: Rows per ``StatusRows`` message (~25 KB; each row's error text is at most a few hundred bytes).
 _ROWS_PER_BATCH = 500
 _PINNED = int(TrackerStatus.PINNED)
@@ -94,17 +96,21 @@ def _op_key(op: Operation) -> bytes:
 
 
 class _MultihashIndex:
-    """A set of multihashes in 8 bytes each: a sorted ``array`` of their 64-bit hashes.
+    """A set of multihashes in ~9 bytes each: a sorted ``array`` of their 64-bit hashes, cut into buckets by
+    their top bits.
 
     A listing needs "does IPFS hold this multihash" for every pin of the pinset; a ``set`` of the multihashes
-    costs ~100 bytes per IPFS pin (tens of MB at a million pins, which the allocator then keeps). A false
+    costs ~100 bytes per IPFS pin (tens of MB at a million pins, which the allocator then keeps). The bucket
+    of a hash (about 8 hashes each; hashes are uniform) bounds the binary search to a few comparisons. A false
     positive needs two different multihashes with equal 64-bit SipHash values: about n/2^64 per lookup."""
 
-    __slots__ = ("_keys", "_sorted")
+    __slots__ = ("_keys", "_shift", "_sorted", "_starts")
 
     def __init__(self) -> None:
         self._keys = array("q")
         self._sorted = True
+        self._shift = 64
+        self._starts = array("q", [0, 0])
 
     def add_cids(self, cids: list[bytes]) -> None:
         """Add the multihashes of binary CIDs (v0 and v1 of one multihash are one entry)."""
@@ -112,10 +118,17 @@ class _MultihashIndex:
         self._sorted = False
 
     def freeze(self) -> None:
-        """Sort once after the adds (lookups need it)."""
-        if not self._sorted:
-            self._keys = array("q", sorted(self._keys))
-            self._sorted = True
+        """Sort once after the adds and find where each bucket starts (lookups need both)."""
+        if self._sorted:
+            return
+        keys = array("q", sorted(self._keys))
+        bits = min(24, (len(keys) // 8).bit_length())
+        shift = 64 - bits
+        counts = [0] * ((1 << bits) + 1)
+        for h in keys:
+            counts[((h + _HALF) >> shift) + 1] += 1
+        self._starts = array("q", itertools.accumulate(counts))
+        self._keys, self._shift, self._sorted = keys, shift, True
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -123,10 +136,16 @@ class _MultihashIndex:
     def __contains__(self, mh: object) -> bool:
         if not self._sorted:
             self.freeze()
-        keys = self._keys
         h = hash(mh)
-        i = bisect_left(keys, h)
-        return i < len(keys) and keys[i] == h
+        b = (h + _HALF) >> self._shift
+        starts = self._starts
+        hi = starts[b + 1]
+        i = bisect_left(self._keys, h, starts[b], hi)
+        return i < hi and self._keys[i] == h
+
+
+#: Added to a signed 64-bit hash to order it as unsigned (its top bits then number its bucket).
+_HALF = 1 << 63
 
 
 def _td_ns(d: timedelta) -> int:
@@ -538,7 +557,7 @@ class StatelessPinTracker:
         name, ipfs_id, addrs = self.identity()
         ident: tuple[str, bytes | None, list[str]] | None = (
             name, None if ipfs_id is None else ipfs_id.bytes, [str(a) for a in addrs])
-        async for ts_ns, page in self.status_pages(flt):
+        async for ts_ns, page in self.status_pages(flt, fields=False):
             rows = [row for _, _, row in page if row is not None]
             for i in range(0, max(len(rows), 1 if ident is not None else 0), _ROWS_PER_BATCH):
                 # bounded batches: an RPC message stays far below the stream's size limit, errors included
@@ -554,12 +573,13 @@ class StatelessPinTracker:
         return flt != 0 and not flt & _PINSET_STATUSES
 
     async def status_pages(
-        self, flt: TrackerStatus = TrackerStatus.UNDEFINED, *, every: bool = False
+        self, flt: TrackerStatus = TrackerStatus.UNDEFINED, *, every: bool = False, fields: bool = True
     ) -> AsyncIterator[tuple[int, list[LocalRow]]]:
         """This peer's statuses as pages of ``(cid bytes, stored pin, row)``, pinset entries in CID order, then
         operations on CIDs outside the pinset (sorted). ``every``: pinset entries whose status does not match
         ``flt`` are kept with row None (a merged listing takes the pin's fields from them). Statuses derived
-        from the pinset carry no time of their own: the page's ``ts_ns`` (one per listing) is theirs."""
+        from the pinset carry no time of their own: the page's ``ts_ns`` (one per listing) is theirs.
+        ``fields=False``: the stored pins are not wanted (None), only the rows (``status_rows``)."""
         now_ns = self._clock.now_ns()
         if flt != 0 and not flt & _PINSET_STATUSES and not every:
             only = sorted(self._ops.filtered(flt), key=_op_key)
@@ -568,9 +588,9 @@ class StatelessPinTracker:
             return
         recursive, direct = await self._ipfs_pinsets()
         fl = int(flt)
-        match = {int(st): st.match(flt) for st in _PINSET_ROW_STATUSES}
+        match = {st: TrackerStatus(st).match(flt) for st in DERIVED_ERRORS}
         unexpected = int(TrackerStatus.UNEXPECTEDLY_UNPINNED)
-        errors = {st: UNEXPECTEDLY_UNPINNED_ERROR if st == unexpected else "" for st in match}
+        errors = DERIVED_ERRORS
         me = self.peer.bytes
         ops = self._ops
         seen: set[bytes] = set()
@@ -578,14 +598,19 @@ class StatelessPinTracker:
             out: list[LocalRow] = []
             check_ops = len(ops) > 0
             for key, raw in page:
-                s = decode_state(raw)
+                s: StoredPin | StatusFields
+                keep: StoredPin | None
+                if fields:
+                    s = keep = decode_state(raw)
+                else:
+                    s, keep = decode_status_fields(raw), None
                 op = ops.get_bytes(key) if check_ops else None
                 if op is not None:
                     seen.add(key)
                     row: Row | None = self._op_row(op)
                     if row is not None and not (fl == 0 or row[1] == 0 or row[1] & fl):
                         row = None
-                    out.append((key, s, row))
+                    out.append((key, keep, row))
                     continue
                 if s.type == _META_CODE:
                     st = _SHARDED
@@ -595,9 +620,9 @@ class StatelessPinTracker:
                     mh = cid_multihash(key)
                     st = _PINNED if (mh in recursive or (s.max_depth == 0 and mh in direct)) else unexpected
                 if match[st]:
-                    out.append((key, s, (key, st, None, errors[st], 0, False, True)))
+                    out.append((key, keep, (key, st, None, errors[st], 0, False, True)))
                 elif every:
-                    out.append((key, s, None))
+                    out.append((key, keep, None))
             if out:
                 yield now_ns, out
         tail_rows: list[LocalRow] = []

@@ -53,12 +53,14 @@ from pincluster.types.status import IPFSPinStatus, PinMode, PinType, TrackerStat
 __all__ = [
     "STATE_FORMAT",
     "DecodeError",
+    "StatusFields",
     "StoredPin",
     "aiter_json_values",
     "blank_head_json",
     "cid_multihash",
     "cid_text",
     "decode_state",
+    "decode_status_fields",
     "from_json",
     "from_msgpack",
     "global_head_json",
@@ -1137,10 +1139,41 @@ _ZERO_TIME_JSON: Final = '"' + format_time(ZERO_TIME) + '"'
 _V0_SHA256: Final = b"\x12\x20"
 
 
+class _StatusFields(Struct, array_like=True, gc=False):
+    """The leading fields of a stored pin, which are all a peer needs to derive its status for the pin (the
+    rest of the array is skipped unread: no datetime, name or metadata objects)."""
+
+    fmt: int
+    cid: bytes
+    type: int
+    max_depth: int
+    timestamp: msgspec.Raw = msgspec.Raw(b"")
+    rf_min: int = 0
+    rf_max: int = 0
+    allocations: list[bytes] = []
+
+
+#: What ``decode_status_fields`` gives: the fields of a stored pin that decide a peer's status for it.
+StatusFields = _StatusFields
+_STATUS_DEC: Final = msgspec.msgpack.Decoder(_StatusFields)
+
+
+def decode_status_fields(raw: bytes) -> StatusFields:
+    """``decode_state`` of the fields a status needs only (a peer answering a merged listing; ~40% cheaper)."""
+    return _decode_stored(_STATUS_DEC, raw)
+
+
 def decode_state(raw: bytes) -> StoredPin:
     """The stored fields of a pin without building a :class:`Pin` (listings); raises like ``pin_from_state``."""
+    return _decode_stored(_STATE_DEC, raw)
+
+
+_S = TypeVar("_S", _StatePin, _StatusFields)
+
+
+def _decode_stored(dec: msgspec.msgpack.Decoder[_S], raw: bytes) -> _S:
     try:
-        s = _STATE_DEC.decode(raw)
+        s = dec.decode(raw)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise DecodeError(f"corrupt pin in the state store: {exc}") from None
     if s.fmt != STATE_FORMAT:
@@ -1184,7 +1217,11 @@ def _jalloc_bytes(allocs: list[bytes]) -> str:
     if not allocs:
         return "[]"
     key: bytes | tuple[bytes, ...] = allocs[0] if len(allocs) == 1 else tuple(allocs)
-    return _cached(_ALLOC_JSON, key, lambda _k: "[" + ",".join([_jpeer_bytes(a) for a in allocs]) + "]", _CACHE_MAX)
+    text = _ALLOC_JSON.get(key)  # a hit is the common case: no closure for it
+    if text is None:
+        text = _cached(_ALLOC_JSON, key, lambda _k: "[" + ",".join([_jpeer_bytes(a) for a in allocs]) + "]",
+                       _CACHE_MAX)
+    return text
 
 
 def _jorigins_state(origins: list[str] | None) -> str:
