@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 from pathlib import Path
@@ -67,6 +68,34 @@ async def test_async_state_streams_in_pages(tmp_path: Path) -> None:
     assert await st.count() == 2500 and await st.has((7).to_bytes(4, "big"))
     await st.delete((7).to_bytes(4, "big"))
     assert not await st.has((7).to_bytes(4, "big"))
+    s.close()
+
+
+async def test_pages_read_one_page_ahead_and_no_more(tmp_path: Path) -> None:
+    """A listing reads the next page while its caller handles the current one: never more than one page
+    ahead, every page exactly once in order, and an early stop leaves nothing pending."""
+    s = SQLiteStore(tmp_path / "s.db")
+    s.apply(1, 1, [(OP_PUT, i.to_bytes(4, "big"), b"x") for i in range(2500)])
+    st = SQLiteState(s)
+    fetched: list[bytes | None] = []
+    real_page = s.page
+
+    def page(after: bytes | None, limit: int) -> list[tuple[bytes, bytes]]:
+        fetched.append(after)
+        return real_page(after, limit)
+
+    s.page = page  # type: ignore[method-assign]
+    seen: list[int] = []
+    async for rows in st.list_pages(page_size=1000):
+        await asyncio.sleep(0.05)  # the read-ahead runs meanwhile
+        assert len(fetched) <= len(seen) // 1000 + 2
+        seen.extend(int.from_bytes(k, "big") for k, _ in rows)
+    assert seen == list(range(2500)) and len(fetched) == 3
+    fetched.clear()
+    async for _rows in st.list_pages(page_size=1000):
+        break
+    await asyncio.sleep(0.05)
+    assert len(fetched) == 2  # the first page and the one read ahead, then nothing
     s.close()
 
 

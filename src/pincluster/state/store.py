@@ -699,17 +699,24 @@ class SQLiteState:
     async def _pages(fetch: Callable[[Any, int], builtins.list[Any]], resume: Callable[[Any], Any],
                      page_size: int) -> AsyncIterator[builtins.list[Any]]:
         """Keyset paging shared by the listings: ``fetch(after, n)`` in a worker thread until a short page;
-        ``resume(last_row)`` is where the next page starts."""
+        ``resume(last_row)`` is where the next page starts. The next page is read while the caller handles
+        this one (SQLite reads without the GIL), so a listing does not stop at every page to wait for the
+        disk; two pages at most are held."""
         if page_size <= 0:
             raise InvalidInput(f"page_size must be positive, got {page_size}")
-        after: Any = None
-        while True:
-            rows = await asyncio.to_thread(fetch, after, page_size)
-            if rows:
-                yield rows
-            if len(rows) < page_size:
-                return
-            after = resume(rows[-1])
+        ahead: asyncio.Future[builtins.list[Any]] | None = asyncio.ensure_future(
+            asyncio.to_thread(fetch, None, page_size))
+        try:
+            while ahead is not None:
+                rows = await ahead
+                ahead = None
+                if len(rows) == page_size:
+                    ahead = asyncio.ensure_future(asyncio.to_thread(fetch, resume(rows[-1]), page_size))
+                if rows:
+                    yield rows
+        finally:
+            if ahead is not None:  # the caller stopped early: nobody wants that page
+                ahead.cancel()
 
     async def list(self, *, page_size: int = 1000) -> AsyncIterator[tuple[bytes, bytes]]:
         async for rows in self._pages(self._store.page, _first, page_size):
