@@ -83,6 +83,7 @@ class LocalPinStore(Protocol):
 
     def key_pages(self, type: str) -> AsyncIterator[list[bytes]]: ...
 
+
 # Defaults of the ``ipfs_connector.ipfshttp`` section (spec §7.3.6), in seconds.
 DEFAULT_NODE_MULTIADDRESS: Final = "/ip4/127.0.0.1/tcp/5001"
 DEFAULT_CONNECT_SWARMS_DELAY: Final = 30.0
