@@ -58,3 +58,27 @@ async def test_connector_reads_the_in_process_node_pin_store(node: IpfsNode) -> 
         assert not direct.read_pins_from(node.pins, other)  # another node's API: back to HTTP
         wildcard = Multiaddr(f"/ip4/0.0.0.0/tcp/{port}")
         assert direct.read_pins_from(node.pins, wildcard)  # listening everywhere, dialed on loopback
+
+
+async def test_pin_store_generation_changes_with_every_pin_change(node: IpfsNode) -> None:  # noqa: F811
+    """The pin tracker keeps its index of the node's pins while this number stays the same: every add, rm and
+    update must change it, and a read must not."""
+    from pincluster.ipfsconn.ipfshttp import IPFSHTTPConnector
+
+    assert node.api is not None and node.api.multiaddr is not None
+    pins = node.pins
+    a, b = (CID.v1(RAW, sha256_multihash(x)) for x in (b"gen a", b"gen b"))
+    seen = [pins.generation]
+    await pins.add(a, assume_complete=True)
+    seen.append(pins.generation)
+    _ = [p async for p in pins.key_pages("recursive")]
+    seen.append(pins.generation)
+    await pins.rm(a)
+    seen.append(pins.generation)
+    await pins.add(b, recursive=False, assume_complete=True)
+    seen.append(pins.generation)
+    assert seen[1] > seen[0] and seen[2] == seen[1] and seen[3] > seen[2] and seen[4] > seen[3]
+    async with IPFSHTTPConnector(node.api.multiaddr) as c:
+        assert c.pins_generation() is None  # over HTTP nobody can tell
+        c.read_pins_from(pins, node.api.multiaddr)
+        assert c.pins_generation() == pins.generation

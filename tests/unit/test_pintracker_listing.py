@@ -261,3 +261,32 @@ def test_multihash_index(n: int) -> None:
     assert all(mh in idx for mh in mhs[::2])
     assert not any(mh in idx for mh in mhs[1::2])
     assert sha256_multihash(b"x") not in _MultihashIndex()
+
+
+async def test_ipfs_pin_index_is_kept_while_the_node_pins_do_not_change() -> None:
+    """With a connector that knows when its node's pins change (the embedded node), a listing reuses the
+    last listing's index of them; a change makes the next listing read them again, and its statuses show it."""
+    c = Cluster3(seed=9)
+    try:
+        t0, ipfs = c.trackers[0], c.ipfs[0]
+        generation = [5]
+        reads: list[int] = []
+        real_pages = ipfs.pin_pages
+
+        def pin_pages(types: Any = ("recursive", "direct")) -> Any:
+            reads.append(generation[0])
+            return real_pages(types)
+
+        ipfs.pins_generation = lambda: generation[0]  # type: ignore[method-assign]
+        ipfs.pin_pages = pin_pages  # type: ignore[method-assign]
+        first = b"".join([chunk async for chunk in local_lines(t0.status_pages(), entries(t0))])
+        again = b"".join([chunk async for chunk in local_lines(t0.status_pages(), entries(t0))])
+        assert reads == [5] and again == first
+        mine = next(k for k, st in ipfs.pins.items() if st is IPFSPinStatus.RECURSIVE)
+        del ipfs.pins[mine]  # the node loses a pin: its pins change, and so does the generation
+        generation[0] += 1
+        after = b"".join([chunk async for chunk in local_lines(t0.status_pages(), entries(t0))])
+        assert reads == [5, 6] and after != first
+        assert after.count(b"unexpectedly_unpinned") == first.count(b"unexpectedly_unpinned") + 1
+    finally:
+        await c.shutdown()

@@ -92,6 +92,9 @@ class FakeIPFS:
     def pin_pages(self, types: Sequence[str] = ("recursive", "direct")) -> AsyncIterator[PinPage]:
         return pages_of(self.pin_ls(types))
 
+    def pins_generation(self) -> int | None:
+        return None
+
 
 class FakePinset:
     def __init__(self) -> None:

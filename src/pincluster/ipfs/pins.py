@@ -96,6 +96,9 @@ class PinStore:
         self.blockstore = blockstore
         self.gc_lock = GCLock()
         self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ipfs-pins")
+        #: Changes after every committed change of the pins: a reader that saw the same value before and
+        #: after reading them (the pin tracker's index) may keep what it read.
+        self.generation = 0
         try:
             self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
             self._conn.execute("PRAGMA journal_mode=WAL")
@@ -119,6 +122,7 @@ class PinStore:
             self._conn.execute("DELETE FROM pins WHERE cid = ?", (key,))
         else:
             self._conn.execute("INSERT OR REPLACE INTO pins (cid, mode) VALUES (?, ?)", (key, mode))
+        self.generation += 1
 
     def _update_tx(self, add: bytes | None, remove: bytes | None) -> None:
         with self._conn:  # one transaction: both changes or neither
@@ -127,6 +131,7 @@ class PinStore:
                 self._set_mode(add, _RECURSIVE)
             if remove is not None:
                 self._set_mode(remove, None)
+        self.generation += 1  # again once committed: a reader between the two saw the old pins
 
     def _page(self, mode: int, after: bytes) -> list[bytes]:
         rows = self._conn.execute(

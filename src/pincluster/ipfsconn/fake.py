@@ -142,6 +142,9 @@ class FakeIPFSConnector:
     def pin_pages(self, types: Sequence[str] = ("recursive", "direct")) -> AsyncIterator[PinPage]:
         return pages_of(self.pin_ls(types))
 
+    def pins_generation(self) -> int | None:
+        return None
+
     async def swarm_peers(self) -> list[PeerID]:
         self._enter("swarm_peers")
         return list(self.swarm)

@@ -128,6 +128,12 @@ class IPFSPinner(Protocol):
         against the node's pins and need neither CID objects nor their text."""
         ...
 
+    def pins_generation(self) -> int | None:
+        """A number that changes whenever the node's pins change, when this connector can know it (the
+        embedded node's pin store); None when it cannot (a daemon behind HTTP). Equal numbers before and
+        after a ``pin_pages`` listing mean that the listing is still current."""
+        ...
+
     async def pin_ls_cid(self, cid: CID, max_depth: int = -1) -> IPFSPinStatus: ...
 
 

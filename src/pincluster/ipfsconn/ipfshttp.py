@@ -81,6 +81,8 @@ def _same_listener(listening: Multiaddr, dialed: Multiaddr) -> bool:
 class LocalPinStore(Protocol):
     """The pin store of an IPFS node running in this process (``pincluster.ipfs.pins.PinStore``)."""
 
+    generation: int
+
     def key_pages(self, type: str) -> AsyncIterator[list[bytes]]: ...
 
 
@@ -782,6 +784,10 @@ class IPFSHTTPConnector:
                     if st is None:
                         st = statuses[entry.Type] = IPFSPinStatus.from_string(entry.Type)
                     yield cid, st
+
+    def pins_generation(self) -> int | None:
+        """The attached pin store's change counter (None over HTTP: kubo has none)."""
+        return None if self._local_pins is None else self._local_pins.generation
 
     async def pin_pages(self, types: Sequence[str] = ("recursive", "direct")) -> AsyncIterator[PinPage]:
         """``pin_ls`` as pages of binary CIDs; from the in-process node's pin store when one is attached

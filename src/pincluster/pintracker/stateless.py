@@ -114,21 +114,22 @@ class _MultihashIndex:
 
     def add_cids(self, cids: list[bytes]) -> None:
         """Add the multihashes of binary CIDs (v0 and v1 of one multihash are one entry)."""
-        self._keys.extend([hash(cid_multihash(c)) for c in cids])
+        # a CIDv0 is its multihash: most pins skip the call
+        self._keys.extend([hash(c) if c[0] == 0x12 else hash(cid_multihash(c)) for c in cids])
         self._sorted = False
 
     def freeze(self) -> None:
         """Sort once after the adds and find where each bucket starts (lookups need both)."""
         if self._sorted:
             return
-        keys = array("q", sorted(self._keys))
+        keys = sorted(self._keys)
         bits = min(24, (len(keys) // 8).bit_length())
         shift = 64 - bits
-        counts = [0] * ((1 << bits) + 1)
-        for h in keys:
-            counts[((h + _HALF) >> shift) + 1] += 1
-        self._starts = array("q", itertools.accumulate(counts))
-        self._keys, self._shift, self._sorted = keys, shift, True
+        # bucket b holds the hashes h with (h + 2^63) >> shift == b: it starts at the first h >= b·2^shift − 2^63
+        starts = [bisect_left(keys, (b << shift) - _HALF) for b in range(1 << bits)]
+        starts.append(len(keys))
+        self._starts = array("q", starts)
+        self._keys, self._shift, self._sorted = array("q", keys), shift, True
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -190,6 +191,8 @@ class StatelessPinTracker:
         self._ipfs_info = ipfs_info
         self._recover_interval = recover_interval
         self._ops = OperationTracker()
+        #: The IPFS pin indexes of the last listing, with the pins generation they were read at.
+        self._pin_index: tuple[int, _MultihashIndex, _MultihashIndex] | None = None
         self._seq = itertools.count()
         # Unbounded asyncio queues; the bound is on live entries, counted here per operation type.
         self._pin_q: asyncio.PriorityQueue[tuple[int, int, Operation]] = asyncio.PriorityQueue()
@@ -528,7 +531,13 @@ class StatelessPinTracker:
         return self._info(pin, TrackerStatus.UNEXPECTEDLY_UNPINNED, error=UNEXPECTEDLY_UNPINNED_ERROR)
 
     async def _ipfs_pinsets(self) -> tuple[_MultihashIndex, _MultihashIndex]:
-        """Multihashes of the node's recursive and direct pins, from one streamed ``pin/ls``."""
+        """Multihashes of the node's recursive and direct pins, from one streamed ``pin/ls``; kept for the
+        next listing when the connector can tell that the node's pins have not changed since."""
+        generation = self._ipfs.pins_generation()
+        kept = self._pin_index
+        if generation is not None and kept is not None and kept[0] == generation:
+            return kept[1], kept[2]
+        self._pin_index = None
         recursive = _MultihashIndex()
         direct = _MultihashIndex()
         try:
@@ -543,6 +552,8 @@ class StatelessPinTracker:
             raise Unavailable(f"cannot list the IPFS node's pins ({exc}); check that IPFS is running") from exc
         recursive.freeze()
         direct.freeze()
+        if generation is not None:  # unchanged during the read too, or the next listing reads again
+            self._pin_index = (generation, recursive, direct)
         return recursive, direct
 
     # ------------------------------------------------------------------ compact rows (merged listings)
