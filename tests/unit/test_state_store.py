@@ -73,7 +73,7 @@ async def test_async_state_streams_in_pages(tmp_path: Path) -> None:
 
 async def test_pages_read_one_page_ahead_and_no_more(tmp_path: Path) -> None:
     """A listing reads the next page while its caller handles the current one: never more than one page
-    ahead, every page exactly once in order, and an early stop leaves nothing pending."""
+    ahead, every page exactly once in order, and nothing more once the caller closes it."""
     s = SQLiteStore(tmp_path / "s.db")
     s.apply(1, 1, [(OP_PUT, i.to_bytes(4, "big"), b"x") for i in range(2500)])
     st = SQLiteState(s)
@@ -84,16 +84,27 @@ async def test_pages_read_one_page_ahead_and_no_more(tmp_path: Path) -> None:
         fetched.append(after)
         return real_page(after, limit)
 
+    async def fetches(n: int) -> int:
+        """``len(fetched)`` once it reaches ``n`` (a worker thread reads), or after 5 s."""
+        for _ in range(500):
+            if len(fetched) >= n:
+                break
+            await asyncio.sleep(0.01)
+        return len(fetched)
+
     s.page = page  # type: ignore[method-assign]
     seen: list[int] = []
     async for rows in st.list_pages(page_size=1000):
-        await asyncio.sleep(0.05)  # the read-ahead runs meanwhile
-        assert len(fetched) <= len(seen) // 1000 + 2
+        handled = len(seen) // 1000  # pages handled before this one
+        if len(rows) == 1000:  # a full page: the next one is read meanwhile
+            assert await fetches(handled + 2) == handled + 2
         seen.extend(int.from_bytes(k, "big") for k, _ in rows)
     assert seen == list(range(2500)) and len(fetched) == 3
     fetched.clear()
-    async for _rows in st.list_pages(page_size=1000):
-        break
+    pages = st.list_pages(page_size=1000)
+    await anext(pages)
+    assert await fetches(2) == 2
+    await pages.aclose()
     await asyncio.sleep(0.05)
     assert len(fetched) == 2  # the first page and the one read ahead, then nothing
     s.close()

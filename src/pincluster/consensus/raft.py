@@ -23,7 +23,7 @@ How the PySyncObj hazards measured in FINDINGS.md are handled here:
   thread (``serializeChecker``), so the Raft thread only starts it; threshold 100k entries, 2 min, or 16 MiB
   of entries (PySyncObj keeps the journal in memory);
 - the journal: a write is acknowledged only after the acknowledging peer committed it to SQLite with
-  ``synchronous=FULL`` (an fsync of the WAL), and every peer msyncs its journal before a message that tells
+  ``synchronous=FULL`` (an fsync of the WAL), and every peer syncs its journal before a message that tells
   another peer it holds entries (the leader's append-entries, a follower's answer; ``sync_journal``, see
   ``transport.SecretTCPTransport.send``), so a committed entry is on the disk of a majority;
 - per-message cost: frames are sealed with AES-GCM over protocol-5 pickles (``transport.SealedConnection``),

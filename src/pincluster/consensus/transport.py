@@ -650,14 +650,15 @@ class SecretTCPTransport(TCPTransport):  # type: ignore[misc]
         Raft counts an entry as stored by a peer once that peer says so: a follower's ``next_node_idx`` answer
         and the leader's own ``append_entries`` (the leader counts itself in the majority). PySyncObj's journal
         is an mmap it never syncs, so after a power loss a majority could have "forgotten" a committed entry;
-        msync first (only when entries were added since the last sync)."""
+        sync it first (only when entries were added since the last sync)."""
         if self._sync_journal and isinstance(message, dict) and message.get("type") in _VOUCHING and not (
                 self.defer_journal_sync and message.get("type") == "append_entries"):
             self.flush_journal()
         return bool(super().send(node, message))
 
     def flush_journal(self) -> None:
-        """msync the journal if entries were added since the last sync."""
+        """Sync the journal if entries were added since the last sync (PySyncObj's flush: an fdatasync on
+        Linux, see ``journal.install``)."""
         if not self._sync_journal:
             return
         journal = getattr(self._syncObj, "_SyncObj__raftLog", None)
