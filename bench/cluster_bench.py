@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
+from loadgen import post_pins, process_cpu_seconds
 
 from pincluster.config import load_config
 from pincluster.localnet import Peer, init_peers, start_network, stop_network
@@ -41,8 +42,6 @@ from pincluster.state.ops import replace_pinset
 from pincluster.types.cid import CID
 from pincluster.types.models import Pin
 from pincluster.types.peer import PeerID
-
-_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(peer: Peer) -> float:
@@ -58,10 +57,7 @@ def rss_mb(peer: Peer) -> float:
 def cpu_seconds(peer: Peer) -> float:
     """User + system CPU time of the peer's daemon so far."""
     pid = peer.running_pid()
-    if pid is None:
-        return float("nan")
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
+    return float("nan") if pid is None else process_cpu_seconds(pid)
 
 
 def machine_busy() -> tuple[float, float]:
@@ -130,77 +126,15 @@ async def listings(peers: list[Peer], paths: tuple[str, ...] = ("/allocations", 
             print(f"  INCOMPLETE: {n} of {expected} items (the stream ended with an error trailer?)")
 
 
-class _KeepAliveClient(asyncio.Protocol):
-    """One keep-alive HTTP/1.1 connection sending one request at a time, for the ingest load.
-
-    A load generator must cost little next to what it measures: aiohttp's client spends ~0.5 ms of CPU per
-    request, which on a 2-core machine takes CPU from the daemons under test. This sends pre-built request
-    bytes and reads only the status line and Content-Length (the REST API answers pins with a sized JSON body).
-    """
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self._buf = b""
-        self._waiter: asyncio.Future[int] | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self._buf += data
-        head_end = self._buf.find(b"\r\n\r\n")
-        if head_end < 0 or self._waiter is None:
-            return
-        head = self._buf[:head_end].decode("latin-1").split("\r\n")
-        length = 0
-        for line in head[1:]:
-            name, _, value = line.partition(":")
-            if name.strip().lower() == "content-length":
-                length = int(value)
-            elif name.strip().lower() == "transfer-encoding":
-                raise RuntimeError("the bench client reads sized bodies only")
-        if len(self._buf) < head_end + 4 + length:
-            return
-        self._buf = self._buf[head_end + 4 + length:]
-        waiter, self._waiter = self._waiter, None
-        waiter.set_result(int(head[0].split(" ", 2)[1]))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_exception(ConnectionError(f"connection closed: {exc}"))
-
-    async def request(self, data: bytes) -> int:
-        assert self.transport is not None
-        self._waiter = asyncio.get_running_loop().create_future()
-        self.transport.write(data)
-        return await self._waiter
-
-
 async def ingest(peers: list[Peer], n: int, clients: int, rf: int = 1) -> float:
     """Post ``n`` pins from ``clients`` keep-alive connections (spread over the peers); committed pins/s."""
     cids = [str(CID.v0(hashlib.sha256(b"bench-%d-%d" % (os.getpid(), i)).digest())) for i in range(n)]
-    it = iter(cids)
-    errors = 0
-    loop = asyncio.get_running_loop()
-
-    async def client(k: int) -> None:
-        nonlocal errors
-        peer = peers[k % len(peers)]
+    targets = []
+    for peer in peers:
         host, _, port = peer.rest.removeprefix("http://").partition(":")
-        _t, proto = await loop.create_connection(_KeepAliveClient, host, int(port))
-        try:
-            for cid in it:
-                req = (f"POST /pins/{cid}?replication-min={rf}&replication-max={rf} HTTP/1.1\r\n"
-                       f"Host: {host}:{port}\r\nContent-Length: 0\r\n\r\n").encode()
-                if await proto.request(req) != 200:
-                    errors += 1
-        finally:
-            if proto.transport is not None:
-                proto.transport.close()
-
+        targets.append((host, int(port)))
     t0 = time.perf_counter()
-    await asyncio.gather(*(client(k) for k in range(clients)))
+    errors = await post_pins(targets, iter(cids), clients, f"replication-min={rf}&replication-max={rf}")
     dt = time.perf_counter() - t0
     if errors:
         print(f"  {errors} pins failed")

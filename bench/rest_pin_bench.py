@@ -21,13 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-_TICKS = os.sysconf("SC_CLK_TCK")
+from loadgen import post_pins, process_cpu_seconds
+
 _PASSWORD = "a-password-long-enough-for-hs256-x"
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
 async def serve(port_file: str, auth: str) -> None:
@@ -54,45 +50,10 @@ async def serve(port_file: str, auth: str) -> None:
     await asyncio.Event().wait()
 
 
-class _Client(asyncio.Protocol):
-    def __init__(self) -> None:
-        self.buf = b""
-        self.waiter: asyncio.Future[int] | None = None
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        self.buf += data
-        head, sep, rest = self.buf.partition(b"\r\n\r\n")
-        if not sep:
-            return
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            k, _, v = line.partition(b":")
-            if k.strip().lower() == b"content-length":
-                length = int(v)
-        if len(rest) < length:
-            return
-        self.buf = rest[length:]
-        status = int(head.split(b" ", 2)[1])
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(status)
-
-    async def request(self, data: bytes) -> int:
-        assert self.transport is not None
-        self.waiter = asyncio.get_running_loop().create_future()
-        self.transport.write(data)
-        return await self.waiter
-
-
 async def drive(port: int, pid: int, n: int, clients: int, auth: str) -> None:
     from pincluster.types.cid import CID
 
     cids = [str(CID.v0(hashlib.sha256(b"rest-bench-%d" % i).digest())) for i in range(n)]
-    it = iter(cids)
-    loop = asyncio.get_running_loop()
     extra = ""
     if auth == "basic":
         extra = "Authorization: Basic " + base64.b64encode(f"user:{_PASSWORD}".encode()).decode() + "\r\n"
@@ -100,26 +61,11 @@ async def drive(port: int, pid: int, n: int, clients: int, auth: str) -> None:
         from pincluster.api.common.auth import TokenIssuer
 
         extra = f"Authorization: Bearer {TokenIssuer({'user': _PASSWORD}).issue('user')}\r\n"
-    bad = 0
-
-    async def client() -> None:
-        nonlocal bad
-        _t, proto = await loop.create_connection(_Client, "127.0.0.1", port)
-        try:
-            for cid in it:
-                req = (f"POST /pins/{cid}?replication-min=1&replication-max=1 HTTP/1.1\r\n"
-                       f"Host: 127.0.0.1:{port}\r\n{extra}Content-Length: 0\r\n\r\n").encode()
-                if await proto.request(req) != 200:
-                    bad += 1
-        finally:
-            assert proto.transport is not None
-            proto.transport.close()
-
-    cpu0 = cpu_seconds(pid)
+    cpu0 = process_cpu_seconds(pid)
     t0 = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(clients)))
+    bad = await post_pins([("127.0.0.1", port)], iter(cids), clients, "replication-min=1&replication-max=1", extra)
     dt = time.perf_counter() - t0
-    cpu = cpu_seconds(pid) - cpu0
+    cpu = process_cpu_seconds(pid) - cpu0
     print(f"{n} pins from {clients} clients: {n / dt:,.0f} req/s; server CPU {cpu / n * 1e6:.0f} µs/request"
           + (f"; {bad} failed" if bad else ""))
 

@@ -119,15 +119,11 @@ class PeerEntries:
     def derived(self, batch_time: str) -> _Derived:
         """The entries of statuses derived from the pinset at ``batch_time`` (no time of their own, no
         attempts), by status: ``(error, text)``, the error being the one a derived status carries."""
-        table = self._common.get(batch_time)
-        if table is None:
-            if len(self._common) >= 16:
-                self._common.clear()
-            table = self._common[batch_time] = {
-                st: (err, self._prefix + status_entry_rest(TrackerStatus(st), batch_time, err, 0, False))
-                for st, err in DERIVED_ERRORS.items()
-            }
-        return table
+        return cached(self._common, batch_time, self._derived_table, 16)
+
+    def _derived_table(self, batch_time: str) -> _Derived:
+        return {st: (err, self._prefix + status_entry_rest(TrackerStatus(st), batch_time, err, 0, False))
+                for st, err in DERIVED_ERRORS.items()}
 
     def error_entry(self, error: str, when_ns: int) -> str:
         """A peer that could not answer: ``cluster_error`` with the reason."""

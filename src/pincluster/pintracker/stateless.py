@@ -114,8 +114,7 @@ class _MultihashIndex:
 
     def add_cids(self, cids: list[bytes]) -> None:
         """Add the multihashes of binary CIDs (v0 and v1 of one multihash are one entry)."""
-        # a CIDv0 is its multihash: most pins skip the call
-        self._keys.extend([hash(c) if c[0] == 0x12 else hash(cid_multihash(c)) for c in cids])
+        self._keys.extend([hash(cid_multihash(c)) for c in cids])
         self._sorted = False
 
     def freeze(self) -> None:

@@ -1217,11 +1217,12 @@ def _jalloc_bytes(allocs: list[bytes]) -> str:
     if not allocs:
         return "[]"
     key: bytes | tuple[bytes, ...] = allocs[0] if len(allocs) == 1 else tuple(allocs)
-    text = _ALLOC_JSON.get(key)  # a hit is the common case: no closure for it
-    if text is None:
-        text = _cached(_ALLOC_JSON, key, lambda _k: "[" + ",".join([_jpeer_bytes(a) for a in allocs]) + "]",
-                       _CACHE_MAX)
-    return text
+    return _cached(_ALLOC_JSON, key, _jalloc_from_key, _CACHE_MAX)
+
+
+def _jalloc_from_key(key: bytes | tuple[bytes, ...]) -> str:
+    """The JSON list of a ``_jalloc_bytes`` key (one peer's bytes, or a tuple of them)."""
+    return "[" + ",".join([_jpeer_bytes(a) for a in ((key,) if isinstance(key, bytes) else key)]) + "]"
 
 
 def _jorigins_state(origins: list[str] | None) -> str:
