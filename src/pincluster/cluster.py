@@ -37,6 +37,7 @@ from pincluster.pintracker.listing import PeerEntries, local_lines, merged_lines
 from pincluster.pintracker.rows import StatusRows
 from pincluster.pintracker.stateless import StatelessPinTracker
 from pincluster.rpc.core import RPC, UNBOUNDED
+from pincluster.rpc.errors import UnknownMethod
 from pincluster.state.store import SQLiteStore
 from pincluster.types.cid import CID
 from pincluster.types.codec import (
@@ -918,12 +919,7 @@ class Cluster:
                 yield chunk
             return
         members = await self.member_ids()
-        remotes = {
-            # No deadline: a listing of a large pinset takes minutes (None would mean RPC's default, 60 s).
-            p: self.rpc.stream_batches(p, "PinTracker.StatusAllRows", int(filter), result_type=StatusRows,
-                                       timeout=UNBOUNDED)
-            for p in members if p != self.peer_id
-        }
+        remotes = {p: self._status_rows_of(p, filter) for p in members if p != self.peer_id}
 
         async def entries_of(peer: PeerID) -> PeerEntries:
             info = await self._peer_info(peer)
@@ -937,6 +933,24 @@ class Cluster:
             self.pinset.stored, self.clock.now_ns,
         ):
             yield chunk
+
+    async def _status_rows_of(self, peer: PeerID, filter: TrackerStatus) -> AsyncIterator[list[StatusRows]]:
+        """``peer``'s rows for a merged listing: ``StatusAllCompact``, or ``StatusAllRows`` from a peer that
+        does not have it (an older version). No deadline: a listing of a large pinset takes minutes (None
+        would mean RPC's default, 60 s)."""
+        yielded = False
+        for method in ("PinTracker.StatusAllCompact", "PinTracker.StatusAllRows"):
+            try:
+                async with contextlib.aclosing(self.rpc.stream_batches(
+                        peer, method, int(filter), result_type=StatusRows, timeout=UNBOUNDED)) as stream:
+                    async for batches in stream:
+                        yielded = True
+                        yield batches
+                return
+            except UnknownMethod:
+                if yielded or method == "PinTracker.StatusAllRows":
+                    raise
+                log.debug("%s has no StatusAllCompact (an older version): asking for StatusAllRows", peer)
 
     # ------------------------------------------------------------------ ClusterAPI: the rest
     async def repo_gc(self, *, local: bool = False) -> GlobalRepoGC:

@@ -123,6 +123,13 @@ class PinTrackerService:
         async for batch in self.c.tracker.status_rows(TrackerStatus(flt or 0)):
             yield batch
 
+    @rpc_method("StatusAllCompact")
+    async def status_all_compact(self, flt: int) -> AsyncIterator[StatusRows]:
+        """``StatusAllRows`` with runs of derived statuses in compact form (peers of this version and later
+        ask for it; a peer without it is asked ``StatusAllRows``)."""
+        async for batch in self.c.tracker.status_rows(TrackerStatus(flt or 0), compact=True):
+            yield batch
+
     @rpc_method("Recover")
     async def recover(self, cid: CID) -> PinInfo:
         return await self.c.tracker.recover(cid)

@@ -87,6 +87,7 @@ async def main(argv: list[str]) -> int:
                 "snapshots": raft.snapshots_written,
                 "auth_failures": raft.authenticator.failures,
                 "store_applied": raft.store.applied_index,
+                "entries_replicated": raft.entries_replicated,
             }
         )
 

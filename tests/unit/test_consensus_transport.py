@@ -227,7 +227,28 @@ def _transport_with(journal: object, sync_journal: bool = True) -> tuple[SecretT
     t._flushed_mark = (0, None)
     t.journal_flushes = 0
     t.defer_journal_sync = False
+    t.entries_sent = t.entries_resent = 0
+    t._highest_sent = {}
     return t, []
+
+
+def test_entries_sent_again_are_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pysyncobj.transport import TCPTransport
+
+    monkeypatch.setattr(TCPTransport, "send", lambda self, node, message: True)
+    t, _ = _transport_with(None, sync_journal=False)
+
+    def append(node: str, first: int, last: int) -> None:
+        t.send(node, {"type": "append_entries", "entries": [(b"c", i, 1) for i in range(first, last + 1)]})
+
+    append("a", 1, 3)
+    append("b", 1, 3)  # another node: not a resend
+    append("a", 4, 5)
+    t.send("a", {"type": "append_entries", "entries": []})  # a heartbeat carries no entries
+    assert (t.entries_sent, t.entries_resent) == (8, 0)
+    append("a", 3, 7)  # 3..5 again
+    append("a", 2, 2)
+    assert (t.entries_sent, t.entries_resent) == (14, 4)
 
 
 def test_journal_synced_before_messages_that_vouch_for_entries(monkeypatch: pytest.MonkeyPatch) -> None:

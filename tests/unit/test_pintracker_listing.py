@@ -139,7 +139,7 @@ def entries(t: StatelessPinTracker) -> PeerEntries:
 
 
 async def new_merged(c: Cluster3, flt: TrackerStatus, remotes: dict[PeerID, AsyncIterator[list[Any]]] | None = None,
-                     ) -> bytes:
+                     compact: bool = True) -> bytes:
     t0 = c.trackers[0]
     by_peer = {t.peer: t for t in c.trackers}
 
@@ -151,7 +151,7 @@ async def new_merged(c: Cluster3, flt: TrackerStatus, remotes: dict[PeerID, Asyn
         return None if pin is None else decode_state(pin_to_state(pin))
 
     if remotes is None:
-        remotes = {t.peer: wire(t.status_rows(flt)) for t in c.trackers[1:]}
+        remotes = {t.peer: wire(t.status_rows(flt, compact=compact)) for t in c.trackers[1:]}
     out = b""
     every = not t0.only_operations(flt)  # as the Cluster does: op-only filters read the few pins one by one
     async for chunk in merged_lines(c.peers, t0.peer, t0.status_pages(flt, every=every), entries(t0), remotes,
@@ -164,15 +164,18 @@ FILTERS = [S.UNDEFINED, S.PINNED, S.REMOTE, S.UNEXPECTEDLY_UNPINNED, S.PIN_ERROR
            S.PIN_QUEUED, S.SHARDED | S.PINNED]
 
 
+@pytest.mark.parametrize("compact", [True, False], ids=["compact", "rows"])
 @pytest.mark.parametrize("ops", [False, True])
-async def test_merged_listing_is_byte_identical(ops: bool) -> None:
+async def test_merged_listing_is_byte_identical(ops: bool, compact: bool) -> None:
+    """Remote members answering in compact form (StatusAllCompact) or in rows only (StatusAllRows, older
+    peers) give the same lines as the object path."""
     c = Cluster3(seed=1 + ops)
     try:
         if ops:
             await c.add_operations()
         for flt in FILTERS:
             old = await old_merged(c, flt)
-            new = await new_merged(c, flt)
+            new = await new_merged(c, flt, compact=compact)
             if ops:  # operations outside the pinset come after a peer's pinset rows: the order may differ
                 assert sorted(new.splitlines()) == sorted(old.splitlines()), flt
             else:
@@ -183,7 +186,8 @@ async def test_merged_listing_is_byte_identical(ops: bool) -> None:
         await c.shutdown()
 
 
-async def test_merged_listing_of_a_large_pinset_when_peers_lag() -> None:
+@pytest.mark.parametrize("compact", [True, False], ids=["compact", "rows"])
+async def test_merged_listing_of_a_large_pinset_when_peers_lag(compact: bool) -> None:
     """Past the batch sizes, and with pinsets that differ as Raft lag makes them: a member without some pins,
     and this peer without others (they arrive during the listing). Aligned stretches take the fast path and
     the rest the per-CID merge; the lines are still those of the object path."""
@@ -198,7 +202,7 @@ async def test_merged_listing_of_a_large_pinset_when_peers_lag() -> None:
         c.arrived = full
         for flt in (S.UNDEFINED, S.PINNED, S.REMOTE | S.UNEXPECTEDLY_UNPINNED):
             old = await old_merged(c, flt)
-            new = await new_merged(c, flt)
+            new = await new_merged(c, flt, compact=compact)
             assert new == old, flt
             if flt == S.UNDEFINED:
                 assert new.count(b"\n") == 1500
@@ -290,3 +294,39 @@ async def test_ipfs_pin_index_is_kept_while_the_node_pins_do_not_change() -> Non
         assert after.count(b"unexpectedly_unpinned") == first.count(b"unexpectedly_unpinned") + 1
     finally:
         await c.shutdown()
+
+
+async def test_rows_of_an_older_peer_come_from_status_all_rows() -> None:
+    """A peer without ``StatusAllCompact`` (an older version) is asked ``StatusAllRows``; a peer that has it
+    is asked nothing else, and errors other than an unknown method are not retried."""
+    from types import SimpleNamespace
+
+    from pincluster.cluster import Cluster
+    from pincluster.rpc.errors import UnknownMethod
+
+    asked: list[str] = []
+    batch = StatusRows(ts_ns=1, rows=[(b"k", int(S.PINNED), None, "", 0, False, True)])
+
+    def rpc_for(has_compact: bool, error: Exception | None = None) -> Any:
+        def stream_batches(peer: PeerID, method: str, arg: int, **_: Any) -> AsyncIterator[list[StatusRows]]:
+            async def gen() -> AsyncIterator[list[StatusRows]]:
+                asked.append(method)
+                if error is not None:
+                    raise error
+                if method.endswith("Compact") and not has_compact:
+                    raise UnknownMethod(f"peer {peer} has no RPC method {method}")
+                yield [batch]
+            return gen()
+        return SimpleNamespace(stream_batches=stream_batches)
+
+    peer = new_peer()
+    got = [b async for b in Cluster._status_rows_of(SimpleNamespace(rpc=rpc_for(False)), peer, S.UNDEFINED)]
+    assert got == [[batch]] and asked == ["PinTracker.StatusAllCompact", "PinTracker.StatusAllRows"]
+    asked.clear()
+    got = [b async for b in Cluster._status_rows_of(SimpleNamespace(rpc=rpc_for(True)), peer, S.UNDEFINED)]
+    assert got == [[batch]] and asked == ["PinTracker.StatusAllCompact"]
+    asked.clear()
+    with pytest.raises(Unavailable):
+        _ = [b async for b in Cluster._status_rows_of(
+            SimpleNamespace(rpc=rpc_for(True, Unavailable("down"))), peer, S.UNDEFINED)]
+    assert asked == ["PinTracker.StatusAllCompact"]

@@ -179,6 +179,25 @@ class _PinsetSyncObj(SyncObj):  # type: ignore[misc]
     def _getEncryptor(self) -> Any:
         return self._owner.authenticator
 
+    def _SyncObj__onMessageReceived(self, node: Any, message: Any) -> None:
+        """PySyncObj's handler, except that a follower's success answer never moves the leader's next index
+        for it backwards (Raft's pipelined replication, as etcd's ``Progress.MaybeUpdate``).
+
+        Under load the leader sends new entries before the answer to the previous ones arrives; PySyncObj then
+        set the next index back to what that answer covered and sent the entries in flight again (a third of
+        all entries sent, measured at 50 concurrent pin requests), and the follower replaced them in its
+        journal. A follower missing entries still answers ``reset``, which sets the index as before."""
+        if type(message) is dict and message.get("type") == "next_node_idx" and message.get("success") \
+                and not message.get("reset"):
+            next_index: dict[Any, int] = self._SyncObj__raftNextIndex
+            before = next_index.get(node)
+            super()._SyncObj__onMessageReceived(node, message)
+            after = next_index.get(node)
+            if before is not None and after is not None and after < before and self._isLeader():
+                next_index[node] = before
+            return
+        super()._SyncObj__onMessageReceived(node, message)
+
     @replicated  # type: ignore[misc,untyped-decorator]
     def apply_ops(self, blob: bytes) -> None:
         self._owner._apply(self.raftLastApplied + 1, self.raftCurrentTerm, blob)
@@ -311,6 +330,12 @@ class RaftConsensus:
 
     def status(self) -> RaftStatus:
         return self._status
+
+    @property
+    def entries_replicated(self) -> tuple[int, int]:
+        """(log entries this peer sent to others as leader, how many of them it had sent to that peer before)."""
+        tr = self._transport
+        return (tr.entries_sent, tr.entries_resent) if tr is not None else (0, 0)
 
     async def start(self) -> None:
         """Open the state (refusing other format versions), find the peerset, start the Raft thread."""
@@ -1032,8 +1057,10 @@ class RaftConsensus:
         await asyncio.to_thread(sync.destroy_synchronous)
         await asyncio.to_thread(self._stop_writer)
         syncs = self._transport.journal_flushes if self._transport is not None else 0
+        sent, resent = self.entries_replicated
         log.info("Raft stopped: this peer sent %d commands carrying %d pinset changes; %d state transactions; "
-                 "%d journal syncs", self.commands_sent, self.ops_sent, self.group_commits, syncs)
+                 "%d journal syncs; %d log entries replicated to other peers (%d of them again)",
+                 self.commands_sent, self.ops_sent, self.group_commits, syncs, sent, resent)
         for _ in range(100):
             if self._ser_state != SERIALIZER_STATE.SERIALIZING:
                 break

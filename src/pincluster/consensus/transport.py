@@ -638,6 +638,11 @@ class SecretTCPTransport(TCPTransport):  # type: ignore[misc]
         self._sync_journal: bool = bool(getattr(syncObj, "sync_journal", True))
         self._flushed_mark: tuple[int, Any] = (0, None)
         self.journal_flushes = 0
+        #: Log entries sent in append-entries messages, and how many of them had been sent to that node
+        #: already (sent again after it answered ``reset``, or a duplicate send: see ``_PinsetSyncObj``).
+        self.entries_sent = 0
+        self.entries_resent = 0
+        self._highest_sent: dict[Any, int] = {}
         #: Set by the leader around the append-entries it sends at the end of a tick; it syncs right after
         #: (``flush_journal``), before its next poll, so the disk write overlaps the replication (Raft §10.2.1)
         #: and the leader's log is durable before any answer can make it count itself in a majority.
@@ -654,7 +659,18 @@ class SecretTCPTransport(TCPTransport):  # type: ignore[misc]
         if self._sync_journal and isinstance(message, dict) and message.get("type") in _VOUCHING and not (
                 self.defer_journal_sync and message.get("type") == "append_entries"):
             self.flush_journal()
+        if isinstance(message, dict) and message.get("entries"):
+            self._count_entries(node, message["entries"])
         return bool(super().send(node, message))
+
+    def _count_entries(self, node: Any, entries: list[Any]) -> None:
+        first, last = int(entries[0][1]), int(entries[-1][1])  # (command, index, term)
+        highest = self._highest_sent.get(node, 0)
+        self.entries_sent += len(entries)
+        if first <= highest:
+            self.entries_resent += min(highest, last) - first + 1
+        if last > highest:
+            self._highest_sent[node] = last
 
     def flush_journal(self) -> None:
         """Sync the journal if entries were added since the last sync (PySyncObj's flush: an fdatasync on

@@ -20,7 +20,7 @@ from typing import Any, Final, cast
 
 from pincluster.cache import cached
 from pincluster.errors import PinclusterError, Unavailable
-from pincluster.pintracker.rows import DERIVED_ERRORS, LocalRow, Row, StatusRows
+from pincluster.pintracker.rows import DERIVED_CODES, DERIVED_ERRORS, LocalRow, Row, StatusRows, derived_row
 from pincluster.types.codec import (
     StoredPin,
     blank_head_json,
@@ -153,22 +153,40 @@ async def local_lines(pages: AsyncIterator[tuple[int, list[LocalRow]]], me: Peer
         yield chunk
 
 
-class _Source:
-    """One member's rows as the merge reads them: the current batch, a position, the batch's time."""
+#: A member's next batch: its time, and its rows, or its derived rows in compact form (CIDs, status codes);
+#: the local member's batches also give the stored pins.
+_Batch = tuple[int, list[Row], list[StoredPin | None] | None, list[bytes] | None, bytes | None]
 
-    __slots__ = ("batch_time", "entries", "failed", "index", "next_batch", "pos", "rows", "stored")
+
+class _Source:
+    """One member's rows as the merge reads them: the current batch, a position, the batch's time. A batch
+    in compact form (``keys``/``codes``) is turned into rows only when the per-CID merge needs them."""
+
+    __slots__ = ("batch_time", "codes", "entries", "failed", "index", "keys", "next_batch", "pos", "rows", "stored")
 
     def __init__(self, index: int, entries: PeerEntries | None,
-                 next_batch: Callable[[], Awaitable[tuple[int, list[Row], list[StoredPin | None] | None] | None]]
-                 ) -> None:
+                 next_batch: Callable[[], Awaitable[_Batch | None]]) -> None:
         self.index = index
         self.entries = entries
         self.next_batch = next_batch
         self.rows: list[Row] = []
         self.stored: list[StoredPin | None] | None = None
+        self.keys: list[bytes] | None = None
+        self.codes: bytes | None = None
         self.pos = 0
         self.batch_time = ""
         self.failed: str | None = None
+
+    def size(self) -> int:
+        return len(self.keys) if self.keys is not None else len(self.rows)
+
+    def as_rows(self) -> list[Row]:
+        """The current batch as rows (a compact batch is converted once)."""
+        if self.keys is not None:
+            assert self.codes is not None
+            self.rows = [derived_row(k, c) for k, c in zip(self.keys, self.codes, strict=True)]
+            self.keys = self.codes = None
+        return self.rows
 
 
 async def merged_lines(
@@ -193,29 +211,32 @@ async def merged_lines(
     sources: list[_Source] = []
     failed_text: dict[int, str] = {}
 
-    def local_reader() -> Callable[[], Awaitable[tuple[int, list[Row], list[StoredPin | None] | None] | None]]:
-        async def nxt() -> tuple[int, list[Row], list[StoredPin | None] | None] | None:
+    def local_reader() -> Callable[[], Awaitable[_Batch | None]]:
+        async def nxt() -> _Batch | None:
             async for ts_ns, page in local:
                 if page:
                     # rows of pins that do not match stay as placeholders (None status): they carry the fields
                     rows = [row if row is not None else (key, -1, None, "", 0, False, True) for key, _, row in page]
-                    return ts_ns, rows, [s for _, s, _ in page]
+                    return ts_ns, rows, [s for _, s, _ in page], None, None
             return None
 
         return nxt
 
-    def remote_reader(i: int, stream: AsyncIterator[list[Any]]) -> Callable[
-            [], Awaitable[tuple[int, list[Row], list[StoredPin | None] | None] | None]]:
+    def remote_reader(i: int, stream: AsyncIterator[list[Any]]) -> Callable[[], Awaitable[_Batch | None]]:
         pending: list[StatusRows] = []
 
-        async def nxt() -> tuple[int, list[Row], list[StoredPin | None] | None] | None:
+        async def nxt() -> _Batch | None:
             while True:
                 while pending:
                     batch = pending.pop(0)
                     if batch.ident is not None:
                         sources[i].entries = PeerEntries.from_ident(members[i], batch.ident)
+                    if batch.keys:
+                        if len(batch.codes) != len(batch.keys) or max(batch.codes) >= len(DERIVED_CODES):
+                            raise ValueError(f"malformed compact rows from {members[i]}")
+                        return batch.ts_ns, [], None, batch.keys, batch.codes
                     if batch.rows:
-                        return batch.ts_ns, batch.rows, None
+                        return batch.ts_ns, batch.rows, None, None, None
                 try:
                     pending.extend(await anext(stream))
                 except StopAsyncIteration:
@@ -248,7 +269,8 @@ async def merged_lines(
         if got is None:
             return False
         src.batch_time = time_text(got[0])
-        src.rows, src.stored, src.pos = got[1], got[2], 0
+        src.rows, src.stored, src.keys, src.codes = got[1], got[2], got[3], got[4]
+        src.pos = 0
         return True
 
     live = [src for src in sources if await refill(src)]
@@ -270,15 +292,15 @@ async def merged_lines(
                         yield chunk
                     for src in sources:
                         src.pos += taken
-                        if src.pos >= len(src.rows):
+                        if src.pos >= src.size():
                             await refill(src)
-                    live = [src for src in live if src.pos < len(src.rows)]
+                    live = [src for src in live if src.pos < src.size()]
                     backoff = _GENERAL_AFTER_MISS
                     continue
                 general, backoff = backoff, min(backoff * 2, _GENERAL_MAX)
-            key = live[0].rows[live[0].pos][0]
+            key = live[0].as_rows()[live[0].pos][0]
             for src in live:
-                other = src.rows[src.pos][0]
+                other = src.as_rows()[src.pos][0]
                 if other < key:
                     key = other
             stored: StoredPin | None = None
@@ -294,10 +316,10 @@ async def merged_lines(
                     group[src.index] = row
                     any_row = True
                 src.pos += 1
-                if src.pos >= len(src.rows) and not await refill(src):
+                if src.pos >= src.size() and not await refill(src):
                     ended = True
             if ended:
-                live = [src for src in live if src.pos < len(src.rows)]
+                live = [src for src in live if src.pos < src.size()]
             if not any_row:
                 continue
             top: Row | None = None
@@ -356,10 +378,11 @@ async def _aligned_run(sources: list[_Source], order: list[int],
     (the steady state of a large pinset: the peers walk the same pinset in the same order). Their lines are
     the head plus one cached entry per member, with none of the per-CID merging; the first item that is
     not so ends the run. Returns how many rows of each source were used (0: none were aligned)."""
-    run = min(_RUN, *[len(src.rows) - src.pos for src in sources])
-    segs = [src.rows[src.pos : src.pos + run] for src in sources]
-    keys = [r[0] for r in segs[0]]
-    if any([r[0] for r in seg] != keys for seg in segs[1:]):
+    run = min(_RUN, *[src.size() - src.pos for src in sources])
+    segs = [src.rows[src.pos : src.pos + run] for src in sources]  # empty for a compact batch
+    keys = [src.keys[src.pos : src.pos + run] if src.keys is not None else [r[0] for r in seg]
+            for src, seg in zip(sources, segs, strict=True)]
+    if any(k != keys[0] for k in keys[1:]):
         return 0
     local = next((src for src in sources if src.stored is not None), None)
     if local is None:
@@ -374,6 +397,12 @@ async def _aligned_run(sources: list[_Source], order: list[int],
     stop = run
     texts: list[list[str | None]] = []
     for i, table in zip(order, tables, strict=True):
+        codes = sources[i].codes
+        if codes is not None:  # compact: derived statuses only, each with its derived error
+            by_code = [table[st][1] for st in DERIVED_CODES]
+            pos = sources[i].pos
+            texts.append([by_code[c] for c in codes[pos : pos + stop]])
+            continue
         col = [
             hit[1] if (hit := table.get(r[1])) is not None and r[2] is None and hit[0] == r[3] and r[6]
             and not r[4] and not r[5] else None

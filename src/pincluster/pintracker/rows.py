@@ -7,18 +7,23 @@ peer serving the listing takes the pin's fields from its own pinset and zips the
 
 A row's timestamp is ``None`` for a status derived from the pinset at the batch's time (``StatusRows.ts_ns``:
 when this peer looked); operations in flight or failed keep their own times.
+
+Derived rows are most rows of a large pinset, and all they say is a status out of four. ``StatusAllCompact``
+sends runs of them as the CIDs plus one status code byte each (``keys``/``codes``), which costs both ends less
+than 7-tuples; rows of operations still go as rows.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
+import msgspec
 from msgspec import Struct
 
 from pincluster.types.codec import StoredPin
 from pincluster.types.status import UNEXPECTEDLY_UNPINNED_ERROR, TrackerStatus
 
-__all__ = ["DERIVED_ERRORS", "LocalRow", "Row", "StatusRows"]
+__all__ = ["DERIVED_CODES", "DERIVED_ERRORS", "LocalRow", "Row", "StatusRows", "derived_row"]
 
 #: The statuses a tracker derives from a pinset entry and its IPFS node's pins (rows without a time of their
 #: own), each with the error text it carries.
@@ -29,6 +34,10 @@ DERIVED_ERRORS: Final[dict[int, str]] = {
     int(TrackerStatus.REMOTE): "",
 }
 
+#: The derived statuses by their code in a compact batch (``StatusRows.codes``), and the codes by status.
+DERIVED_CODES: Final[tuple[int, ...]] = tuple(DERIVED_ERRORS)
+CODE_OF: Final[dict[int, int]] = {st: i for i, st in enumerate(DERIVED_CODES)}
+
 #: ``(cid bytes, TrackerStatus bits, timestamp ns or None = the batch's, error, attempt_count, priority_pin,
 #: in_pinset)``; ``in_pinset`` False: the PinInfo would carry no pin fields (an unpin in progress).
 Row = tuple[bytes, int, int | None, str, int, bool, bool]
@@ -38,10 +47,19 @@ Row = tuple[bytes, int, int | None, str, int, bool, bool]
 LocalRow = tuple[bytes, StoredPin | None, Row | None]
 
 
+def derived_row(key: bytes, code: int) -> Row:
+    """The row a compact batch's ``key`` and status ``code`` stand for."""
+    st = DERIVED_CODES[code]
+    return (key, st, None, DERIVED_ERRORS[st], 0, False, True)
+
+
 class StatusRows(Struct, array_like=True, gc=False):
-    """One RPC item: a batch of rows. ``ident`` (peername, IPFS peer ID bytes or None, IPFS addresses) is
-    only in a stream's first batch."""
+    """One RPC item: a batch of rows, or (``StatusAllCompact``) of derived rows in compact form: ``keys`` and
+    one byte of ``codes`` (an index into ``DERIVED_CODES``) per key; a batch holds one form or the other.
+    ``ident`` (peername, IPFS peer ID bytes or None, IPFS addresses) is only in a stream's first batch."""
 
     ts_ns: int
     rows: list[Row]
     ident: tuple[str, bytes | None, list[str]] | None = None
+    keys: list[bytes] = msgspec.field(default_factory=list)
+    codes: bytes = b""

@@ -29,7 +29,7 @@ import itertools
 import logging
 from array import array
 from bisect import bisect_left
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -40,7 +40,7 @@ from pincluster.errors import NotFound, Unavailable
 from pincluster.ipfsconn.interface import IPFSError
 from pincluster.pintracker.interface import QUEUE_FULL_ERROR, PinsetReader, TrackerIPFS
 from pincluster.pintracker.optracker import Operation, OperationTracker, OpPhase, OpType
-from pincluster.pintracker.rows import DERIVED_ERRORS, LocalRow, Row, StatusRows
+from pincluster.pintracker.rows import CODE_OF, DERIVED_ERRORS, LocalRow, Row, StatusRows
 from pincluster.types.cid import CID
 from pincluster.types.codec import (
     StatusFields,
@@ -85,6 +85,24 @@ _PINNED = int(TrackerStatus.PINNED)
 _REMOTE = int(TrackerStatus.REMOTE)
 _SHARDED = int(TrackerStatus.SHARDED)
 _META_CODE = PinType.META.bits
+
+
+def _row_batches(ts_ns: int, rows: list[Row], compact: bool) -> Iterator[StatusRows]:
+    """``rows`` in bounded batches (an RPC message stays far below the stream's size limit, errors included);
+    with ``compact``, runs of derived rows (no time of their own) in compact form."""
+    n = _ROWS_PER_BATCH
+    i = 0
+    while i < len(rows):
+        derived = compact and rows[i][2] is None
+        j = min(i + n, len(rows))
+        if compact:  # the run ends at the first row of the other kind
+            j = next((k for k in range(i + 1, j) if (rows[k][2] is None) != derived), j)
+        run = rows[i:j]
+        if derived:
+            yield StatusRows(ts_ns=ts_ns, rows=[], keys=[r[0] for r in run], codes=bytes([CODE_OF[r[1]] for r in run]))
+        else:
+            yield StatusRows(ts_ns=ts_ns, rows=run)
+        i = j
 
 
 def _first(row: LocalRow) -> bytes:
@@ -561,18 +579,20 @@ class StatelessPinTracker:
         ipfs_id, addrs = self._ipfs_id()
         return self.peername, ipfs_id, addrs
 
-    async def status_rows(self, flt: TrackerStatus = TrackerStatus.UNDEFINED) -> AsyncIterator[StatusRows]:
-        """``status_all`` as compact batches (RPC ``PinTracker.StatusAllRows``): the identity in the first
-        batch, then rows in CID order (see ``pincluster.pintracker.rows``)."""
+    async def status_rows(self, flt: TrackerStatus = TrackerStatus.UNDEFINED, *,
+                          compact: bool = False) -> AsyncIterator[StatusRows]:
+        """``status_all`` as batches of rows (RPC ``PinTracker.StatusAllRows``; with ``compact``,
+        ``StatusAllCompact``): the identity in the first batch, then rows in CID order (see
+        ``pincluster.pintracker.rows``)."""
         name, ipfs_id, addrs = self.identity()
         ident: tuple[str, bytes | None, list[str]] | None = (
             name, None if ipfs_id is None else ipfs_id.bytes, [str(a) for a in addrs])
         async for ts_ns, page in self.status_pages(flt, fields=False):
             rows = [row for _, _, row in page if row is not None]
-            for i in range(0, max(len(rows), 1 if ident is not None else 0), _ROWS_PER_BATCH):
-                # bounded batches: an RPC message stays far below the stream's size limit, errors included
-                yield StatusRows(ts_ns=ts_ns, rows=rows[i : i + _ROWS_PER_BATCH], ident=ident)
-                ident = None
+            for batch in _row_batches(ts_ns, rows, compact):
+                if ident is not None:
+                    batch.ident, ident = ident, None
+                yield batch
         if ident is not None:  # nothing to list: still say who we are
             yield StatusRows(ts_ns=self._clock.now_ns(), rows=[], ident=ident)
 

@@ -74,6 +74,7 @@ EXTENSIONS: dict[str, Policy] = {
     "PeerMonitor.LogMetric": _T,  # a peer's metric, broadcast to every member (Go: pubsub topic monitor.metrics)
     # Compact statuses for merged listings: the peer's identity once, then rows (CID, status, …) in CID order.
     "PinTracker.StatusAllRows": _T,
+    "PinTracker.StatusAllCompact": _T,  # the same, with runs of derived statuses as CIDs plus a code byte each
 }
 POLICIES.update(EXTENSIONS)
 
