@@ -85,6 +85,37 @@ async def test_single_peer_pins_unpins_restarts_and_snapshots(tmp_path: Path) ->
     assert backup is not None and backup.name == "raft.old.0" and not (tmp_path / "raft").exists()
 
 
+async def test_status_changes_wake_the_loop_only_for_waiters(tmp_path: Path) -> None:
+    """Under writes the Raft status changes with every commit; the Raft thread wakes the event loop for it
+    only while a coroutine waits for a status (a wake-up costs a syscall on both sides)."""
+    raft = make(tmp_path / "raft", free_port())
+    await raft.start()
+    try:
+        await raft.ready(10)
+        await asyncio.sleep(0.3)
+        notified: list[float] = []
+        real = raft._notify
+
+        def counting() -> None:
+            notified.append(asyncio.get_running_loop().time())
+            real()
+
+        raft._notify = counting  # type: ignore[method-assign]
+        for i in range(30):
+            await raft.log_pin(b"k%d" % i, b"v")
+        await asyncio.sleep(0.2)
+        assert notified == []  # 30 commits, nobody waiting
+        target = raft.status().commit_index + 1
+        waiter = asyncio.ensure_future(raft._wait_for(lambda s: s.applied_index >= target, 10, "the next write"))
+        await asyncio.sleep(0.05)
+        await raft.log_pin(b"next", b"v")
+        st = await waiter
+        assert st.applied_index >= target and notified  # woken by the change, not by the 0.25 s poll
+        assert raft._status_waiters == 0
+    finally:
+        await raft.shutdown()
+
+
 def test_clean_rotates_backups(tmp_path: Path) -> None:
     for _ in range(4):
         (tmp_path / "raft").mkdir()

@@ -274,6 +274,9 @@ class RaftConsensus:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._status = RaftStatus()
         self._changed: asyncio.Event | None = None
+        #: Coroutines in ``_wait_for``: the Raft thread wakes the event loop on a status change only for them
+        #: (a wake-up is a syscall on each side, and under writes the status changes with every commit).
+        self._status_waiters = 0
         self._pending: deque[tuple[Op, asyncio.Future[None]]] = deque()
         self._wake: asyncio.Event | None = None
         self._window: asyncio.Semaphore | None = None
@@ -737,7 +740,7 @@ class RaftConsensus:
         self._status = st
         if members != self._saved_members:
             self._save_members(members)
-        if self._loop is not None and not self._closing:
+        if self._status_waiters and self._loop is not None and not self._closing:
             with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(self._notify)
 
@@ -790,17 +793,23 @@ class RaftConsensus:
 
     async def _wait_for(self, pred: Callable[[RaftStatus], bool], timeout: float, what: str) -> RaftStatus:
         deadline = time.monotonic() + timeout
-        while True:
-            st = self._status
-            if pred(st):
-                return st
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise Timeout(f"timed out after {timeout:.1f}s waiting for {what}")
-            ev = self._changed
-            assert ev is not None
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(ev.wait(), min(remaining, 0.25))
+        # Counted before the status is read: a change the Raft thread makes after that read sees the count and
+        # wakes us (and the wait is bounded to 0.25 s anyway).
+        self._status_waiters += 1
+        try:
+            while True:
+                st = self._status
+                if pred(st):
+                    return st
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise Timeout(f"timed out after {timeout:.1f}s waiting for {what}")
+                ev = self._changed
+                assert ev is not None
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(ev.wait(), min(remaining, 0.25))
+        finally:
+            self._status_waiters -= 1
 
     # -- writes ---------------------------------------------------------------------------------------------
 
