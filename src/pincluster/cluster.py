@@ -32,6 +32,7 @@ from pincluster.informer.pinqueue import PinQueueInformer
 from pincluster.informer.tags import TagsInformer
 from pincluster.ipfsconn.interface import IPFSConnector
 from pincluster.monitor.monitor import InformerPublisher, Monitor, ping_metric
+from pincluster.observe import tracing
 from pincluster.p2p.host import Host
 from pincluster.pintracker.listing import PeerEntries, local_lines, merged_lines
 from pincluster.pintracker.rows import StatusRows
@@ -641,12 +642,13 @@ class Cluster:
 
     # ------------------------------------------------------------------ ClusterAPI: pinning
     async def pin(self, cid: CID, options: PinOptions) -> Pin:
-        if self.config.cluster.follower_mode:
-            raise InvalidInput("this peer is configured to be in follower mode. Write operations are disabled")
-        if options.pin_update is not None and options.pin_update != cid:
-            return await self.pin_update(options.pin_update, cid, options)
-        now = go_now()
-        return await self._pin(Pin.with_options(cid, options, timestamp=now), now=now)
+        with tracing.span("cluster/Pin", cid=cid):
+            if self.config.cluster.follower_mode:
+                raise InvalidInput("this peer is configured to be in follower mode. Write operations are disabled")
+            if options.pin_update is not None and options.pin_update != cid:
+                return await self.pin_update(options.pin_update, cid, options)
+            now = go_now()
+            return await self._pin(Pin.with_options(cid, options, timestamp=now), now=now)
 
     async def _pin(self, pin: Pin, *, blacklist: Collection[PeerID] = (), now: datetime | None = None) -> Pin:
         """Validate, allocate and commit ``pin``, stamped ``now`` (default: the current time)."""
@@ -731,16 +733,17 @@ class Cluster:
         return pin
 
     async def unpin(self, cid: CID) -> Pin:
-        if self.config.cluster.follower_mode:
-            raise InvalidInput("this peer is configured to be in follower mode. Write operations are disabled")
-        pin = await self._existing_pin(cid)
-        if pin.type is PinType.SHARD:
-            raise InvalidInput("cannot unpin a shard directly. Unpin content root CID instead")
-        if pin.type is PinType.CLUSTER_DAG:
-            raise InvalidInput("cannot unpin a Cluster DAG directly. Unpin content root CID instead")
-        await self.consensus.log_unpin(cid.bytes)
-        log.debug("unpinned %s", cid)
-        return pin
+        with tracing.span("cluster/Unpin", cid=cid):
+            if self.config.cluster.follower_mode:
+                raise InvalidInput("this peer is configured to be in follower mode. Write operations are disabled")
+            pin = await self._existing_pin(cid)
+            if pin.type is PinType.SHARD:
+                raise InvalidInput("cannot unpin a shard directly. Unpin content root CID instead")
+            if pin.type is PinType.CLUSTER_DAG:
+                raise InvalidInput("cannot unpin a Cluster DAG directly. Unpin content root CID instead")
+            await self.consensus.log_unpin(cid.bytes)
+            log.debug("unpinned %s", cid)
+            return pin
 
     async def unpin_path(self, path: str) -> Pin:
         return await self.unpin(await self._resolve(path))
@@ -808,14 +811,16 @@ class Cluster:
         return GlobalPinInfo.from_pin_infos(infos)
 
     async def status(self, cid: CID, *, local: bool = False) -> GlobalPinInfo:
-        if local:
-            return (await self.tracker.status(cid)).to_global()
-        return await self._global_op(cid, "PinTracker.Status")
+        with tracing.span("cluster/StatusLocal" if local else "cluster/Status", cid=cid):
+            if local:
+                return (await self.tracker.status(cid)).to_global()
+            return await self._global_op(cid, "PinTracker.Status")
 
     async def recover(self, cid: CID, *, local: bool = False) -> GlobalPinInfo:
-        if local:
-            return (await self.tracker.recover(cid)).to_global()
-        return await self._global_op(cid, "PinTracker.Recover")
+        with tracing.span("cluster/RecoverLocal" if local else "cluster/Recover", cid=cid):
+            if local:
+                return (await self.tracker.recover(cid)).to_global()
+            return await self._global_op(cid, "PinTracker.Recover")
 
     async def status_all(self, filter: TrackerStatus, *, local: bool = False) -> AsyncIterator[GlobalPinInfo]:
         if local:

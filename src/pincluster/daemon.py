@@ -35,6 +35,7 @@ class DaemonOptions:
     leave: bool = False
     ipfs: str | None = None  # "embedded", "external" or None (embedded iff <folder>/ipfs exists)
     stats: bool = False
+    tracing: bool = False  # --tracing: forces observations.tracing.enable_tracing
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -78,6 +79,7 @@ class Daemon:
         self.exporter: Any = None
         self.reporter: Any = None
         self.log_tail: Any = None
+        self.tracing: Any = None
         self._stopping = False
 
     async def start(self) -> None:
@@ -101,6 +103,11 @@ class Daemon:
             self.exporter.bind()  # a busy port fails here, before this peer joins anything
         ident = load_identity(self.folder / IDENTITY_JSON)
         cc = cfg.cluster
+        if cfg.tracing.enable_tracing or self.options.tracing:  # Go: --tracing forces enable_tracing
+            from pincluster.observe.tracing import Tracing
+
+            self.tracing = Tracing(cfg.tracing, peer_id=str(ident.peer_id), peername=cc.peername)
+            self.tracing.start()
         await self._start_embedded_ipfs(cfg)
 
         self.ipfs = IPFSHTTPConnector.from_config(cfg.ipfshttp)
@@ -305,6 +312,9 @@ class Daemon:
         if self.node is not None:
             with contextlib.suppress(Exception):
                 await self.node.stop()
+        if self.tracing is not None:  # last: the spans of the shutdown itself are sent too
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.tracing.shutdown)
         log.info("shutdown complete")
 
 

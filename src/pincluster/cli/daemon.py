@@ -23,7 +23,11 @@ from pincluster.errors import PinclusterError
     help="Turn on Prometheus metrics (observations.metrics.enable_stats) and print the peer's health every "
     "observations.metrics.reporting_interval.",
 )
-@click.option("--tracing", is_flag=True, hidden=True, help="Accepted for compatibility; tracing is not built.")
+@click.option(
+    "--tracing", is_flag=True,
+    help="Turn on tracing (observations.tracing.enable_tracing): spans go to the Jaeger agent at "
+    "observations.tracing.jaeger_agent_endpoint.",
+)
 @click.option("--no-trust", is_flag=True, hidden=True, help="Accepted for compatibility (CRDT only).")
 @click.option(
     "--ipfs", "ipfs_mode", type=click.Choice(["embedded", "external"]), default=None,
@@ -38,8 +42,6 @@ def daemon(
     """Run the cluster peer."""
     from pincluster.daemon import DaemonOptions, run_daemon
 
-    if tracing:
-        click.echo("warning: --tracing is accepted for compatibility but does nothing yet", err=True)
     lock = svc.take_lock()
     try:
         if upgrade:
@@ -50,7 +52,7 @@ def daemon(
             except (PinclusterError, OSError) as err:
                 fail("upgrading state", err)
         opts = DaemonOptions(bootstrap=parse_peers(bootstrap) if bootstrap else (), leave=leave, ipfs=ipfs_mode,
-                             stats=stats)
+                             stats=stats, tracing=tracing)
         try:
             code = _run(run_daemon(svc.config_dir, opts))
         except PinclusterError as err:

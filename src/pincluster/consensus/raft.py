@@ -63,6 +63,7 @@ from pincluster.consensus.transport import (
     split_host_port,
 )
 from pincluster.errors import InvalidInput, NotFound, PeerError, StateError, Timeout, Unavailable
+from pincluster.observe import tracing
 from pincluster.state.store import (
     OP_DELETE,
     OP_PUT,
@@ -814,12 +815,14 @@ class RaftConsensus:
     # -- writes ---------------------------------------------------------------------------------------------
 
     async def log_pin(self, key: bytes, value: bytes) -> None:
-        await self._submit((OP_PUT, bytes(key), bytes(value)))
+        with tracing.span("consensus/LogPin"):
+            await self._submit((OP_PUT, bytes(key), bytes(value)))
 
     async def log_unpin(self, key: bytes) -> None:
-        if await self.state.get(key) is None:
-            raise NotFound("pin is not part of the pinset")
-        await self._submit((OP_DELETE, bytes(key), None))
+        with tracing.span("consensus/LogUnpin"):
+            if await self.state.get(key) is None:
+                raise NotFound("pin is not part of the pinset")
+            await self._submit((OP_DELETE, bytes(key), None))
 
     async def log_ops(self, ops: Sequence[Op]) -> None:
         """Commit many operations (bulk import); returns when all are committed."""

@@ -43,6 +43,8 @@ from pincluster.ipfsconn.interface import (
     pages_of,
     pin_mode_args,
 )
+from pincluster.observe import tracing
+from pincluster.observe.hooks import endpoint_of
 from pincluster.types.cid import CID, InvalidCID, b58decode, multihash_decode
 from pincluster.types.models import IPFSRepoGC, IPFSRepoStat
 from pincluster.types.multiaddr import Multiaddr
@@ -357,6 +359,17 @@ class IPFSHTTPConnector:
 
     @contextlib.asynccontextmanager
     async def _open(self, path: str, **kwargs: Any) -> AsyncIterator[aiohttp.ClientResponse]:
+        """``_post``, in a span while tracing runs (``ipfsconn/ipfshttp/pin/add``)."""
+        if not tracing.active():
+            async with self._timed(path, **kwargs) as resp:
+                yield resp
+            return
+        with tracing.span("ipfsconn/ipfshttp/" + endpoint_of(path)):
+            async with self._timed(path, **kwargs) as resp:
+                yield resp
+
+    @contextlib.asynccontextmanager
+    async def _timed(self, path: str, **kwargs: Any) -> AsyncIterator[aiohttp.ClientResponse]:
         """``_post``, timed from the request to the end of the answer per endpoint when ``observer`` is set."""
         obs = self.observer
         if obs is None:

@@ -38,6 +38,7 @@ from pincluster.clock import SYSTEM_CLOCK, Clock
 from pincluster.config.sections import StatelessTrackerConfig
 from pincluster.errors import NotFound, Unavailable
 from pincluster.ipfsconn.interface import IPFSError
+from pincluster.observe import tracing
 from pincluster.pintracker.interface import QUEUE_FULL_ERROR, PinsetReader, TrackerIPFS
 from pincluster.pintracker.optracker import Operation, OperationTracker, OpPhase, OpType
 from pincluster.pintracker.rows import CODE_OF, DERIVED_ERRORS, LocalRow, Row, StatusRows
@@ -421,6 +422,17 @@ class StatelessPinTracker:
             await self._execute(op)
 
     async def _execute(self, op: Operation) -> None:
+        """``_run``, in a span while tracing runs (``tracker/stateless/Pin``, its IPFS calls nested in it)."""
+        if not tracing.active():
+            await self._run(op)
+            return
+        with tracing.span(f"tracker/stateless/{op.type.value.capitalize()}", cid=op.cid,
+                          attempt=op.attempt_count + 1) as sp:
+            await self._run(op)
+            if op.phase is OpPhase.ERROR:
+                sp.set_attribute("error", op.error)
+
+    async def _run(self, op: Operation) -> None:
         """Run the operation's IPFS call as a cancellable task; record success (forget) or error."""
         op.phase = OpPhase.IN_PROGRESS
         op.attempt_count += 1

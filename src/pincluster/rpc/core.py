@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import msgspec
 
 from pincluster.errors import InvalidInput, PinclusterError, Timeout, Unavailable
+from pincluster.observe import tracing
 from pincluster.p2p.host import Host, Stream
 from pincluster.rpc.errors import (
     MissingPolicy,
@@ -326,6 +327,14 @@ class RPC:
         timeout: float | None = None,
     ) -> Any:
         """Call a unary method on ``peer`` (None or self = local fast path); raises the remote's typed error."""
+        if tracing.active():
+            with tracing.span("rpc/" + method, **{"rpc.peer": str(peer or self.local_peer)}):
+                return await self._observed_call(peer, method, arg, result_type=result_type, timeout=timeout)
+        return await self._observed_call(peer, method, arg, result_type=result_type, timeout=timeout)
+
+    async def _observed_call(
+        self, peer: PeerID | None, method: str, arg: Any, *, result_type: Any, timeout: float | None
+    ) -> Any:
         obs = self.observer
         if obs is None:
             return await self._call(peer, method, arg, result_type=result_type, timeout=timeout)

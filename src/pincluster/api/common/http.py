@@ -20,6 +20,8 @@ from aiohttp.typedefs import Middleware
 
 from pincluster.api.common.errors import ErrorBody, error_body, error_response, status_for
 from pincluster.errors import ConfigError, InvalidInput, PinclusterError
+from pincluster.log import facility_of
+from pincluster.observe import tracing
 from pincluster.types.multiaddr import Multiaddr
 
 __all__ = [
@@ -77,6 +79,7 @@ def request_chain(
     empty 405; errors raised by handlers become error bodies rendered by ``body`` with the status of their
     kind. One coroutine frame instead of five stacked middlewares (thousands of requests per second)."""
     limit = max_header_bytes + 4096
+    facility = facility_of(logger.name)  # names the request spans: restapi/GET /pins/{hash}
 
     @web.middleware
     async def chain(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -93,7 +96,12 @@ def request_chain(
                 location += "?" + request.query_string
             return web.Response(status=307, headers={"Location": location})
         try:
-            return await handler(request)
+            if not tracing.active():
+                return await handler(request)
+            route = request.match_info.route.resource
+            with tracing.span(f"{facility}/{request.method} {route.canonical if route is not None else '?'}",
+                              **{"http.method": request.method, "http.target": request.raw_path}):
+                return await handler(request)
         except web.HTTPNotFound:
             return error_response(404, "not found", body=body)
         except web.HTTPMethodNotAllowed:

@@ -1,0 +1,119 @@
+"""Tracing (``observations.tracing``, ``daemon --tracing``): spans of what a peer does, sent to a Jaeger agent.
+
+Go's peer exports OpenCensus spans to the agent at ``jaeger_agent_endpoint`` (UDP, jaeger.thrift in the compact
+protocol), named after the component and the operation (``cluster/Pin``, ``consensus/LogPin``), sampled with
+``sampling_prob`` and labelled ``service_name``. We send the same through OpenTelemetry's Jaeger Thrift exporter,
+so a Jaeger agent (or all-in-one) that shows Go's traces shows ours.
+
+Components call :func:`span` and never import OpenTelemetry: when tracing is off (the default) ``span`` hands
+back a shared null context, one function call on the hot paths. The OpenTelemetry packages are the ``tracing``
+extra (``pip install 'pincluster[tracing]'``); a peer configured to trace without them refuses to start and says
+what to install. Spans do not cross peers: pincluster's RPC does not carry a trace context (Go's does).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from typing import Any, Final
+
+from pincluster.config.sections import TracingConfig
+from pincluster.errors import ConfigError
+from pincluster.types.multiaddr import Multiaddr
+
+__all__ = ["Tracing", "active", "agent_address", "span"]
+
+log = logging.getLogger("pincluster.observations")
+
+_NULL: Final = contextlib.nullcontext()
+_tracer: Any = None  # an OpenTelemetry tracer while a Tracing runs
+
+#: How often finished spans are sent to the agent (OpenTelemetry's default is 5 s; Go's exporter bundles for 1 s).
+_EXPORT_EVERY_MS: Final = 1000
+
+
+def active() -> bool:
+    """Whether spans are recorded (callers skip building span names when not)."""
+    return _tracer is not None
+
+
+def span(name: str, **attributes: object) -> contextlib.AbstractContextManager[Any]:
+    """A span named ``name`` around the ``with`` body while tracing runs (nested under the current one; an
+    exception leaving the body is recorded and marks it failed); a null context otherwise. Attribute values
+    other than text and numbers (a CID, a peer ID) are recorded as their text, only when tracing runs.
+
+    Not for a body that spans the ``yield`` of an async generator: the span's context would be left in
+    another task's context."""
+    tracer = _tracer
+    if tracer is None:
+        return _NULL
+    attrs = {k: v if isinstance(v, str | int | float | bool) else str(v) for k, v in attributes.items()}
+    cm: contextlib.AbstractContextManager[Any] = tracer.start_as_current_span(name, attributes=attrs or None)
+    return cm
+
+
+def agent_address(addr: Multiaddr) -> tuple[str, int]:
+    """``/ip4/H/udp/P`` → (H, P); the wildcard address means this machine (Go's default ``/ip4/0.0.0.0/udp/6831``
+    reaches an agent running beside the peer)."""
+    port = addr.value_for("udp")
+    host = addr.value_for("ip4") or addr.value_for("ip6") or addr.value_for("dns") or addr.value_for("dns4") \
+        or addr.value_for("dns6")
+    if port is None or host is None:
+        raise ConfigError("tracing.jaeger_agent_endpoint",
+                          f"{addr}: need a UDP address such as /ip4/127.0.0.1/udp/6831")
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1" if host == "0.0.0.0" else "::1"
+    return host, int(port)
+
+
+class Tracing:
+    """The tracer of one peer: :meth:`start` makes :func:`span` record, :meth:`shutdown` sends what is left."""
+
+    def __init__(self, cfg: TracingConfig, *, peer_id: str = "", peername: str = "") -> None:
+        self.cfg = cfg
+        self.peer_id = peer_id
+        self.peername = peername
+        self.agent = agent_address(cfg.jaeger_agent_endpoint)
+        self._provider: Any = None
+
+    def start(self) -> None:
+        global _tracer
+        try:
+            from opentelemetry.exporter.jaeger.thrift import JaegerExporter
+            from opentelemetry.sdk.resources import Resource
+            from opentelemetry.sdk.trace import TracerProvider
+            from opentelemetry.sdk.trace.export import BatchSpanProcessor
+            from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+        except ImportError as exc:
+            raise ConfigError(
+                "tracing.enable_tracing",
+                f"tracing needs the OpenTelemetry packages ({exc}): install them with "
+                "pip install 'pincluster[tracing]', or turn tracing off",
+            ) from None
+        from pincluster import __version__
+
+        attrs: dict[str, Any] = {"service.name": self.cfg.service_name, "service.version": __version__}
+        if self.peer_id:
+            attrs["peer.id"] = self.peer_id
+        if self.peername:
+            attrs["peer.name"] = self.peername
+        provider = TracerProvider(resource=Resource.create(attrs),
+                                  sampler=ParentBased(TraceIdRatioBased(self.cfg.sampling_prob)))
+        host, port = self.agent
+        with warnings.catch_warnings():  # "use OTLP": Go's jaeger_agent_endpoint is this protocol, so we do not
+            warnings.simplefilter("ignore", DeprecationWarning)
+            exporter = JaegerExporter(agent_host_name=host, agent_port=port, udp_split_oversized_batches=True)
+        provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=_EXPORT_EVERY_MS))
+        self._provider = provider
+        _tracer = provider.get_tracer("pincluster", __version__)
+        log.info("tracing: spans of %s sampled at %g, sent to the Jaeger agent at %s:%d",
+                 self.cfg.service_name, self.cfg.sampling_prob, host, port)
+
+    def shutdown(self) -> None:
+        """Stop recording and send the spans not sent yet."""
+        global _tracer
+        _tracer = None
+        provider, self._provider = self._provider, None
+        if provider is not None:
+            provider.shutdown()

@@ -1,0 +1,81 @@
+"""Tracing end to end: a peer started with ``daemon --tracing`` sends its spans to the Jaeger agent at
+``observations.tracing.jaeger_agent_endpoint`` (here a UDP socket of the test) as Go's peer does: jaeger.thrift
+``emitBatch`` messages in the compact protocol, with the configured service name, spans nested as the calls were.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.exporter.jaeger.thrift.gen.agent import Agent
+from tests.integration.cluster_harness import ctl, init_peers, stop_all
+from thrift.protocol import TCompactProtocol
+from thrift.transport import TTransport
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def decode_batch(datagram: bytes) -> Any:
+    """One UDP datagram a Jaeger agent receives: ``Agent.emitBatch(batch)``."""
+    proto = TCompactProtocol.TCompactProtocol(TTransport.TMemoryBuffer(datagram))
+    name, _type, _seq = proto.readMessageBegin()
+    assert name == "emitBatch"
+    args = Agent.emitBatch_args()
+    args.read(proto)
+    return args.batch
+
+
+def test_daemon_tracing_sends_nested_spans_to_the_jaeger_agent(tmp_path: Path) -> None:
+    agent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    agent.bind(("127.0.0.1", 0))
+    agent.settimeout(0.5)
+    port = agent.getsockname()[1]
+    # enable_tracing stays false in service.json: --tracing turns it on, as in Go
+    peers = init_peers(tmp_path, 1, service_changes={
+        "observations.tracing.jaeger_agent_endpoint": f"/ip4/127.0.0.1/udp/{port}",
+        "observations.tracing.sampling_prob": 1.0,
+        "observations.tracing.service_name": "cluster-under-test",
+    })
+    peer = peers[0]
+    rest_pin = "restapi/POST /pins/{hash}"
+    wanted = {rest_pin, "cluster/Pin", "consensus/LogPin", "tracker/stateless/Pin", "ipfsconn/ipfshttp/pin/add"}
+    spans: dict[int, Any] = {}
+    services: set[str] = set()
+    try:
+        peer.start("--tracing")
+        peer.wait_ready(90)
+        f = tmp_path / "f.txt"
+        f.write_text(f"trace me {time.time()}\n")
+        cid = ctl(peer, "add", "--quieter", str(f)).stdout.strip().splitlines()[-1]
+        status, body = peer.api("POST", f"/pins/{cid}?name=traced")
+        assert status == 200, body
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not wanted <= {s.operationName for s in spans.values()}:
+            try:
+                data = agent.recv(65536)
+            except TimeoutError:
+                continue
+            batch = decode_batch(data)
+            services.add(batch.process.serviceName)
+            spans.update((s.spanId, s) for s in batch.spans)
+    finally:
+        stop_all(peers)
+        agent.close()
+    names = {s.operationName for s in spans.values()}
+    assert wanted <= names, sorted(names)
+    assert services == {"cluster-under-test"}
+    by_name: dict[str, list[Any]] = {}
+    for s in spans.values():
+        by_name.setdefault(s.operationName, []).append(s)
+    # the REST request's span holds the cluster's, which holds the consensus commit
+    rest = by_name[rest_pin][-1]
+    pin = next(s for s in by_name["cluster/Pin"] if s.parentSpanId == rest.spanId and s.traceIdLow == rest.traceIdLow)
+    assert any(s.parentSpanId == pin.spanId for s in by_name["consensus/LogPin"])
+    assert {t.key: t.vStr for t in pin.tags}.get("cid") == cid
+    # the tracker's pin holds its IPFS call
+    track = {s.spanId for s in by_name["tracker/stateless/Pin"]}
+    assert any(s.parentSpanId in track for s in by_name["ipfsconn/ipfshttp/pin/add"])
