@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,8 @@ def test_daemon_tracing_sends_nested_spans_to_the_jaeger_agent(tmp_path: Path) -
     })
     peer = peers[0]
     rest_pin = "restapi/POST /pins/{hash}"
-    wanted = {rest_pin, "cluster/Pin", "consensus/LogPin", "tracker/stateless/Pin", "ipfsconn/ipfshttp/pin/add"}
+    wanted = {rest_pin, "cluster/Pin", "consensus/LogPin", "tracker/stateless/Pin", "ipfsconn/ipfshttp/pin/add",
+              "ipfsproxy/POST version"}
     spans: dict[int, Any] = {}
     services: set[str] = set()
     try:
@@ -53,6 +55,10 @@ def test_daemon_tracing_sends_nested_spans_to_the_jaeger_agent(tmp_path: Path) -
         cid = ctl(peer, "add", "--quieter", str(f)).stdout.strip().splitlines()[-1]
         status, body = peer.api("POST", f"/pins/{cid}?name=traced")
         assert status == 200, body
+        proxy = peer.service["api"]["ipfsproxy"]["listen_multiaddress"].split("/")
+        with urllib.request.urlopen(urllib.request.Request(
+                f"http://{proxy[2]}:{proxy[4]}/api/v0/version", method="POST"), timeout=10) as resp:
+            assert resp.status == 200
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not wanted <= {s.operationName for s in spans.values()}:
             try:

@@ -33,6 +33,8 @@ from pincluster.api.rest.server import multipart_entries
 from pincluster.client.transport import HTTPResponse
 from pincluster.config.sections import IPFSProxyConfig
 from pincluster.errors import InvalidInput, NotFound, PinclusterError, Unavailable
+from pincluster.observe import tracing
+from pincluster.observe.hooks import endpoint_of
 from pincluster.types.cid import CID
 from pincluster.types.models import VERSION, AddedOutput, Pin, PinOptions
 from pincluster.types.multiaddr import Multiaddr
@@ -221,6 +223,14 @@ class IPFSProxy(HTTPServer):
         return None
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        """``_serve``, in a span while tracing runs (``ipfsproxy/POST pin/add``)."""
+        if not tracing.active():
+            return await self._serve(request)
+        name = f"ipfsproxy/{request.method} {endpoint_of(request.path)}"
+        with tracing.span(name, **{"http.target": request.raw_path}):
+            return await self._serve(request)
+
+    async def _serve(self, request: web.Request) -> web.StreamResponse:
         found = self._match(request.method, request.path)
         if found is None:
             return await self._forward(request)
