@@ -28,6 +28,7 @@ log = logging.getLogger("pincluster.observations")
 
 _NULL: Final = contextlib.nullcontext()
 _tracer: Any = None  # an OpenTelemetry tracer while a Tracing runs
+_current_span: Any = None  # opentelemetry.trace.get_current_span, imported when tracing starts
 
 #: How often finished spans are sent to the agent (OpenTelemetry's default is 5 s; Go's exporter bundles for 1 s).
 _EXPORT_EVERY_MS: Final = 1000
@@ -48,6 +49,9 @@ def span(name: str, **attributes: object) -> contextlib.AbstractContextManager[A
     tracer = _tracer
     if tracer is None:
         return _NULL
+    current = _current_span()
+    if not current.is_recording() and current.get_span_context().is_valid:
+        return _NULL  # inside a trace the sampler dropped: its spans would be dropped too (a span costs ~20 µs)
     attrs = {k: v if isinstance(v, str | int | float | bool) else str(v) for k, v in attributes.items()}
     cm: contextlib.AbstractContextManager[Any] = tracer.start_as_current_span(name, attributes=attrs or None)
     return cm
@@ -78,13 +82,14 @@ class Tracing:
         self._provider: Any = None
 
     def start(self) -> None:
-        global _tracer
+        global _tracer, _current_span
         try:
             from opentelemetry.exporter.jaeger.thrift import JaegerExporter
             from opentelemetry.sdk.resources import Resource
             from opentelemetry.sdk.trace import TracerProvider
             from opentelemetry.sdk.trace.export import BatchSpanProcessor
             from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+            from opentelemetry.trace import get_current_span
         except ImportError as exc:
             raise ConfigError(
                 "tracing.enable_tracing",
@@ -106,6 +111,7 @@ class Tracing:
             exporter = JaegerExporter(agent_host_name=host, agent_port=port, udp_split_oversized_batches=True)
         provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=_EXPORT_EVERY_MS))
         self._provider = provider
+        _current_span = get_current_span
         _tracer = provider.get_tracer("pincluster", __version__)
         log.info("tracing: spans of %s sampled at %g, sent to the Jaeger agent at %s:%d",
                  self.cfg.service_name, self.cfg.sampling_prob, host, port)
