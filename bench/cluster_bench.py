@@ -33,7 +33,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from loadgen import count_lines, post_pins, process_cpu_seconds
+from loadgen import count_lines, host_port, post_pins, process_cpu_seconds
 
 from pincluster.config import load_config
 from pincluster.localnet import Peer, init_peers, start_network, stop_network
@@ -128,10 +128,7 @@ async def listings(peers: list[Peer], paths: tuple[str, ...] = ("/allocations", 
 async def ingest(peers: list[Peer], n: int, clients: int, rf: int = 1) -> float:
     """Post ``n`` pins from ``clients`` keep-alive connections (spread over the peers); committed pins/s."""
     cids = [str(CID.v0(hashlib.sha256(b"bench-%d-%d" % (os.getpid(), i)).digest())) for i in range(n)]
-    targets = []
-    for peer in peers:
-        host, _, port = peer.rest.removeprefix("http://").partition(":")
-        targets.append((host, int(port)))
+    targets = [host_port(peer.rest) for peer in peers]
     t0 = time.perf_counter()
     errors = await post_pins(targets, iter(cids), clients, f"replication-min={rf}&replication-max={rf}")
     dt = time.perf_counter() - t0
@@ -144,10 +141,10 @@ async def stream_count(url: str) -> tuple[int, float, bytes]:
     """(lines, seconds, first line) of a streamed listing, read with the bench's raw HTTP reader (aiohttp's
     client would cost ~1.7 µs per line on the same 2 cores, charged to the daemons' rate). A stream that
     ends with an error trailer is reported."""
-    host, _, rest = url.removeprefix("http://").partition(":")
-    port, _, path = rest.partition("/")
+    host, port = host_port(url)
+    path = "/" + url.removeprefix("http://").partition("/")[2]
     t0 = time.perf_counter()
-    count, first, trailers = await count_lines(host, int(port), "/" + path)
+    count, first, trailers = await count_lines(host, port, path)
     dt = time.perf_counter() - t0
     errors = [line for line in trailers.decode(errors="replace").split("\r\n") if line.partition(":")[2].strip()]
     if errors:

@@ -23,6 +23,20 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
+def parse_head(head: bytes) -> tuple[int, dict[str, str]]:
+    """An HTTP/1.1 response head (status line and headers, without the blank line): (status, headers by
+    lower-case name)."""
+    lines = head.decode("latin-1").split("\r\n")
+    fields = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines[1:])}
+    return int(lines[0].split(" ", 2)[1]), fields
+
+
+def host_port(url: str) -> tuple[str, int]:
+    """``http://H:P[/…]`` → (H, P)."""
+    host, _, rest = url.removeprefix("http://").partition(":")
+    return host, int(rest.partition("/")[0])
+
+
 class KeepAliveClient(asyncio.Protocol):
     """One keep-alive connection sending one request at a time."""
 
@@ -39,19 +53,15 @@ class KeepAliveClient(asyncio.Protocol):
         head_end = self._buf.find(b"\r\n\r\n")
         if head_end < 0 or self._waiter is None:
             return
-        head = self._buf[:head_end].decode("latin-1").split("\r\n")
-        length = 0
-        for line in head[1:]:
-            name, _, value = line.partition(":")
-            if name.strip().lower() == "content-length":
-                length = int(value)
-            elif name.strip().lower() == "transfer-encoding":
-                raise RuntimeError("the bench client reads sized bodies only")
+        status, fields = parse_head(self._buf[:head_end])
+        if "transfer-encoding" in fields:
+            raise RuntimeError("the bench client reads sized bodies only")
+        length = int(fields.get("content-length", "0"))
         if len(self._buf) < head_end + 4 + length:
             return
         self._buf = self._buf[head_end + 4 + length:]
         waiter, self._waiter = self._waiter, None
-        waiter.set_result(int(head[0].split(" ", 2)[1]))
+        waiter.set_result(status)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -114,9 +124,7 @@ class _LineCounter(asyncio.Protocol):
                 end = buf.find(b"\r\n\r\n", pos)
                 if end < 0:
                     break
-                head = buf[pos:end].decode("latin-1").split("\r\n")
-                self.status = int(head[0].split(" ", 2)[1])
-                fields = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in head[1:])}
+                self.status, fields = parse_head(buf[pos:end])
                 self._chunked = fields.get("transfer-encoding", "").lower() == "chunked"
                 self._left = 0 if self._chunked else int(fields.get("content-length", "0"))
                 pos = end + 4

@@ -21,6 +21,8 @@ def test_spans_are_null_while_tracing_is_off() -> None:
     with cm as sp:
         assert sp is None
     assert cm is tracing.span("other")  # one shared null context: nothing built per call
+    with tracing.span(lambda: pytest.fail("a lazy span name is built only for a span")):
+        pass
 
 
 def test_agent_address() -> None:
@@ -43,7 +45,7 @@ def test_spans_are_sent_to_the_agent_and_off_after_shutdown() -> None:
     t.start()
     try:
         assert tracing.active()
-        with tracing.span("outer", n=3), tracing.span("inner", cid=Multiaddr("/ip4/1.2.3.4/tcp/1")):
+        with tracing.span("outer", n=3), tracing.span(lambda: "in" + "ner", cid=Multiaddr("/ip4/1.2.3.4/tcp/1")):
             pass
         with pytest.raises(ValueError), tracing.span("failing"):
             raise ValueError("boom")

@@ -359,37 +359,28 @@ class IPFSHTTPConnector:
 
     @contextlib.asynccontextmanager
     async def _open(self, path: str, **kwargs: Any) -> AsyncIterator[aiohttp.ClientResponse]:
-        """``_post``, in a span while tracing runs (``ipfsconn/ipfshttp/pin/add``)."""
-        if not tracing.active():
-            async with self._timed(path, **kwargs) as resp:
-                yield resp
-            return
-        with tracing.span("ipfsconn/ipfshttp/" + endpoint_of(path)):
-            async with self._timed(path, **kwargs) as resp:
-                yield resp
-
-    @contextlib.asynccontextmanager
-    async def _timed(self, path: str, **kwargs: Any) -> AsyncIterator[aiohttp.ClientResponse]:
-        """``_post``, timed from the request to the end of the answer per endpoint when ``observer`` is set."""
-        obs = self.observer
-        if obs is None:
-            async with self._post(path, **kwargs) as resp:
-                yield resp
-            return
-        started = time.perf_counter()
-        outcome: Outcome = "error"
-        try:
-            async with self._post(path, **kwargs) as resp:
-                yield resp
-            outcome = "ok"
-        except IPFSError as exc:  # "not pinned" is kubo's normal negative answer, not a failure
-            outcome = "ok" if "not pinned" in exc.message else "error"
-            raise
-        except (asyncio.CancelledError, GeneratorExit):
-            outcome = "cancelled"
-            raise
-        finally:
-            obs.ipfs_call(path, time.perf_counter() - started, outcome)
+        """``_post``, in a span while tracing runs (``ipfsconn/ipfshttp/pin/add``), timed from the request to
+        the end of the answer per endpoint when ``observer`` is set."""
+        with tracing.span(lambda: "ipfsconn/ipfshttp/" + endpoint_of(path)):
+            obs = self.observer
+            if obs is None:
+                async with self._post(path, **kwargs) as resp:
+                    yield resp
+                return
+            started = time.perf_counter()
+            outcome: Outcome = "error"
+            try:
+                async with self._post(path, **kwargs) as resp:
+                    yield resp
+                outcome = "ok"
+            except IPFSError as exc:  # "not pinned" is kubo's normal negative answer, not a failure
+                outcome = "ok" if "not pinned" in exc.message else "error"
+                raise
+            except (asyncio.CancelledError, GeneratorExit):
+                outcome = "cancelled"
+                raise
+            finally:
+                obs.ipfs_call(path, time.perf_counter() - started, outcome)
 
     @contextlib.asynccontextmanager
     async def _post(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
+from collections.abc import Callable
 from typing import Any, Final
 
 from pincluster.config.sections import TracingConfig
@@ -35,14 +36,15 @@ _EXPORT_EVERY_MS: Final = 1000
 
 
 def active() -> bool:
-    """Whether spans are recorded (callers skip building span names when not)."""
+    """Whether spans are recorded."""
     return _tracer is not None
 
 
-def span(name: str, **attributes: object) -> contextlib.AbstractContextManager[Any]:
+def span(name: str | Callable[[], str], **attributes: object) -> contextlib.AbstractContextManager[Any]:
     """A span named ``name`` around the ``with`` body while tracing runs (nested under the current one; an
-    exception leaving the body is recorded and marks it failed); a null context otherwise. Attribute values
-    other than text and numbers (a CID, a peer ID) are recorded as their text, only when tracing runs.
+    exception leaving the body is recorded and marks it failed); a null context otherwise. A name that costs
+    something to build (a route, an endpoint) is given as a function, called only when a span is made;
+    attribute values other than text and numbers (a CID, a peer ID) are recorded as their text, likewise.
 
     Not for a body that spans the ``yield`` of an async generator: the span's context would be left in
     another task's context."""
@@ -53,7 +55,8 @@ def span(name: str, **attributes: object) -> contextlib.AbstractContextManager[A
     if not current.is_recording() and current.get_span_context().is_valid:
         return _NULL  # inside a trace the sampler dropped: its spans would be dropped too (a span costs ~20 µs)
     attrs = {k: v if isinstance(v, str | int | float | bool) else str(v) for k, v in attributes.items()}
-    cm: contextlib.AbstractContextManager[Any] = tracer.start_as_current_span(name, attributes=attrs or None)
+    cm: contextlib.AbstractContextManager[Any] = tracer.start_as_current_span(
+        name if isinstance(name, str) else name(), attributes=attrs or None)
     return cm
 
 

@@ -422,18 +422,15 @@ class StatelessPinTracker:
             await self._execute(op)
 
     async def _execute(self, op: Operation) -> None:
-        """``_run``, in a span while tracing runs (``tracker/stateless/Pin``, its IPFS calls nested in it)."""
-        if not tracing.active():
-            await self._run(op)
-            return
-        with tracing.span(f"tracker/stateless/{op.type.value.capitalize()}", cid=op.cid,
+        """Run the operation's IPFS call as a cancellable task; record success (forget) or error. While tracing
+        runs, in a span (``tracker/stateless/Pin``) holding its IPFS calls."""
+        with tracing.span(lambda: f"tracker/stateless/{op.type.value.capitalize()}", cid=op.cid,
                           attempt=op.attempt_count + 1) as sp:
             await self._run(op)
-            if op.phase is OpPhase.ERROR:
+            if sp is not None and op.phase is OpPhase.ERROR:
                 sp.set_attribute("error", op.error)
 
     async def _run(self, op: Operation) -> None:
-        """Run the operation's IPFS call as a cancellable task; record success (forget) or error."""
         op.phase = OpPhase.IN_PROGRESS
         op.attempt_count += 1
         op.timestamp_ns = self._clock.now_ns()

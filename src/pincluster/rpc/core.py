@@ -327,24 +327,17 @@ class RPC:
         timeout: float | None = None,
     ) -> Any:
         """Call a unary method on ``peer`` (None or self = local fast path); raises the remote's typed error."""
-        if tracing.active():
-            with tracing.span("rpc/" + method, **{"rpc.peer": str(peer or self.local_peer)}):
-                return await self._observed_call(peer, method, arg, result_type=result_type, timeout=timeout)
-        return await self._observed_call(peer, method, arg, result_type=result_type, timeout=timeout)
-
-    async def _observed_call(
-        self, peer: PeerID | None, method: str, arg: Any, *, result_type: Any, timeout: float | None
-    ) -> Any:
-        obs = self.observer
-        if obs is None:
-            return await self._call(peer, method, arg, result_type=result_type, timeout=timeout)
-        started, ok = time.perf_counter(), False
-        try:
-            res = await self._call(peer, method, arg, result_type=result_type, timeout=timeout)
-            ok = True
-            return res
-        finally:
-            obs.rpc_call(method, peer is not None and peer != self.local_peer, ok, time.perf_counter() - started)
+        with tracing.span(lambda: "rpc/" + method, **{"rpc.peer": peer or self.local_peer}):
+            obs = self.observer
+            if obs is None:
+                return await self._call(peer, method, arg, result_type=result_type, timeout=timeout)
+            started, ok = time.perf_counter(), False
+            try:
+                res = await self._call(peer, method, arg, result_type=result_type, timeout=timeout)
+                ok = True
+                return res
+            finally:
+                obs.rpc_call(method, peer is not None and peer != self.local_peer, ok, time.perf_counter() - started)
 
     async def _call(
         self, peer: PeerID | None, method: str, arg: Any, *, result_type: Any, timeout: float | None

@@ -66,6 +66,12 @@ class _Check(Protocol):
     def check(self, request: web.Request) -> web.Response | None: ...
 
 
+def _span_name(facility: str, request: web.Request) -> str:
+    """``restapi/GET /pins/{hash}``: the route, not the path (a bounded set of span names)."""
+    route = request.match_info.route.resource
+    return f"{facility}/{request.method} {route.canonical if route is not None else '?'}"
+
+
 def request_chain(
     max_header_bytes: int,
     auth: _Check,
@@ -96,11 +102,7 @@ def request_chain(
                 location += "?" + request.query_string
             return web.Response(status=307, headers={"Location": location})
         try:
-            if not tracing.active():
-                return await handler(request)
-            route = request.match_info.route.resource
-            with tracing.span(f"{facility}/{request.method} {route.canonical if route is not None else '?'}",
-                              **{"http.method": request.method, "http.target": request.raw_path}):
+            with tracing.span(lambda: _span_name(facility, request), **{"http.target": request.raw_path}):
                 return await handler(request)
         except web.HTTPNotFound:
             return error_response(404, "not found", body=body)

@@ -223,14 +223,11 @@ class IPFSProxy(HTTPServer):
         return None
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
-        """``_serve``, in a span while tracing runs (``ipfsproxy/POST pin/add``)."""
-        if not tracing.active():
-            return await self._serve(request)
-        name = f"ipfsproxy/{request.method} {endpoint_of(request.path)}"
-        with tracing.span(name, **{"http.target": request.raw_path}):
-            return await self._serve(request)
+        with tracing.span(lambda: f"ipfsproxy/{request.method} {endpoint_of(request.path)}",
+                          **{"http.target": request.raw_path}):
+            return await self._route(request)
 
-    async def _serve(self, request: web.Request) -> web.StreamResponse:
+    async def _route(self, request: web.Request) -> web.StreamResponse:
         found = self._match(request.method, request.path)
         if found is None:
             return await self._forward(request)
