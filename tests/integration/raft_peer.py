@@ -88,6 +88,7 @@ async def main(argv: list[str]) -> int:
                 "auth_failures": raft.authenticator.failures,
                 "store_applied": raft.store.applied_index,
                 "entries_replicated": raft.entries_replicated,
+                "group_commits": [raft.group_commits, raft.group_commits_fsynced],
             }
         )
 

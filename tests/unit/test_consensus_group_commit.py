@@ -52,6 +52,17 @@ def test_apply_many_writes_groups_skips_applied_and_reports_previous(tmp_path: P
         again.close()
 
 
+async def _after_restart(config: RaftConfig, folder: Path, key: bytes) -> tuple[int, bytes | None]:
+    """(pins, value of ``key``) in the state of a single-peer Raft restarted on ``folder``."""
+    again = RaftConsensus(peer_id="QmSelf", config=config, secret=SECRET, data_folder=folder)
+    await again.start()
+    try:
+        await again.ready(10)
+        return await again.state.count(), await again.state.get(key)
+    finally:
+        await again.shutdown()
+
+
 class _SlowStore:
     """Wraps the store's apply_many so that each group commit takes a while (a slow disk)."""
 
@@ -61,10 +72,10 @@ class _SlowStore:
         self.groups: list[int] = []
         self.release = threading.Event()
 
-    def __call__(self, entries: Any) -> Any:
+    def __call__(self, entries: Any, **kw: Any) -> Any:
         self.release.wait(self.delay)
         self.groups.append(len(entries))
-        return self.inner(entries)
+        return self.inner(entries, **kw)
 
 
 async def test_acks_wait_for_the_state_and_groups_share_commits(tmp_path: Path) -> None:
@@ -101,14 +112,7 @@ async def test_acks_wait_for_the_state_and_groups_share_commits(tmp_path: Path) 
         slow.release.set()
         await raft.shutdown()
     # everything acknowledged survives the restart
-    again = RaftConsensus(peer_id="QmSelf", config=config, secret=SECRET, data_folder=tmp_path / "raft")
-    await again.start()
-    try:
-        await again.ready(10)
-        assert await again.state.count() == 200
-        assert await again.state.get(keys[0]) == b"new"
-    finally:
-        await again.shutdown()
+    assert await _after_restart(config, tmp_path / "raft", keys[0]) == (200, b"new")
 
 
 async def test_a_failing_write_is_retried_and_nothing_is_acknowledged_meanwhile(tmp_path: Path) -> None:
@@ -120,12 +124,12 @@ async def test_a_failing_write_is_retried_and_nothing_is_acknowledged_meanwhile(
         real = raft.store.apply_many
         failures = 0
 
-        def flaky(entries: Any) -> Any:
+        def flaky(entries: Any, **kw: Any) -> Any:
             nonlocal failures
             if failures < 3:
                 failures += 1
                 raise OSError("disk I/O error (simulated)")
-            return real(entries)
+            return real(entries, **kw)
 
         raft.store.apply_many = flaky  # type: ignore[method-assign]
         task = asyncio.create_task(raft.log_pin(b"k", b"v"))
@@ -165,3 +169,65 @@ async def test_cluster_pinset_reads_on_the_loop_and_falls_back(tmp_path: Path) -
     finally:
         pinset.close()
         store.close()
+
+
+async def test_state_commits_skip_the_fsync_only_for_entries_in_the_synced_journal(tmp_path: Path) -> None:
+    """A state commit may go without its fsync only when every entry it writes is already on the disk in this
+    peer's Raft journal (replayed above the state's applied index at start); otherwise it syncs."""
+    import time
+
+    config = RaftConfig.from_mapping({"listen_multiaddress": f"/ip4/127.0.0.1/tcp/{free_port()}"})
+    raft = RaftConsensus(peer_id="QmSelf", config=config, secret=SECRET, data_folder=tmp_path / "raft",
+                         max_inflight=8, batch_ops=4)
+    await raft.start()
+    seen: list[tuple[int, bool, int]] = []
+    try:
+        await raft.ready(10)
+        journal = raft._sync._SyncObj__raftLog  # type: ignore[union-attr]
+        real = raft.store.apply_many
+
+        def record(entries: Any, *, fsync: bool = True) -> Any:
+            seen.append((max(i for i, _t, _ops in entries), fsync, journal.synced_index))
+            time.sleep(0.01)  # a slow disk: the Raft thread syncs its journal meanwhile
+            return real(entries, fsync=fsync)
+
+        raft.store.apply_many = record  # type: ignore[method-assign]
+        keys = [i.to_bytes(4, "big") for i in range(200)]
+        await asyncio.gather(*(raft.log_pin(k, b"v") for k in keys))
+        assert all(fsync or top <= synced for top, fsync, synced in seen), seen
+        assert any(not fsync for _, fsync, _ in seen), seen
+        assert raft.group_commits_fsynced == sum(fsync for _, fsync, _ in seen)
+    finally:
+        await raft.shutdown()
+    # a peer that does not sync its journal has nothing on the disk but its state: every commit syncs
+    unsynced = RaftConsensus(peer_id="QmSelf", config=config, secret=SECRET, data_folder=tmp_path / "raft2",
+                             sync_journal=False)
+    await unsynced.start()
+    try:
+        await unsynced.ready(10)
+        await asyncio.gather(*(unsynced.log_pin(i.to_bytes(4, "big"), b"v") for i in range(50)))
+        assert unsynced.group_commits > 0 and unsynced.group_commits_fsynced == unsynced.group_commits
+    finally:
+        await unsynced.shutdown()
+    assert (await _after_restart(config, tmp_path / "raft", b"\0\0\0\1"))[0] == 200
+
+
+def test_store_syncs_unless_told_the_entries_are_safe_elsewhere(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.sqlite")
+    mode = lambda: store._w.execute("PRAGMA synchronous").fetchone()[0]  # noqa: E731  2 = FULL, 1 = NORMAL
+    try:
+        assert mode() == 2
+        store.apply_many([(1, 1, [(OP_PUT, b"a", b"1")])], fsync=False)
+        assert mode() == 1
+        store.apply(2, 1, [(OP_PUT, b"b", b"1")])  # a write on its own always syncs
+        assert mode() == 2
+        store.apply_many([(3, 1, [(OP_PUT, b"c", b"1")])])
+        assert mode() == 2
+    finally:
+        store.close()
+    lax = SQLiteStore(tmp_path / "t.sqlite", durable=False)
+    try:
+        lax.apply_many([(1, 1, [(OP_PUT, b"a", b"1")])])
+        assert lax._w.execute("PRAGMA synchronous").fetchone()[0] == 1
+    finally:
+        lax.close()

@@ -110,3 +110,51 @@ def test_journal_sync_is_fdatasync_of_the_journal_file(tmp_path: Path, monkeypat
     again = pj.FileJournal(str(path))
     assert len(again) == 199 and again[198][0] == b"entry 199" * 50
     again._destroy()
+
+
+class _FileLike(MemoryJournal):
+    """A memory journal with PySyncObj's ``flush`` (counted), as a file journal has."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flushes = 0
+
+    def flush(self) -> None:
+        self.flushes += 1
+
+
+def test_synced_index_is_what_the_last_flush_covered() -> None:
+    """The state writer skips the state's fsync for entries at or below ``synced_index``: it must never
+    claim an entry that is not on the disk (added after the flush, or written again since)."""
+    j = ConflictOnlyJournal(_FileLike())
+    for i in range(1, 6):
+        j.add(b"c%d" % i, i, 1)
+    j.setCurrentTerm(2, None)
+    assert j.synced_index == 0  # nothing flushed yet
+    j.flush()
+    assert j.synced_index == 5
+    j.add(b"c6", 6, 2)
+    assert j.synced_index == 5  # entry 6 is not on the disk yet
+    j.deleteEntriesFrom(3)
+    j.add(b"c4", 4, 1)  # the same entry again: kept, still synced
+    assert j.synced_index == 5
+    j.deleteEntriesFrom(3)
+    j.add(b"new", 4, 2)  # a conflict: 4 and later are replaced, not on the disk
+    assert ids(j) == [(1, 1), (2, 1), (3, 1), (4, 2)]
+    assert j.synced_index == 3
+    j.flush()
+    assert j.synced_index == 4
+    inner = j._j
+    assert isinstance(inner, _FileLike)
+    before = inner.flushes
+    j.deleteEntriesTo(2)  # compaction rewrites the kept entries: synced again at once
+    assert ids(j) == [(3, 1), (4, 2)] and j.synced_index == 4 and inner.flushes == before + 1
+    j.clear()
+    assert j.synced_index == 0
+
+
+def test_a_journal_in_memory_has_no_flush_and_nothing_synced() -> None:
+    j = make([(1, 1), (2, 1)], term=1)
+    assert not hasattr(j, "flush")
+    j.deleteEntriesTo(1)
+    assert ids(j) == [(2, 1)] and j.synced_index == 0

@@ -37,6 +37,10 @@ class ConflictOnlyJournal:
         self._cut: int | None = None
         self.kept = 0
         self.truncated = 0
+        #: Every entry up to this Raft index was on the disk at the last ``flush`` (0: none known to be). An
+        #: entry at or below it survives a power loss here, so a state write of it needs no fsync of its own
+        #: (``RaftConsensus._writer_loop``). Lowered when entries are dropped or the file is rewritten.
+        self.synced_index = 0
         #: Called with the entries kept by ``_settle`` (not re-sent by the leader): PySyncObj had already
         #: rolled back the membership changes among them, so they must be applied again.
         self.on_kept_tail: Callable[[list[Any]], None] | None = None
@@ -58,7 +62,7 @@ class ConflictOnlyJournal:
         if pos < n:
             self.truncated += n - pos
             _log.debug("Raft journal: dropping %d unchecked entries of older terms from position %d", n - pos, pos)
-            self._j.deleteEntriesFrom(pos)
+            self._drop_from(pos)
         if pos > cut:
             self.kept += pos - cut
             if self.on_kept_tail is not None:
@@ -80,19 +84,40 @@ class ConflictOnlyJournal:
                 self.truncated += len(self._j) - cut
                 _log.info("Raft journal: entry %d conflicts with the leader's (term %d, ours %d); truncating",
                           idx, term, existing[2])
-                self._j.deleteEntriesFrom(cut)
+                self._drop_from(cut)
             self._cut = None
         self._j.add(command, idx, term)
+
+    def _drop_from(self, pos: int) -> None:
+        """Delete the entries from position ``pos`` on; entries written there later are not synced."""
+        self.synced_index = min(self.synced_index, int(self._j[pos][1]) - 1)
+        self._j.deleteEntriesFrom(pos)
+
+    # -- syncing ----------------------------------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        """Sync the journal file (PySyncObj's ``flush``); the entries it held are then on the disk."""
+        self._settle()
+        n = len(self._j)
+        last = int(self._j[n - 1][1]) if n else 0
+        self._j.flush()
+        self.synced_index = last
 
     # -- everything else settles first, then delegates --------------------------------------------------------
 
     def clear(self) -> None:
         self._cut = None
+        self.synced_index = 0
         self._j.clear()
 
     def deleteEntriesTo(self, entryTo: int) -> None:
+        """Compaction: PySyncObj's file journal rewrites the entries it keeps from the start of the file, so
+        they are not on the disk until synced again; sync them at once rather than at the next message."""
         self._settle()
+        self.synced_index = 0
         self._j.deleteEntriesTo(entryTo)
+        if hasattr(self._j, "flush"):
+            self._flush()
 
     def __getitem__(self, item: Any) -> Any:
         self._settle()
@@ -103,11 +128,12 @@ class ConflictOnlyJournal:
         return len(self._j)
 
     def __getattr__(self, name: str) -> Any:
-        # setRaftCommitIndex, getCurrentTerm, setCurrentTerm, onOneSecondTimer, _destroy, flush …
+        # setRaftCommitIndex, getCurrentTerm, setCurrentTerm, onOneSecondTimer, _destroy …
         if name.startswith("__"):
             raise AttributeError(name)
         self._settle()
-        return getattr(self._j, name)
+        attr = getattr(self._j, name)  # a memory journal has no ``flush``: it stays without one
+        return self._flush if name == "flush" else attr
 
 
 class _DeferredTruncationFilter(logging.Filter):

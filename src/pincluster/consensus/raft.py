@@ -22,10 +22,11 @@ How the PySyncObj hazards measured in FINDINGS.md are handled here:
 - compaction pickling the state: the snapshot is a ``VACUUM INTO`` copy of the database made by a background
   thread (``serializeChecker``), so the Raft thread only starts it; threshold 100k entries, 2 min, or 16 MiB
   of entries (PySyncObj keeps the journal in memory);
-- the journal: a write is acknowledged only after the acknowledging peer committed it to SQLite with
-  ``synchronous=FULL`` (an fsync of the WAL), and every peer syncs its journal before a message that tells
-  another peer it holds entries (the leader's append-entries, a follower's answer; ``sync_journal``, see
-  ``transport.SecretTCPTransport.send``), so a committed entry is on the disk of a majority;
+- the journal: every peer syncs its journal before a message that tells another peer it holds entries (the
+  leader's append-entries, a follower's answer; ``sync_journal``, see ``transport.SecretTCPTransport.send``),
+  so a committed entry is on the disk of a majority; a write is acknowledged only after the acknowledging peer
+  committed it to SQLite, with an fsync of the WAL unless every entry of the transaction was already in its
+  synced journal (``ConflictOnlyJournal.synced_index``), which a restart applies above the state;
 - per-message cost: frames are sealed with AES-GCM over protocol-5 pickles (``transport.SealedConnection``),
   PySyncObj's own pickles use protocol 5 (``safe_pickle.install``), and ``_on_tick`` compares a tuple of
   PySyncObj's counters before it builds a ``RaftStatus``.
@@ -303,6 +304,7 @@ class RaftConsensus:
         self._writer: threading.Thread | None = None
         self._writer_stop = False
         self.group_commits = 0
+        self.group_commits_fsynced = 0  # of which synced the state's WAL (entries not yet on the disk otherwise)
         self.commands_sent = 0  # Raft commands submitted by this peer (attempts), and the ops they carried
         self.ops_sent = 0
 
@@ -532,10 +534,15 @@ class RaftConsensus:
                 self._inflight_first = entries[0][0] if entries else None
             ok = True
             results: list[list[bytes | None] | None] = []
+            # Entries already on the disk in this peer's synced journal survive a power loss there (a restart
+            # applies the journal above the state's applied index), so their commit needs no fsync of its own.
+            fsync = bool(entries) and entries[-1][0] > self._journal_synced_index()
             try:
                 while entries:
                     try:
-                        results = store.apply_many([(i, t, ops) for i, t, ops, _n in entries])
+                        results = store.apply_many([(i, t, ops) for i, t, ops, _n in entries], fsync=fsync)
+                        if fsync:
+                            self.group_commits_fsynced += 1
                         break
                     except Exception:
                         log.exception("writing %d Raft entries to the state failed", len(entries))
@@ -551,6 +558,10 @@ class RaftConsensus:
                     self._wcond.notify_all()
             if ok:
                 self._written(entries, results, acks)
+
+    def _journal_synced_index(self) -> int:
+        """Raft index up to which this peer's journal is on the disk (``ConflictOnlyJournal.synced_index``)."""
+        return int(getattr(getattr(self._sync, "_SyncObj__raftLog", None), "synced_index", 0))
 
     def _written(self, entries: list[tuple[int, int, list[Op], int]], results: list[list[bytes | None] | None],
                  acks: list[_Batch]) -> None:
@@ -1070,9 +1081,11 @@ class RaftConsensus:
         await asyncio.to_thread(self._stop_writer)
         syncs = self._transport.journal_flushes if self._transport is not None else 0
         sent, resent = self.entries_replicated
-        log.info("Raft stopped: this peer sent %d commands carrying %d pinset changes; %d state transactions; "
-                 "%d journal syncs; %d log entries replicated to other peers (%d of them again)",
-                 self.commands_sent, self.ops_sent, self.group_commits, syncs, sent, resent)
+        log.info("Raft stopped: this peer sent %d commands carrying %d pinset changes; %d state transactions "
+                 "(%d synced to the disk, the others' entries were in the synced journal); %d journal syncs; "
+                 "%d log entries replicated to other peers (%d of them again)",
+                 self.commands_sent, self.ops_sent, self.group_commits, self.group_commits_fsynced, syncs, sent,
+                 resent)
         for _ in range(100):
             if self._ser_state != SERIALIZER_STATE.SERIALIZING:
                 break

@@ -310,7 +310,10 @@ class SQLiteStore:
                 self._w.close()
                 raise
             self._w.execute("PRAGMA journal_mode=WAL")
-            # FULL: the WAL is fsynced at every commit, so an acknowledged pin survives a power loss.
+            # FULL: the WAL is fsynced at every commit, so an acknowledged pin survives a power loss. A group
+            # commit of Raft entries already on the disk in the journal may skip it (``apply_many``).
+            self._durable = durable
+            self._fsync = durable
             self._w.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             self._w.execute("PRAGMA wal_autocheckpoint=4000")
             if not meta_exists:
@@ -368,6 +371,7 @@ class SQLiteStore:
                 return False
             w = self._w
             batch = list(ops)
+            self._set_fsync(self._durable)
             w.execute("BEGIN IMMEDIATE")
             try:
                 _write_ops(w, batch)
@@ -385,6 +389,12 @@ class SQLiteStore:
                 self._applied_index = index
                 self._applied_term = term
             return True
+
+    def _set_fsync(self, want: bool) -> None:
+        """Whether the next commit syncs the WAL (under ``_wlock``, outside a transaction)."""
+        if want != self._fsync:
+            self._w.execute(f"PRAGMA synchronous={'FULL' if want else 'NORMAL'}")
+            self._fsync = want
 
     def put_many(self, items: Iterable[tuple[bytes, bytes]]) -> int:
         """Offline bulk insert (``state import``): not tagged with a Raft index. Returns the number written."""
@@ -524,8 +534,14 @@ class SQLiteStore:
             src.close()
         return info
 
-    def apply_many(self, entries: Sequence[tuple[int, int, Sequence[Op]]]) -> list[list[bytes | None] | None]:
+    def apply_many(self, entries: Sequence[tuple[int, int, Sequence[Op]]], *,
+                   fsync: bool = True) -> list[list[bytes | None] | None]:
         """Group commit: write several Raft entries in one transaction (one fsync instead of one per entry).
+
+        ``fsync=False``: the caller knows the entries survive a power loss elsewhere (a synced Raft journal,
+        replayed above the applied index at start), so the commit need not reach the disk before it returns
+        (``synchronous=NORMAL``: a crash may lose the last such commits, never corrupt the database). A store
+        opened with ``durable=False`` never syncs its commits.
 
         Entries at or below the applied index are skipped (None in the result), as ``apply`` does. For each
         entry written, the result holds the value each op's key had just before that op (read inside the same
@@ -538,6 +554,7 @@ class SQLiteStore:
             w = self._w
             out: list[list[bytes | None] | None] = []
             index_now, term_now = self._applied_index, self._applied_term
+            self._set_fsync(fsync and self._durable)
             w.execute("BEGIN IMMEDIATE")
             try:
                 # The group's ops are written as one batch (their net effect, indexes included); each entry
