@@ -276,12 +276,10 @@ class Cluster:
             for j, (_kind, key, value) in enumerate(ops):
                 try:
                     if value is not None:
-                        pin = pin_from_state(value)
-                        maybe_here = True
-                        if previous is not None and pin.is_remote_pin(self.peer_id):
-                            before = previous[j]
-                            maybe_here = before is not None and not pin_from_state(before).is_remote_pin(self.peer_id)
-                        await self.tracker.track(pin, maybe_here=maybe_here)
+                        if previous is None:
+                            await self.tracker.track_stored(key, value, None, before_known=False)
+                        else:
+                            await self.tracker.track_stored(key, value, previous[j])
                     else:
                         await self.tracker.untrack(CID(key))
                 except Exception:

@@ -49,3 +49,32 @@ async def test_pending_pin_is_cancelled_and_unpinned_even_when_never_allocated_h
     await settle()
     assert ("unpin", here.cid) in env.ipfs.started
     assert await env.status(3) is TrackerStatus.REMOTE
+
+
+async def test_committed_changes_in_stored_form(env: Env) -> None:
+    """``track_stored`` (what the cluster's apply loop calls) decides from the stored fields alone when a pin
+    needs nothing here, and otherwise does what ``track`` does."""
+    from pincluster.types.codec import pin_to_state
+
+    elsewhere = env.pin(4, allocations=(env.other,))
+    await env.tracker.track_stored(elsewhere.cid.bytes, pin_to_state(elsewhere), None)  # a new pin elsewhere
+    await settle()
+    assert env.ipfs.calls == [] and len(env.tracker._ops) == 0
+    assert await env.status(4) is TrackerStatus.REMOTE
+    here = env.pin(5, allocations=(env.me,))
+    await env.tracker.track_stored(here.cid.bytes, pin_to_state(here), None)
+    await settle()
+    assert await env.status(5) is TrackerStatus.PINNED
+    moved = env.pin(5, allocations=(env.other,))  # was allocated here: unpinned
+    await env.tracker.track_stored(moved.cid.bytes, pin_to_state(moved), pin_to_state(here))
+    await settle()
+    assert ("unpin", moved.cid) in env.ipfs.calls
+    env.ipfs.pins[elsewhere.cid.bytes] = IPFSPinStatus.RECURSIVE
+    # what the key held before is not known: unpin, as Go does
+    await env.tracker.track_stored(elsewhere.cid.bytes, pin_to_state(elsewhere), None, before_known=False)
+    await settle()
+    assert ("unpin", elsewhere.cid) in env.ipfs.calls
+    everywhere = env.pin(6)  # replication -1: every peer, allocated to none
+    await env.tracker.track_stored(everywhere.cid.bytes, pin_to_state(everywhere), None)
+    await settle()
+    assert await env.status(6) is TrackerStatus.PINNED

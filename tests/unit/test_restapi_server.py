@@ -316,9 +316,14 @@ async def test_extra_headers_and_request_log(caplog: pytest.LogCaptureFixture) -
     a, _ = await start_api()
     try:
         await raw(a, get("/nope"))
+        await raw(a, get("/nope2"))
     finally:
         await a.stop()
-    assert any('"GET /nope HTTP/1.1" 404' in r.getMessage() for r in caplog.records)
+    # each request has its own complete record (they are copied from one template record)
+    recs = [r for r in caplog.records if r.name == "pincluster.restapilog"]
+    assert ['"GET /nope HTTP/1.1" 404' in r.getMessage() for r in recs] == [True, False]
+    assert '"GET /nope2 HTTP/1.1" 404' in recs[1].getMessage() and recs[0] is not recs[1]
+    assert all(r.levelname == "INFO" and r.filename == "accesslog.py" and r.created > 0 for r in recs)
 
 
 async def test_add_streams_events_and_pins(api: tuple[RestAPI, FakeCluster]) -> None:

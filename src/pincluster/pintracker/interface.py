@@ -47,6 +47,11 @@ class PinTracker(Protocol):
         this peer before, so a pin allocated elsewhere needs no unpin)."""
         ...
 
+    async def track_stored(self, key: bytes, value: bytes, before: bytes | None, *, before_known: bool = True) -> None:
+        """``track`` of a committed change in its stored form (``pincluster.types.codec``): ``value`` is the pin
+        now, ``before`` what the key held just before (None: nothing), unless ``before_known`` is False."""
+        ...
+
     async def untrack(self, cid: CID) -> None:
         """A pin was removed from the shared state."""
         ...

@@ -49,6 +49,7 @@ from pincluster.types.codec import (
     cid_multihash,
     decode_state,
     decode_status_fields,
+    pin_from_state,
     pin_from_stored,
     pin_to_state,
 )
@@ -104,6 +105,11 @@ def _row_batches(ts_ns: int, rows: list[Row], compact: bool) -> Iterator[StatusR
         else:
             yield StatusRows(ts_ns=ts_ns, rows=run)
         i = j
+
+
+def _elsewhere(s: StatusFields | StoredPin, me: bytes) -> bool:
+    """``Pin.is_remote_pin`` of a stored pin: not everywhere (rf -1/-1), and ``me`` not among its allocations."""
+    return not (s.rf_min == -1 and s.rf_max == -1) and me not in s.allocations
 
 
 def _first(row: LocalRow) -> bytes:
@@ -256,6 +262,23 @@ class StatelessPinTracker:
             await self._unpin_remote(pin)
             return
         self._enqueue(pin, OpType.PIN)
+
+    async def track_stored(self, key: bytes, value: bytes, before: bytes | None, *, before_known: bool = True) -> None:
+        """``track`` of a committed change as the state stores it: ``value`` the pin now, ``before`` what the key
+        held just before (None: nothing; ``before_known=False``: not known).
+
+        Most committed pins are allocated elsewhere and were never allocated here: with no operation pending
+        they need nothing, which the stored fields tell without building the Pin (a third of the apply loop's
+        time on a peer during ingest was spent building Pins that were then ignored)."""
+        me = self.peer.bytes
+        if (before_known and self._ops.get_bytes(key) is None and _elsewhere(decode_status_fields(value), me)
+                and (before is None or _elsewhere(decode_status_fields(before), me))):
+            return
+        pin = pin_from_state(value)
+        maybe_here = True
+        if before_known and pin.is_remote_pin(self.peer):
+            maybe_here = before is not None and not pin_from_state(before).is_remote_pin(self.peer)
+        await self.track(pin, maybe_here=maybe_here)
 
     async def untrack(self, cid: CID) -> None:
         """Consensus removed ``cid``: unpin it."""
@@ -653,7 +676,7 @@ class StatelessPinTracker:
                     continue
                 if s.type == _META_CODE:
                     st = _SHARDED
-                elif not (s.rf_min == -1 and s.rf_max == -1) and me not in s.allocations:
+                elif _elsewhere(s, me):
                     st = _REMOTE
                 else:
                     mh = cid_multihash(key)

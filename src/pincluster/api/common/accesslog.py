@@ -86,14 +86,26 @@ class CommonLogFormat(AbstractAccessLogger):
         else:
             self._emit(line, now)
 
+    _templates: dict[str, dict[str, Any]] = {}
+
     def _emit(self, line: str, now: float) -> None:
         """``logger.info("%s", line)`` without its caller lookup (a stack walk per request): the record is
-        made with this line's own file and line number. Handlers and filters see a complete ``LogRecord``."""
+        made with this line's own file and line number. Handlers and filters see a complete ``LogRecord``.
+
+        Every request log record is the same but for its line and time, and always made on the event loop's
+        thread, so one record made by ``makeRecord`` serves as the template of the others: copying its fields
+        costs ~1 µs, against ~4 µs for ``LogRecord.__init__`` (path splitting, thread and process lookups)."""
         logger = self.logger
         if not logger.isEnabledFor(logging.INFO):
             return
-        record = logger.makeRecord(logger.name, logging.INFO, __file__, sys._getframe().f_lineno, "%s", (line,),
-                                   None, "log")
+        template = self._templates.get(logger.name)
+        if template is None:
+            made = logger.makeRecord(logger.name, logging.INFO, __file__, sys._getframe().f_lineno, "%s", ("",),
+                                     None, "log")
+            template = self._templates[logger.name] = dict(made.__dict__)
+        record = logging.LogRecord.__new__(logging.LogRecord)
+        record.__dict__.update(template)
+        record.args = (line,)
         record.created = now
         record.msecs = int((now - int(now)) * 1000) + 0.0
         record.relativeCreated = (now - _START) * 1000
