@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from opentelemetry.exporter.jaeger.thrift.gen.agent import Agent
-from tests.integration.cluster_harness import ctl, init_peers, stop_all
+from tests.integration.cluster_harness import ctl, init_peers, start_cluster, stop_all
 from thrift.protocol import TCompactProtocol
 from thrift.transport import TTransport
 
@@ -85,3 +85,53 @@ def test_daemon_tracing_sends_nested_spans_to_the_jaeger_agent(tmp_path: Path) -
     # the tracker's pin holds its IPFS call
     track = {s.spanId for s in by_name["tracker/stateless/Pin"]}
     assert any(s.parentSpanId in track for s in by_name["ipfsconn/ipfshttp/pin/add"])
+
+
+def test_a_trace_crosses_peers(tmp_path: Path) -> None:
+    """A status request on one peer asks the others over RPC; each serves its part in the requester's trace, so
+    the agent gets one trace with spans of both peers: peer 1's ``rpc/serve/PinTracker.Status`` is the child of
+    peer 0's ``rpc/PinTracker.Status``, inside peer 0's REST span."""
+    agent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    agent.bind(("127.0.0.1", 0))
+    agent.settimeout(0.5)
+    port = agent.getsockname()[1]
+    peers = init_peers(tmp_path, 2, service_changes={
+        "observations.tracing.enable_tracing": True,
+        "observations.tracing.jaeger_agent_endpoint": f"/ip4/127.0.0.1/udp/{port}",
+        "observations.tracing.sampling_prob": 1.0,
+    })
+    names = [p.service["cluster"]["peername"] for p in peers]
+    spans: dict[int, tuple[str, Any]] = {}  # span ID -> (peer name, span)
+    rest_status = "restapi/GET /pins/{hash}"
+    try:
+        start_cluster(peers)
+        cid = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"
+        status, body = peers[0].api("POST", f"/pins/{cid}?replication-min=-1&replication-max=-1")
+        assert status == 200, body
+        status, body = peers[0].api("GET", f"/pins/{cid}")
+        assert status == 200 and len(body["peer_map"]) == 2, body
+
+        def served_remotely() -> bool:
+            return any(n == names[1] and s.operationName == "rpc/serve/PinTracker.Status" for n, s in spans.values())
+
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not served_remotely():
+            try:
+                data = agent.recv(65536)
+            except TimeoutError:
+                continue
+            batch = decode_batch(data)
+            for s in batch.spans:
+                peer = {t.key: t.vStr for t in list(s.tags or []) + list(batch.process.tags or [])}.get("peer.name")
+                spans[s.spanId] = (peer or "", s)
+    finally:
+        stop_all(peers)
+        agent.close()
+    rest = [s for n, s in spans.values() if n == names[0] and s.operationName == rest_status]
+    assert rest, sorted({(n, s.operationName) for n, s in spans.values()})
+    trace = (rest[-1].traceIdHigh, rest[-1].traceIdLow)
+    in_trace = {sid: (n, s) for sid, (n, s) in spans.items() if (s.traceIdHigh, s.traceIdLow) == trace}
+    served = [s for n, s in in_trace.values() if n == names[1] and s.operationName == "rpc/serve/PinTracker.Status"]
+    assert served, sorted((n, s.operationName) for n, s in in_trace.values())
+    caller_name, caller = in_trace[served[0].parentSpanId]
+    assert (caller_name, caller.operationName) == (names[0], "rpc/PinTracker.Status")

@@ -8,7 +8,10 @@ so a Jaeger agent (or all-in-one) that shows Go's traces shows ours.
 Components call :func:`span` and never import OpenTelemetry: when tracing is off (the default) ``span`` hands
 back a shared null context, one function call on the hot paths. The OpenTelemetry packages are the ``tracing``
 extra (``pip install 'pincluster[tracing]'``); a peer configured to trace without them refuses to start and says
-what to install. Spans do not cross peers: pincluster's RPC does not carry a trace context (Go's does).
+what to install.
+
+Traces cross peers as Go's do: an RPC request carries the caller's trace context (W3C ``traceparent``,
+:func:`context_header`), and the called peer serves the call in a span of that trace (:func:`remote_span`).
 """
 
 from __future__ import annotations
@@ -23,13 +26,15 @@ from pincluster.config.sections import TracingConfig
 from pincluster.errors import ConfigError
 from pincluster.types.multiaddr import Multiaddr
 
-__all__ = ["Tracing", "active", "agent_address", "span"]
+__all__ = ["Tracing", "active", "agent_address", "context_header", "remote_span", "span"]
 
 log = logging.getLogger("pincluster.observations")
 
 _NULL: Final = contextlib.nullcontext()
 _tracer: Any = None  # an OpenTelemetry tracer while a Tracing runs
 _current_span: Any = None  # opentelemetry.trace.get_current_span, imported when tracing starts
+_propagator: Any = None  # the W3C trace context propagator, likewise
+_server_kind: Any = None  # opentelemetry.trace.SpanKind.SERVER
 
 #: How often finished spans are sent to the agent (OpenTelemetry's default is 5 s; Go's exporter bundles for 1 s).
 _EXPORT_EVERY_MS: Final = 1000
@@ -60,6 +65,35 @@ def span(name: str | Callable[[], str], **attributes: object) -> contextlib.Abst
     return cm
 
 
+def context_header() -> str | None:
+    """The current trace context as a W3C ``traceparent`` value, for a call to another peer to carry (None when
+    tracing is off or no span is current). A trace the sampler dropped is carried too, so that the called peer
+    drops its part as well."""
+    if _tracer is None or not _current_span().get_span_context().is_valid:
+        return None
+    carrier: dict[str, str] = {}
+    _propagator.inject(carrier)
+    return carrier.get("traceparent")
+
+
+def remote_span(name: str | Callable[[], str], header: str | None,
+                **attributes: object) -> contextlib.AbstractContextManager[Any]:
+    """A span, made by the peer serving a call, in the trace of the calling peer (``header``: the value its
+    :func:`context_header` gave). Null when tracing is off, when the call carried no trace (periodic calls
+    would otherwise each start a trace of their own), or when the caller's trace was not sampled."""
+    tracer = _tracer
+    if tracer is None or not header:
+        return _NULL
+    parent = _propagator.extract({"traceparent": header})
+    caller = _current_span(parent).get_span_context()
+    if not caller.is_valid or not caller.trace_flags.sampled:
+        return _NULL
+    attrs = {k: v if isinstance(v, str | int | float | bool) else str(v) for k, v in attributes.items()}
+    cm: contextlib.AbstractContextManager[Any] = tracer.start_as_current_span(
+        name if isinstance(name, str) else name(), context=parent, kind=_server_kind, attributes=attrs or None)
+    return cm
+
+
 def agent_address(addr: Multiaddr) -> tuple[str, int]:
     """``/ip4/H/udp/P`` → (H, P); the wildcard address means this machine (Go's default ``/ip4/0.0.0.0/udp/6831``
     reaches an agent running beside the peer)."""
@@ -85,14 +119,15 @@ class Tracing:
         self._provider: Any = None
 
     def start(self) -> None:
-        global _tracer, _current_span
+        global _tracer, _current_span, _propagator, _server_kind
         try:
             from opentelemetry.exporter.jaeger.thrift import JaegerExporter
             from opentelemetry.sdk.resources import Resource
             from opentelemetry.sdk.trace import TracerProvider
             from opentelemetry.sdk.trace.export import BatchSpanProcessor
             from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
-            from opentelemetry.trace import get_current_span
+            from opentelemetry.trace import SpanKind, get_current_span
+            from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
         except ImportError as exc:
             raise ConfigError(
                 "tracing.enable_tracing",
@@ -115,6 +150,8 @@ class Tracing:
         provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=_EXPORT_EVERY_MS))
         self._provider = provider
         _current_span = get_current_span
+        _propagator = TraceContextTextMapPropagator()
+        _server_kind = SpanKind.SERVER
         _tracer = provider.get_tracer("pincluster", __version__)
         log.info("tracing: spans of %s sampled at %g, sent to the Jaeger agent at %s:%d",
                  self.cfg.service_name, self.cfg.sampling_prob, host, port)

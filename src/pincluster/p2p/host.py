@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 
 from pincluster.errors import InvalidInput, PinclusterError, Unavailable
 from pincluster.p2p.errors import ConnectFailed, HandshakeError
-from pincluster.p2p.handshake import Handshaker, SecureChannel
+from pincluster.p2p.handshake import Handshaker, SecureChannel, parse_protocol
 from pincluster.p2p.keys import PrivateKey
 from pincluster.p2p.mux import Connection, Stream
 from pincluster.p2p.peerstore import Peerstore
@@ -195,7 +195,8 @@ class Host:
         except BaseException:
             writer.close()
             raise
-        self._add_conn(res.remote_peer, res.channel, True, where, res.remote_addrs, dialed=addr)
+        self._add_conn(res.remote_peer, res.channel, True, where, res.remote_addrs, dialed=addr,
+                       protocol=res.remote_protocol)
         return res.remote_peer
 
     async def _dial_known(self, peer: PeerID) -> None:
@@ -251,7 +252,8 @@ class Host:
             return
         finally:
             self._pending.discard(task)
-        self._add_conn(res.remote_peer, res.channel, False, where, res.remote_addrs, dialed=None)
+        self._add_conn(res.remote_peer, res.channel, False, where, res.remote_addrs, dialed=None,
+                       protocol=res.remote_protocol)
 
     def _add_conn(
         self,
@@ -261,13 +263,18 @@ class Host:
         where: str,
         announced: list[str],
         dialed: Multiaddr | None,
+        protocol: str = "",
     ) -> None:
         if self._closed:
             chan.close()
             return
+        try:
+            _family, major, minor = parse_protocol(protocol)
+        except HandshakeError:
+            major = minor = 0
         conn = Connection(
             chan, peer, initiator, self._handlers.get, self.max_message_size, self._conn_closed, where,
-            keepalive=self.keepalive,
+            keepalive=self.keepalive, remote_version=(major, minor),
         )
         first = self._live(peer) is None
         self._conns.setdefault(peer, []).append(conn)

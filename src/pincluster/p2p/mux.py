@@ -45,6 +45,8 @@ class Stream:
         self._conn = conn
         self.id = sid
         self.remote_peer: PeerID = conn.remote_peer
+        #: (major, minor) of the protocol the remote announced in its handshake ((0, 0) when not known).
+        self.remote_version: tuple[int, int] = conn.remote_version
         self.name = ""
         self._max = max_message_size
         self._buf = bytearray()
@@ -265,10 +267,12 @@ class Connection:
         on_close: Callable[[Connection], None],
         remote_addr: str,
         keepalive: float | None = None,
+        remote_version: tuple[int, int] = (0, 0),
     ) -> None:
         self._chan = chan
         self.remote_peer = remote_peer
         self.remote_addr = remote_addr
+        self.remote_version = remote_version
         self._handlers = handlers
         self._max = max_message_size
         self._on_close = on_close

@@ -1,9 +1,11 @@
 """RPC between cluster peers over Host streams: unary and streaming calls, both ways.
 
 One call = one multiplexed stream named ``rpc``. Request message: ``u16 header_len || header || arg``,
-header = msgpack ``[method, timeout_s, streamed_args]``; with streamed args, each further message is one
-msgpack item, then the caller half-closes. Reply messages: ``0x00 || msgpack(value)`` for a unary result,
-``0x02 || msgpack([value, …])`` for a batch of stream results, or ``0x01 || msgpack([code, message])``; the
+header = msgpack ``[method, timeout_s, streamed_args]``, plus the caller's W3C ``traceparent`` when it traces
+and the callee speaks protocol 2.1 or later (older peers accept exactly three fields); with streamed args, each
+further message is one msgpack item, then the caller half-closes. Reply messages: ``0x00 || msgpack(value)``
+for a unary result, ``0x02 || msgpack([value, …])`` for a batch of stream results, or
+``0x01 || msgpack([code, message])``; the
 callee's clean end-of-stream ends a successful call. A streaming handler runs in its own task ahead of the
 writer, and each message carries whatever items are ready (up to ``STREAM_BATCH_ITEMS`` or
 ``STREAM_BATCH_BYTES``): a fast stream (a status listing) costs one frame per hundreds of items, a slow one
@@ -81,7 +83,20 @@ def rpc_method(name: str | None = None) -> Callable[[F], F]:
 
 # ----- value encoding: the data model's one msgpack codec (any msgspec value, Structs, CIDs, peer IDs, times).
 _encoder = msgpack_encoder()
-_hdr_decoder = msgspec.msgpack.Decoder(tuple[str, float, bool])
+#: Protocol version from which a peer accepts a trace context in request headers.
+TRACE_CONTEXT_SINCE = (2, 1)
+
+
+class _Header(msgspec.Struct, array_like=True, gc=False):
+    """A request header; fields after ``streamed`` are optional, and fields a later version adds are ignored."""
+
+    method: str
+    timeout: float
+    streamed: bool
+    trace: str = ""  # W3C traceparent of the caller's span ("": none)
+
+
+_hdr_decoder = msgspec.msgpack.Decoder(_Header)
 _err_decoder = msgspec.msgpack.Decoder(tuple[str, str])
 decoder_for = msgpack_decoder
 
@@ -203,10 +218,11 @@ class RPC:
             return
         try:
             (hlen,) = _HDR_LEN.unpack_from(req)
-            method, timeout, streamed = _hdr_decoder.decode(memoryview(req)[2 : 2 + hlen])
+            hdr = _hdr_decoder.decode(memoryview(req)[2 : 2 + hlen])
         except (struct.error, msgspec.DecodeError) as e:
             await self._send_error(st, InvalidInput(f"malformed RPC request: {e}"))
             return
+        method, timeout, streamed = hdr.method, hdr.timeout, hdr.streamed
         m = self._methods.get(method)
         if m is None:
             self._served("unknown", False)
@@ -239,7 +255,7 @@ class RPC:
                     await self._send_error(st, InvalidInput(f"bad argument for {method}: {e}"))
                     return
         kwargs: dict[str, Any] = {"caller": caller} if m.wants_caller else {}
-        inner = asyncio.get_running_loop().create_task(self._run(st, m, args, kwargs, timeout))
+        inner = asyncio.get_running_loop().create_task(self._run(st, m, args, kwargs, timeout, hdr.trace))
 
         def _cancel(_e: BaseException) -> None:
             inner.cancel()
@@ -261,16 +277,18 @@ class RPC:
             self.observer.rpc_served(method, ok)
 
     async def _run(
-        self, st: Stream, m: _Method, args: list[Any], kwargs: dict[str, Any], timeout: float
+        self, st: Stream, m: _Method, args: list[Any], kwargs: dict[str, Any], timeout: float, trace: str = ""
     ) -> bool:
-        """Run the handler and send its answer or its error; True when it succeeded."""
+        """Run the handler and send its answer or its error; True when it succeeded. A call that carries the
+        caller's trace is served in a span of that trace."""
         try:
-            async with asyncio.timeout(timeout if timeout > 0 else None):
-                if m.out_stream:
-                    await _write_batched(st, m.fn(*args, **kwargs))
-                else:
-                    res = await m.fn(*args, **kwargs)
-                    await st.write_msg(_ITEM + _encoder.encode(res), close=True)
+            with tracing.remote_span(lambda: "rpc/serve/" + m.name, trace, **{"rpc.caller": st.remote_peer}):
+                async with asyncio.timeout(timeout if timeout > 0 else None):
+                    if m.out_stream:
+                        await _write_batched(st, m.fn(*args, **kwargs))
+                    else:
+                        res = await m.fn(*args, **kwargs)
+                        await st.write_msg(_ITEM + _encoder.encode(res), close=True)
             return True
         except TimeoutError as e:
             if not isinstance(e, PinclusterError):
@@ -358,7 +376,7 @@ class RPC:
         try:
             async with asyncio.timeout(tmo):
                 st = await self._open(peer)
-                await st.write_msg(_request(method, tmo, False, arg), close=True)
+                await st.write_msg(_request(st, method, tmo, False, arg), close=True)
                 msg = await st.read_msg()
                 if msg is None:
                     raise Unavailable(f"{method} on {peer}: the peer closed the stream without an answer")
@@ -449,10 +467,10 @@ class RPC:
         done = False
         try:
             if args is not None:
-                await st.write_msg(_request(method, tmo, True, arg))
+                await st.write_msg(_request(st, method, tmo, True, arg))
                 pump = asyncio.get_running_loop().create_task(_pump_args(st, args))
             else:
-                await st.write_msg(_request(method, tmo, False, arg), close=True)
+                await st.write_msg(_request(st, method, tmo, False, arg), close=True)
             while True:
                 msg = await self._bounded(st.read_msg(), deadline, method, peer)
                 if msg is None:
@@ -612,8 +630,15 @@ def _loop_deadline(deadline: float | None) -> float | None:
     return asyncio.get_running_loop().time() + max(0.0, deadline - time.monotonic())
 
 
-def _request(method: str, timeout: float | None, streamed: bool, arg: Any) -> bytes:
-    hdr = _encoder.encode((method, float(timeout or 0.0), streamed))
+def _request(st: Stream, method: str, timeout: float | None, streamed: bool, arg: Any) -> bytes:
+    """The request message for a call on ``st``: with the caller's trace context when it traces and the called
+    peer reads one (``TRACE_CONTEXT_SINCE``)."""
+    fields: tuple[Any, ...] = (method, float(timeout or 0.0), streamed)
+    if tracing.active() and st.remote_version >= TRACE_CONTEXT_SINCE:
+        trace = tracing.context_header()
+        if trace:
+            fields += (trace,)
+    hdr = _encoder.encode(fields)
     body = b"" if streamed else _encoder.encode(arg)
     return _HDR_LEN.pack(len(hdr)) + hdr + body
 
