@@ -20,8 +20,11 @@ existing entry and all that follow it". ``ConflictOnlyJournal`` defers ``deleteE
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import mmap
 import os
+import struct
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -111,13 +114,23 @@ class ConflictOnlyJournal:
         self._j.clear()
 
     def deleteEntriesTo(self, entryTo: int) -> None:
-        """Compaction: PySyncObj's file journal rewrites the entries it keeps from the start of the file, so
-        they are not on the disk until synced again; sync them at once rather than at the next message."""
+        """Compaction: drop the entries before position ``entryTo`` (a snapshot holds them now).
+
+        PySyncObj's file journal rewrites the entries it keeps in place, from the start of its file: a power
+        loss during the rewrite could leave neither the old journal nor the new one on the disk, and lose
+        entries that were synced and vouched for. A file journal is instead rewritten as a new file, synced,
+        then renamed over the old one, so the disk holds one or the other whole."""
         self._settle()
-        self.synced_index = 0
-        self._j.deleteEntriesTo(entryTo)
-        if hasattr(self._j, "flush"):
-            self._flush()
+        path = _journal_path(self._j)
+        if path is None:
+            self.synced_index = 0
+            self._j.deleteEntriesTo(entryTo)
+            return
+        keep = [self._j[i] for i in range(entryTo, len(self._j))]
+        self._j = _rewritten(self._j, path, keep)
+        self.synced_index = int(keep[-1][1]) if keep else 0
+        _log.info("Raft journal compacted: %d entries before the snapshot dropped, %d kept (new file %s)",
+                  entryTo, len(keep), path)
 
     def __getitem__(self, item: Any) -> Any:
         self._settle()
@@ -134,6 +147,92 @@ class ConflictOnlyJournal:
         self._settle()
         attr = getattr(self._j, name)  # a memory journal has no ``flush``: it stays without one
         return self._flush if name == "flush" else attr
+
+
+def _journal_path(journal: Any) -> str | None:
+    """The file of a PySyncObj ``FileJournal`` (None for a journal in memory)."""
+    rf = getattr(journal, "_FileJournal__journalFile", None)
+    return None if rf is None else str(rf._ResizableFile__fileName)
+
+
+def _rewritten(old: Any, path: str, keep: list[Any]) -> Any:
+    """A ``FileJournal`` at ``path`` holding ``keep``, written to a new file that replaces ``old``'s atomically."""
+    import pysyncobj.journal as pj
+
+    tmp = path + ".compact"
+    for leftover in (tmp, tmp + ".meta"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(leftover)
+    fresh = pj.FileJournal(tmp)
+    for command, idx, term in keep:
+        fresh.add(command, idx, term)
+    fresh._destroy()  # msync of the whole file, then close
+    old._destroy()
+    os.replace(tmp, path)
+    _fsync_dir(path)
+    new = pj.FileJournal(path)
+    # term, vote and commit index as the old journal held them (stored or not yet stored)
+    new._FileJournal__meta = old._FileJournal__meta
+    new._FileJournal__metaSaved = old._FileJournal__metaSaved
+    return new
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+_SIZE = struct.Struct("<I")
+_IDX_TERM = struct.Struct("<QQ")
+
+
+def repair_torn_tail(path: str) -> int:
+    """Cut a journal file back to its last whole record; returns how many bytes of records it dropped.
+
+    PySyncObj appends a record through a shared mapping of the file, then moves the header's end offset. The
+    pages reach the disk in no fixed order, so a power loss while they are written (a journal sync under load
+    is often in progress) can leave the end offset past a record that is not on the disk, or only partly:
+    zeros, or older bytes. PySyncObj's loader then fails on it and the peer cannot start. Such a record was
+    not synced, so this peer never told another it had it (``transport.SecretTCPTransport.send``): dropping
+    it, and whatever follows, loses nothing Raft counted. A record is whole when its two size fields agree
+    and its index follows the previous record's (terms never decrease)."""
+    import pysyncobj.journal as pj
+
+    try:
+        f = open(path, "r+b")  # noqa: SIM115
+    except FileNotFoundError:
+        return 0
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        if size < pj.FIRST_RECORD_OFFSET:
+            return 0
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            end: int = _SIZE.unpack_from(m, pj.LAST_RECORD_OFFSET_OFFSET)[0]
+            pos: int = pj.FIRST_RECORD_OFFSET
+            limit = min(end, size)
+            prev: tuple[int, int] | None = None
+            while pos + 4 + _IDX_TERM.size + 4 <= limit:
+                (n,) = _SIZE.unpack_from(m, pos)
+                if n < _IDX_TERM.size or pos + 8 + n > limit or _SIZE.unpack_from(m, pos + 4 + n)[0] != n:
+                    break
+                idx, term = _IDX_TERM.unpack_from(m, pos + 4)
+                if prev is not None and (idx != prev[0] + 1 or term < prev[1]):
+                    break
+                prev = (idx, term)
+                pos += n + 8
+        if pos >= end:
+            return 0
+        f.seek(pj.LAST_RECORD_OFFSET_OFFSET)
+        f.write(_SIZE.pack(pos))
+        f.flush()
+        os.fsync(f.fileno())
+    _log.warning("Raft journal %s: dropped %d bytes of records after entry %s that were not whole on the disk "
+                 "(a power loss while they were written?); they were never synced, so no other peer counted them",
+                 path, end - pos, prev[0] if prev else "none")
+    return end - pos
 
 
 class _DeferredTruncationFilter(logging.Filter):
@@ -158,11 +257,7 @@ def _store_meta_durably(storer: Any, meta: Any) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    _fsync_dir(path)
 
 
 def _sync_mapped_file(rf: Any) -> None:
@@ -191,6 +286,8 @@ def install() -> None:
     original = ps.createJournal
 
     def create_journal(journalFile: str | None = None) -> ConflictOnlyJournal:
+        if journalFile is not None:
+            repair_torn_tail(journalFile)
         return ConflictOnlyJournal(original(journalFile))
 
     create_journal._pincluster = True  # type: ignore[attr-defined]
