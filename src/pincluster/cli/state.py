@@ -42,10 +42,15 @@ def state() -> None:
 @pass_service
 def export_cmd(svc: ServiceContext, file_: str) -> None:
     """Write the pinset as one JSON pin per line."""
-    from pincluster.state.ops import export_state
+    from pincluster.state.ops import export_state, journal_ahead
 
     lock = svc.take_lock()
     try:
+        ahead = journal_ahead(svc.config_dir)
+        if ahead is not None:
+            click.echo(f"warning: the Raft journal holds committed entries up to {ahead[1]} that the state "
+                       f"(at entry {ahead[0]}) does not have yet, so they are not in this export; start the "
+                       "peer once (it applies them), stop it, and export again", err=True)
         if file_:
             path = Path(file_).expanduser()
             tmp = path.with_name(path.name + ".tmp")

@@ -26,7 +26,7 @@ import mmap
 import os
 import struct
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 _log = logging.getLogger("pincluster.raft")
@@ -189,6 +189,54 @@ _SIZE = struct.Struct("<I")
 _IDX_TERM = struct.Struct("<QQ")
 
 
+def _whole_records(m: mmap.mmap, limit: int) -> Iterator[tuple[int, int, int]]:
+    """(position after it, index, term) of each whole record of a journal file's mapping, up to ``limit``: its
+    two size fields agree, and its index follows the previous record's (terms never decrease)."""
+    import pysyncobj.journal as pj
+
+    pos = pj.FIRST_RECORD_OFFSET
+    prev: tuple[int, int] | None = None
+    while pos + 4 + _IDX_TERM.size + 4 <= limit:
+        (n,) = _SIZE.unpack_from(m, pos)
+        if n < _IDX_TERM.size or pos + 8 + n > limit or _SIZE.unpack_from(m, pos + 4 + n)[0] != n:
+            return
+        idx, term = _IDX_TERM.unpack_from(m, pos + 4)
+        if prev is not None and (idx != prev[0] + 1 or term < prev[1]):
+            return
+        prev = (idx, term)
+        pos += n + 8
+        yield pos, idx, term
+
+
+def committed_entries(path: str) -> tuple[int, int] | None:
+    """(first, last) Raft index of the pinset changes (PySyncObj's regular commands, not its no-ops or
+    membership changes) a journal file holds up to the commit index its meta file stored (None: none, or no
+    journal). Read-only: for offline tools, which see the state only."""
+    import pysyncobj.journal as pj
+    from pysyncobj.syncobj import _COMMAND_TYPE
+
+    try:
+        f = open(path, "rb")  # noqa: SIM115
+    except FileNotFoundError:
+        return None
+    commit = int(pj.MetaStorer(path + ".meta").getMeta().get("raftCommitIndex", 0))
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        if size < pj.FIRST_RECORD_OFFSET:
+            return None
+        first = last = 0
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            end = _SIZE.unpack_from(m, pj.LAST_RECORD_OFFSET_OFFSET)[0]
+            start = pj.FIRST_RECORD_OFFSET
+            for after, idx, _term in _whole_records(m, min(end, size)):
+                if idx > commit:
+                    break
+                if m[start + 4 + _IDX_TERM.size] == _COMMAND_TYPE.REGULAR:
+                    first, last = first or idx, idx
+                start = after
+    return (first, last) if last else None
+
+
 def repair_torn_tail(path: str) -> int:
     """Cut a journal file back to its last whole record; returns how many bytes of records it dropped.
 
@@ -212,17 +260,9 @@ def repair_torn_tail(path: str) -> int:
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
             end: int = _SIZE.unpack_from(m, pj.LAST_RECORD_OFFSET_OFFSET)[0]
             pos: int = pj.FIRST_RECORD_OFFSET
-            limit = min(end, size)
             prev: tuple[int, int] | None = None
-            while pos + 4 + _IDX_TERM.size + 4 <= limit:
-                (n,) = _SIZE.unpack_from(m, pos)
-                if n < _IDX_TERM.size or pos + 8 + n > limit or _SIZE.unpack_from(m, pos + 4 + n)[0] != n:
-                    break
-                idx, term = _IDX_TERM.unpack_from(m, pos + 4)
-                if prev is not None and (idx != prev[0] + 1 or term < prev[1]):
-                    break
+            for pos, idx, term in _whole_records(m, min(end, size)):  # noqa: B007 (the last position is kept)
                 prev = (idx, term)
-                pos += n + 8
         if pos >= end:
             return 0
         f.seek(pj.LAST_RECORD_OFFSET_OFFSET)

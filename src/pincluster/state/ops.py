@@ -222,6 +222,33 @@ def export_state(config_folder: Path, out: IO[bytes]) -> int:
     return export_pins(cfg.raft_data_path(), out)
 
 
+def journal_ahead(config_folder: Path) -> tuple[int, int] | None:
+    """(applied index of the pinset an offline command reads, last committed Raft entry of the journal) when
+    the journal holds committed entries that pinset lacks (None otherwise).
+
+    A running peer writes committed entries to its state soon after they commit, and may skip the state's own
+    fsync for entries already on the disk in the journal (``RaftConsensus._writer_loop``); after a crash the
+    peer applies them again at start. An offline command reads the state (or the snapshot) only, so it can miss
+    them: starting the peer once brings the state up to date."""
+    from pincluster.consensus.journal import committed_entries
+    from pincluster.consensus.raft import JOURNAL_FILE
+
+    data = _load(Path(config_folder)).raft_data_path()
+    src = _state_source(data)
+    if src is None:
+        return None
+    if src.name == DUMP_FILE:
+        applied = state_store.read_snapshot_info(src).applied_index
+    else:
+        probe = state_store.SQLiteStore(src)
+        try:
+            applied = probe.applied_index
+        finally:
+            probe.close()
+    entries = committed_entries(str(data / JOURNAL_FILE))
+    return (applied, entries[1]) if entries is not None and entries[1] > applied else None
+
+
 # -- import --------------------------------------------------------------------------------------------------
 
 
