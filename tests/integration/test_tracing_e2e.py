@@ -111,11 +111,14 @@ def test_a_trace_crosses_peers(tmp_path: Path) -> None:
         status, body = peers[0].api("GET", f"/pins/{cid}")
         assert status == 200 and len(body["peer_map"]) == 2, body
 
-        def served_remotely() -> bool:
-            return any(n == names[1] and s.operationName == "rpc/serve/PinTracker.Status" for n, s in spans.values())
+        def both_sides() -> bool:  # each peer sends its spans on its own schedule
+            traces = {(s.traceIdHigh, s.traceIdLow) for n, s in spans.values()
+                      if n == names[0] and s.operationName == rest_status}
+            return any(n == names[1] and s.operationName == "rpc/serve/PinTracker.Status"
+                       and (s.traceIdHigh, s.traceIdLow) in traces for n, s in spans.values())
 
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not served_remotely():
+        while time.monotonic() < deadline and not both_sides():
             try:
                 data = agent.recv(65536)
             except TimeoutError:
