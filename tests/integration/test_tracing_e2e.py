@@ -138,3 +138,57 @@ def test_a_trace_crosses_peers(tmp_path: Path) -> None:
     assert served, sorted((n, s.operationName) for n, s in in_trace.values())
     caller_name, caller = in_trace[served[0].parentSpanId]
     assert (caller_name, caller.operationName) == (names[0], "rpc/PinTracker.Status")
+
+
+def test_spans_go_to_an_otlp_collector_when_one_is_configured(tmp_path: Path) -> None:
+    """``observations.tracing.otlp_endpoint`` (a pincluster extension): spans are posted to an OTLP/HTTP
+    collector (protobuf ``ExportTraceServiceRequest`` to ``/v1/traces``) instead of the Jaeger agent."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    received: list[tuple[str, str, bytes]] = []
+
+    class Collector(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            received.append((self.path, self.headers.get("Content-Type", ""), body))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    peers = init_peers(tmp_path, 1, service_changes={
+        "observations.tracing.enable_tracing": True,
+        "observations.tracing.sampling_prob": 1.0,
+        "observations.tracing.service_name": "otlp-under-test",
+        "observations.tracing.otlp_endpoint": f"http://127.0.0.1:{server.server_address[1]}/v1/traces",
+    })
+    names: set[str] = set()
+    services: set[str] = set()
+    try:
+        peers[0].start()
+        peers[0].wait_ready(90)
+        status, body = peers[0].api("POST", "/pins/QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG")
+        assert status == 200, body
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not {"restapi/POST /pins/{hash}", "cluster/Pin"} <= names:
+            time.sleep(0.3)
+            for path, ctype, raw in list(received):
+                assert path == "/v1/traces" and ctype == "application/x-protobuf"
+                req = ExportTraceServiceRequest.FromString(raw)
+                for rs in req.resource_spans:
+                    services |= {a.value.string_value for a in rs.resource.attributes if a.key == "service.name"}
+                    names |= {sp.name for ss in rs.scope_spans for sp in ss.spans}
+    finally:
+        stop_all(peers)
+        server.shutdown()
+    assert {"restapi/POST /pins/{hash}", "cluster/Pin", "consensus/LogPin"} <= names, sorted(names)
+    assert services == {"otlp-under-test"}
+    assert "sent to the OTLP collector at http://127.0.0.1:" in peers[0].log_path.read_text()

@@ -378,6 +378,7 @@ def test_no_or_two_consensus_sections_is_an_error() -> None:
         (("cluster", "leave_on_shutdown"), "yes", "cluster.leave_on_shutdown", "true or false"),
         (("pin_tracker", "stateless", "concurrent_pins"), "10", "stateless.concurrent_pins", "integer"),
         (("consensus", "raft", "init_peerset"), ["notapeer"], "raft.init_peerset", "peer"),
+        (("observations", "tracing", "otlp_endpoint"), "127.0.0.1:4318", "tracing.otlp_endpoint", "http://"),
     ],
 )  # fmt: skip
 def test_errors_name_the_key(path: tuple[str, ...], value: Any, key: str, fragment: str) -> None:
@@ -436,8 +437,11 @@ def test_omitted_keys_are_written_only_when_set() -> None:
     raw["consensus"]["raft"]["datastore_namespace"] = "/other"
     raw["consensus"]["raft"]["data_folder"] = "/var/lib/raft"
     raw["pin_tracker"]["stateless"]["max_pin_queue_size"] = 5
+    assert "otlp_endpoint" not in _parse(raw).to_dict()["observations"]["tracing"]  # Go's file, unless set
+    raw["observations"]["tracing"]["otlp_endpoint"] = "http://127.0.0.1:4318/v1/traces"
     cfg = _parse(raw)
     out = cfg.to_dict()
+    assert out["observations"]["tracing"]["otlp_endpoint"] == "http://127.0.0.1:4318/v1/traces"
     assert out["cluster"]["follower_mode"] is True
     assert next(iter(out["consensus"]["raft"])) == "data_folder"
     assert out["consensus"]["raft"]["datastore_namespace"] == "/other"

@@ -523,10 +523,17 @@ class TracingConfig(Section):
     jaeger_agent_endpoint: Multiaddr = opt(factory=lambda: Multiaddr("/ip4/0.0.0.0/udp/6831"), codec=MULTIADDR, style=R)
     sampling_prob: float = opt(0.3, FLOAT)
     service_name: str = opt("cluster-daemon", STR)
+    # pincluster extension: an OTLP/HTTP collector's traces URL (http://127.0.0.1:4318/v1/traces); when set,
+    # spans go there instead of to the Jaeger agent (whose UDP protocol OpenTelemetry deprecated).
+    otlp_endpoint: str = opt("", STR, omit=Omit.EMPTY)
 
     def validate(self) -> None:
         if not 0 <= self.sampling_prob <= 1:
             raise ConfigError("tracing.sampling_prob", "must be between 0 and 1")
+        if self.otlp_endpoint and not self.otlp_endpoint.startswith(("http://", "https://")):
+            raise ConfigError("tracing.otlp_endpoint",
+                              f"{self.otlp_endpoint!r}: need an http:// or https:// URL, such as "
+                              "http://127.0.0.1:4318/v1/traces")
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 Go's peer exports OpenCensus spans to the agent at ``jaeger_agent_endpoint`` (UDP, jaeger.thrift in the compact
 protocol), named after the component and the operation (``cluster/Pin``, ``consensus/LogPin``), sampled with
 ``sampling_prob`` and labelled ``service_name``. We send the same through OpenTelemetry's Jaeger Thrift exporter,
-so a Jaeger agent (or all-in-one) that shows Go's traces shows ours.
+so a Jaeger agent (or all-in-one) that shows Go's traces shows ours. With ``otlp_endpoint`` (a pincluster
+extension) spans go to an OTLP/HTTP collector instead, the protocol OpenTelemetry keeps developing.
 
 Components call :func:`span` and never import OpenTelemetry: when tracing is off (the default) ``span`` hands
 back a shared null context, one function call on the hot paths. The OpenTelemetry packages are the ``tracing``
@@ -94,6 +95,11 @@ def remote_span(name: str | Callable[[], str], header: str | None,
     return cm
 
 
+def _missing(exc: ImportError) -> ConfigError:
+    return ConfigError("tracing.enable_tracing", f"tracing needs the OpenTelemetry packages ({exc}): install them "
+                       "with pip install 'pincluster[tracing]', or turn tracing off")
+
+
 def agent_address(addr: Multiaddr) -> tuple[str, int]:
     """``/ip4/H/udp/P`` → (H, P); the wildcard address means this machine (Go's default ``/ip4/0.0.0.0/udp/6831``
     reaches an agent running beside the peer)."""
@@ -121,7 +127,6 @@ class Tracing:
     def start(self) -> None:
         global _tracer, _current_span, _propagator, _server_kind
         try:
-            from opentelemetry.exporter.jaeger.thrift import JaegerExporter
             from opentelemetry.sdk.resources import Resource
             from opentelemetry.sdk.trace import TracerProvider
             from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -129,11 +134,7 @@ class Tracing:
             from opentelemetry.trace import SpanKind, get_current_span
             from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
         except ImportError as exc:
-            raise ConfigError(
-                "tracing.enable_tracing",
-                f"tracing needs the OpenTelemetry packages ({exc}): install them with "
-                "pip install 'pincluster[tracing]', or turn tracing off",
-            ) from None
+            raise _missing(exc) from None
         from pincluster import __version__
 
         attrs: dict[str, Any] = {"service.name": self.cfg.service_name, "service.version": __version__}
@@ -143,18 +144,34 @@ class Tracing:
             attrs["peer.name"] = self.peername
         provider = TracerProvider(resource=Resource.create(attrs),
                                   sampler=ParentBased(TraceIdRatioBased(self.cfg.sampling_prob)))
-        host, port = self.agent
-        with warnings.catch_warnings():  # "use OTLP": Go's jaeger_agent_endpoint is this protocol, so we do not
-            warnings.simplefilter("ignore", DeprecationWarning)
-            exporter = JaegerExporter(agent_host_name=host, agent_port=port, udp_split_oversized_batches=True)
+        exporter, where = self._exporter()
         provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=_EXPORT_EVERY_MS))
         self._provider = provider
         _current_span = get_current_span
         _propagator = TraceContextTextMapPropagator()
         _server_kind = SpanKind.SERVER
         _tracer = provider.get_tracer("pincluster", __version__)
-        log.info("tracing: spans of %s sampled at %g, sent to the Jaeger agent at %s:%d",
-                 self.cfg.service_name, self.cfg.sampling_prob, host, port)
+        log.info("tracing: spans of %s sampled at %g, sent to %s", self.cfg.service_name, self.cfg.sampling_prob,
+                 where)
+
+    def _exporter(self) -> tuple[Any, str]:
+        """The span exporter: OTLP/HTTP to ``otlp_endpoint`` when set, else jaeger.thrift to the agent."""
+        if self.cfg.otlp_endpoint:
+            try:
+                from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            except ImportError as exc:
+                raise _missing(exc) from None
+            url = self.cfg.otlp_endpoint
+            return OTLPSpanExporter(endpoint=url), f"the OTLP collector at {url}"
+        try:
+            from opentelemetry.exporter.jaeger.thrift import JaegerExporter
+        except ImportError as exc:
+            raise _missing(exc) from None
+        host, port = self.agent
+        with warnings.catch_warnings():  # "use OTLP": Go's jaeger_agent_endpoint is this protocol, so we do not
+            warnings.simplefilter("ignore", DeprecationWarning)
+            exporter = JaegerExporter(agent_host_name=host, agent_port=port, udp_split_oversized_batches=True)
+        return exporter, f"the Jaeger agent at {host}:{port}"
 
     def shutdown(self) -> None:
         """Stop recording and send the spans not sent yet."""
