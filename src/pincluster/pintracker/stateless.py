@@ -676,8 +676,8 @@ class StatelessPinTracker:
                     continue
                 if s.type == _META_CODE:
                     st = _SHARDED
-                elif _elsewhere(s, me):
-                    st = _REMOTE
+                elif not (s.rf_min == -1 and s.rf_max == -1) and me not in s.allocations:  # _elsewhere, inline:
+                    st = _REMOTE  # the walk's loop is the hot path of every listing
                 else:
                     mh = cid_multihash(key)
                     st = _PINNED if (mh in recursive or (s.max_depth == 0 and mh in direct)) else unexpected
