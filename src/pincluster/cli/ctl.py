@@ -16,7 +16,7 @@ import urllib.parse
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import IO, Any, NoReturn, TypeVar
+from typing import IO, TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -37,17 +37,18 @@ from pincluster.cli.ctl_format import (
     format_repo_gc,
     format_version,
 )
-from pincluster.cli.dot import make_dot
 from pincluster.client import APIError, Client, TransportError, WaitTimeout
 from pincluster.client.client import path_entries
 from pincluster.client.transport import HTTPResponse
 from pincluster.errors import InvalidInput, PinclusterError
-from pincluster.ipfs.unixfs.importer import AddOptions, ImportEntry
 from pincluster.types.cid import CID
 from pincluster.types.gotime import ZERO_TIME, go_now, parse_duration_ns
 from pincluster.types.models import AddedOutput, GlobalPinInfo, Pin, PinOptions
 from pincluster.types.peer import PeerID
 from pincluster.types.status import PinMode, PinType, TrackerStatus, filter_names
+
+if TYPE_CHECKING:  # the importer is loaded only by `add` (it is a third of the ctl's start-up otherwise)
+    from pincluster.ipfs.unixfs.importer import ImportEntry
 
 __all__ = ["cli", "main"]
 
@@ -507,6 +508,8 @@ async def _url_chunks(url: str) -> AsyncIterator[bytes]:
 
 
 async def _entries(paths: Sequence[str], recursive: bool, hidden: bool) -> AsyncIterator[ImportEntry]:
+    from pincluster.ipfs.unixfs.importer import ImportEntry
+
     for p in paths:
         if _is_url(p):
             yield ImportEntry(path=_url_name(p), kind="file", chunks=_url_chunks(p))
@@ -622,6 +625,8 @@ def add(c: Ctl, paths: tuple[str, ...], recursive: bool, quiet: bool, quieter: b
                           user_allocations=_allocations(allocations), expire_at=_expire_at(expire_in),
                           metadata=_metadata(metadata))
     show_bar = (not c.json and not quiet and not quieter and sys.stdout.isatty() and sys.stderr.isatty())
+    from pincluster.ipfs.unixfs.importer import AddOptions
+
     try:
         io = AddOptions(cid_version=cid_version, raw_leaves=raw_leaves, chunker=chunker, trickle=layout == "trickle",
                         hash=hash_, wrap_with_directory=wrap, hidden=hidden, progress=show_bar)
@@ -869,6 +874,8 @@ def health(ctx: click.Context) -> None:
 @pass_ctl
 def health_graph(c: Ctl, file: str, all_ipfs_peers: bool) -> None:
     """Write the cluster's connectivity graph in Graphviz dot (render with `dot -Tpng`)."""
+
+    from pincluster.cli.dot import make_dot
 
     async def go(client: Client) -> None:
         text = make_dot(await client.health_graph(), all_ipfs_peers)

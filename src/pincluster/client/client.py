@@ -26,13 +26,12 @@ from collections.abc import (
     Sequence,
 )
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
 from pincluster.api.interface import AddParams
 from pincluster.errors import InvalidInput, PinclusterError, Timeout
-from pincluster.ipfs.unixfs.importer import AddOptions, ImportEntry
 from pincluster.types.cid import CID
 from pincluster.types.codec import DecodeError, aiter_json_values, from_json
 from pincluster.types.models import (
@@ -53,6 +52,9 @@ from pincluster.types.peer import PeerID
 from pincluster.types.status import PinType, TrackerStatus
 
 from .transport import Endpoint, HTTPResponse, Transport, TransportError
+
+if TYPE_CHECKING:  # the importer (a third of a ctl command's start-up) is loaded when something is added
+    from pincluster.ipfs.unixfs.importer import ImportEntry
 
 __all__ = [
     "DEFAULT_HOST",
@@ -197,10 +199,18 @@ async def _file_chunks(path: str) -> AsyncIterator[bytes]:
             yield chunk
 
 
+def _default_add_params() -> AddParams:
+    from pincluster.ipfs.unixfs.importer import AddOptions
+
+    return AddParams(import_options=AddOptions(), pin_options=PinOptions())
+
+
 async def path_entries(paths: Iterable[str], *, recursive: bool = False, hidden: bool = False
                        ) -> AsyncIterator[ImportEntry]:
     """Local files and folders as upload entries: depth first, names sorted, folders before their content
     (the order Go's ctl sends). Folders need ``recursive``; hidden names are skipped unless ``hidden``."""
+    from pincluster.ipfs.unixfs.importer import ImportEntry
+
     for top in paths:
         top = os.path.normpath(top)
         base = os.path.basename(top) or top
@@ -392,7 +402,7 @@ class Client:
     def add(self, entries: Iterable[ImportEntry] | AsyncIterable[ImportEntry],
             params: AddParams | None = None) -> AsyncIterator[AddedOutput]:
         """Upload entries (files' ``chunks`` are streamed) and import them; yields ``AddedOutput`` events."""
-        params = params or AddParams(import_options=AddOptions(), pin_options=PinOptions())
+        params = params or _default_add_params()
         boundary = secrets.token_hex(16)
         return self._stream(
             "POST", "/add", AddedOutput, add_query(params), _multipart(_aiter(entries), boundary),
@@ -403,11 +413,13 @@ class Client:
     def add_paths(self, paths: Iterable[str], params: AddParams | None = None, *, recursive: bool = False
                   ) -> AsyncIterator[AddedOutput]:
         """Add local files/folders (folders with ``recursive``), as ``ipfs-cluster-ctl add`` does."""
-        params = params or AddParams(import_options=AddOptions(), pin_options=PinOptions())
+        params = params or _default_add_params()
         return self.add(path_entries(paths, recursive=recursive, hidden=params.import_options.hidden), params)
 
     def add_bytes(self, data: bytes, name: str = "", params: AddParams | None = None
                   ) -> AsyncIterator[AddedOutput]:
+        from pincluster.ipfs.unixfs.importer import ImportEntry
+
         async def one() -> AsyncIterator[bytes]:
             yield data
 
