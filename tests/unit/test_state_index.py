@@ -23,6 +23,7 @@ from pincluster.state.store import (
     OP_PUT,
     SQLiteState,
     SQLiteStore,
+    StateError,
     index_entries,
     read_format_version,
     read_snapshot_info,
@@ -114,6 +115,39 @@ def test_apply_keeps_both_indexes(tmp_path: Path) -> None:
     s.clear()
     assert s.count_allocated(PEERS[0].bytes) == 0 and indexed_expired(s, NOW + timedelta(days=9999)) == set()
     s.close()
+
+
+def test_bulk_load_gives_what_put_many_gives(tmp_path: Path) -> None:
+    """``state import`` loads a new store sorted by key (``bulk_load``); the tables must hold exactly what the
+    key-by-key path gives for the same input, the last value of a repeated key included."""
+    pins = varied(200)
+    items = [(p.cid.bytes, pin_to_state(p)) for p in pins]
+    items += [(cid(4).bytes, pin_to_state(pin(4, (PEERS[2],), NOW))),  # a repeat: new allocation and expiry
+              (cid(9).bytes, pin_to_state(pin(9, (), None)))]
+    one_by_one = SQLiteStore(tmp_path / "a.db")
+    one_by_one.put_many(items)
+    sorted_load = SQLiteStore(tmp_path / "b.db")
+    assert sorted_load.bulk_load(iter(items), chunk=7) == 200  # 2 of the 200 given twice
+    check_index(sorted_load)
+    tables = ("SELECT key, value FROM pins ORDER BY key", "SELECT peer, key FROM allocations ORDER BY peer, key",
+              "SELECT expire_at, key FROM expiry ORDER BY expire_at, key")
+    for q in tables:
+        assert sorted_load._w.execute(q).fetchall() == one_by_one._w.execute(q).fetchall(), q
+    assert cid(4).bytes in indexed_allocated(sorted_load, PEERS[2]) and cid(4).bytes in indexed_expired(
+        sorted_load, NOW + timedelta(days=1))
+    with pytest.raises(StateError, match="empty"):
+        sorted_load.bulk_load(iter(items))
+
+    def failing() -> object:
+        yield items[0]
+        raise ValueError("bad input")
+
+    fresh = SQLiteStore(tmp_path / "c.db")
+    with pytest.raises(ValueError):
+        fresh.bulk_load(failing())  # type: ignore[arg-type]
+    assert fresh.count() == 0 and fresh.bulk_load(iter(items[:3])) == 3
+    for s in (one_by_one, sorted_load, fresh):
+        s.close()
 
 
 def test_a_failed_batch_leaves_no_index_rows(tmp_path: Path) -> None:

@@ -60,7 +60,6 @@ IMPORT_INDEX = 2
 IMPORT_TERM = 0
 
 _READ_CHUNK = 256 * 1024
-_WRITE_BATCH = 5000
 _EXPORT_PAGE = 2000
 _EXPORT_FLUSH = 64 * 1024
 
@@ -349,16 +348,15 @@ def write_data_folder(dest: Path, pins: Iterable[Pin], members: Sequence[str]) -
     dest.mkdir(parents=True, mode=0o700)
     store = state_store.SQLiteStore(dest / STATE_FILE)
     read = 0
-    try:
-        batch: list[tuple[bytes, bytes]] = []
+
+    def items() -> Iterator[tuple[bytes, bytes]]:
+        nonlocal read
         for pin in pins:
             read += 1
-            batch.append((pin.cid.bytes, pin_to_state(pin)))
-            if len(batch) >= _WRITE_BATCH:
-                store.put_many(batch)
-                batch.clear()
-        if batch:
-            store.put_many(batch)
+            yield pin.cid.bytes, pin_to_state(pin)
+
+    try:
+        store.bulk_load(items())
         # Tag the state with the snapshot's index: a peer that receives this snapshot from us (a new member
         # catching up) loads it because its own empty state is behind, and a restart does not reload it.
         store.apply(IMPORT_INDEX, IMPORT_TERM, [])
