@@ -106,6 +106,10 @@ async def test_a_trace_the_caller_dropped_is_dropped_by_the_callee(traced: None)
     ha, hb, a = await pair("/pincluster/rpc/2.1")
     try:
         with tracing.span("caller"):
+            header = tracing.context_header()
+            assert header is not None and header.endswith("-00")  # carried, marked not sampled
+            # the callee builds no span for it at all: the shared null context, as with no trace
+            assert tracing.remote_span("rpc/serve/Test.Where", header) is tracing.remote_span("x", None)
             assert await a.call(hb.peer_id, "Test.Where") is None
     finally:
         await ha.close()

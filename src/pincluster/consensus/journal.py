@@ -26,6 +26,7 @@ import mmap
 import os
 import struct
 import sys
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -145,7 +146,7 @@ class ConflictOnlyJournal:
         if name.startswith("__"):
             raise AttributeError(name)
         self._settle()
-        attr = getattr(self._j, name)  # a memory journal has no ``flush``: it stays without one
+        attr = getattr(self._j, name)  # AttributeError for ``flush`` of a journal in memory: nothing to sync
         return self._flush if name == "flush" else attr
 
 
@@ -189,9 +190,22 @@ _SIZE = struct.Struct("<I")
 _IDX_TERM = struct.Struct("<QQ")
 
 
-def _whole_records(m: mmap.mmap, limit: int) -> Iterator[tuple[int, int, int]]:
-    """(position after it, index, term) of each whole record of a journal file's mapping, up to ``limit``: its
-    two size fields agree, and its index follows the previous record's (terms never decrease)."""
+@contextlib.contextmanager
+def _mapped(f: Any) -> Iterator[tuple[mmap.mmap, int, int] | None]:
+    """A journal file's read-only mapping, its header's end offset and its size (None: no header yet)."""
+    import pysyncobj.journal as pj
+
+    size = os.fstat(f.fileno()).st_size
+    if size < pj.FIRST_RECORD_OFFSET:
+        yield None
+        return
+    with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        yield m, _SIZE.unpack_from(m, pj.LAST_RECORD_OFFSET_OFFSET)[0], size
+
+
+def _whole_records(m: mmap.mmap, limit: int) -> Iterator[tuple[int, int, int, int]]:
+    """(start, position after it, index, term) of each whole record of a journal file's mapping, up to
+    ``limit``: its two size fields agree, and its index follows the previous record's (terms never decrease)."""
     import pysyncobj.journal as pj
 
     pos = pj.FIRST_RECORD_OFFSET
@@ -204,8 +218,8 @@ def _whole_records(m: mmap.mmap, limit: int) -> Iterator[tuple[int, int, int]]:
         if prev is not None and (idx != prev[0] + 1 or term < prev[1]):
             return
         prev = (idx, term)
+        yield pos, pos + n + 8, idx, term
         pos += n + 8
-        yield pos, idx, term
 
 
 def committed_entries(path: str) -> tuple[int, int] | None:
@@ -220,20 +234,16 @@ def committed_entries(path: str) -> tuple[int, int] | None:
     except FileNotFoundError:
         return None
     commit = int(pj.MetaStorer(path + ".meta").getMeta().get("raftCommitIndex", 0))
-    with f:
-        size = os.fstat(f.fileno()).st_size
-        if size < pj.FIRST_RECORD_OFFSET:
+    first = last = 0
+    with f, _mapped(f) as mapped:
+        if mapped is None:
             return None
-        first = last = 0
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-            end = _SIZE.unpack_from(m, pj.LAST_RECORD_OFFSET_OFFSET)[0]
-            start = pj.FIRST_RECORD_OFFSET
-            for after, idx, _term in _whole_records(m, min(end, size)):
-                if idx > commit:
-                    break
-                if m[start + 4 + _IDX_TERM.size] == _COMMAND_TYPE.REGULAR:
-                    first, last = first or idx, idx
-                start = after
+        m, end, size = mapped
+        for start, _after, idx, _term in _whole_records(m, min(end, size)):
+            if idx > commit:
+                break
+            if m[start + 4 + _IDX_TERM.size] == _COMMAND_TYPE.REGULAR:
+                first, last = first or idx, idx
     return (first, last) if last else None
 
 
@@ -254,15 +264,12 @@ def repair_torn_tail(path: str) -> int:
     except FileNotFoundError:
         return 0
     with f:
-        size = os.fstat(f.fileno()).st_size
-        if size < pj.FIRST_RECORD_OFFSET:
-            return 0
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-            end: int = _SIZE.unpack_from(m, pj.LAST_RECORD_OFFSET_OFFSET)[0]
-            pos: int = pj.FIRST_RECORD_OFFSET
-            prev: tuple[int, int] | None = None
-            for pos, idx, term in _whole_records(m, min(end, size)):  # noqa: B007 (the last position is kept)
-                prev = (idx, term)
+        with _mapped(f) as mapped:
+            if mapped is None:
+                return 0
+            m, end, size = mapped
+            tail = deque(_whole_records(m, min(end, size)), maxlen=1)  # the last whole record
+        pos, last_idx = (tail[0][1], tail[0][2]) if tail else (pj.FIRST_RECORD_OFFSET, None)
         if pos >= end:
             return 0
         f.seek(pj.LAST_RECORD_OFFSET_OFFSET)
@@ -271,7 +278,7 @@ def repair_torn_tail(path: str) -> int:
         os.fsync(f.fileno())
     _log.warning("Raft journal %s: dropped %d bytes of records after entry %s that were not whole on the disk "
                  "(a power loss while they were written?); they were never synced, so no other peer counted them",
-                 path, end - pos, prev[0] if prev else "none")
+                 path, end - pos, "none" if last_idx is None else last_idx)
     return end - pos
 
 

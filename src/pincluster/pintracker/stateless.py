@@ -271,14 +271,10 @@ class StatelessPinTracker:
         they need nothing, which the stored fields tell without building the Pin (a third of the apply loop's
         time on a peer during ingest was spent building Pins that were then ignored)."""
         me = self.peer.bytes
-        if (before_known and self._ops.get_bytes(key) is None and _elsewhere(decode_status_fields(value), me)
-                and (before is None or _elsewhere(decode_status_fields(before), me))):
-            return
-        pin = pin_from_state(value)
-        maybe_here = True
-        if before_known and pin.is_remote_pin(self.peer):
-            maybe_here = before is not None and not pin_from_state(before).is_remote_pin(self.peer)
-        await self.track(pin, maybe_here=maybe_here)
+        maybe_here = not before_known or (before is not None and not _elsewhere(decode_status_fields(before), me))
+        if not maybe_here and _elsewhere(decode_status_fields(value), me) and self._ops.get_bytes(key) is None:
+            return  # what ``track`` decides for it ("remote", derived from the pinset), without the Pin
+        await self.track(pin_from_state(value), maybe_here=maybe_here)
 
     async def untrack(self, cid: CID) -> None:
         """Consensus removed ``cid``: unpin it."""

@@ -634,10 +634,8 @@ def _request(st: Stream, method: str, timeout: float | None, streamed: bool, arg
     """The request message for a call on ``st``: with the caller's trace context when it traces and the called
     peer reads one (``TRACE_CONTEXT_SINCE``)."""
     fields: tuple[Any, ...] = (method, float(timeout or 0.0), streamed)
-    if tracing.active() and st.remote_version >= TRACE_CONTEXT_SINCE:
-        trace = tracing.context_header()
-        if trace:
-            fields += (trace,)
+    if st.remote_version >= TRACE_CONTEXT_SINCE and (trace := tracing.context_header()):
+        fields += (trace,)
     hdr = _encoder.encode(fields)
     body = b"" if streamed else _encoder.encode(arg)
     return _HDR_LEN.pack(len(hdr)) + hdr + body

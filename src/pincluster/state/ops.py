@@ -135,18 +135,24 @@ def _state_source(data: Path) -> Path | None:
     if len(candidates) == 1:
         return candidates[0]
     try:
-        snap_index = state_store.read_snapshot_info(dump).applied_index
+        snap_index = _applied_index(dump)
     except state_store.StateVersionError:
         raise
     except StateError as exc:
         log.warning("ignoring the Raft snapshot: %s", exc)
         return state
-    probe = state_store.SQLiteStore(state)
+    return dump if snap_index > _applied_index(state) else state
+
+
+def _applied_index(path: Path) -> int:
+    """The Raft index a state database (or a snapshot) in a data folder holds the pinset of."""
+    if path.name == DUMP_FILE:
+        return state_store.read_snapshot_info(path).applied_index
+    probe = state_store.SQLiteStore(path)
     try:
-        state_index = probe.applied_index
+        return probe.applied_index
     finally:
         probe.close()
-    return dump if snap_index > state_index else state
 
 
 def _pages_readonly(path: Path, page_size: int) -> Iterator[list[tuple[bytes, bytes]]]:
@@ -236,14 +242,7 @@ def journal_ahead(config_folder: Path) -> tuple[int, int] | None:
     src = _state_source(data)
     if src is None:
         return None
-    if src.name == DUMP_FILE:
-        applied = state_store.read_snapshot_info(src).applied_index
-    else:
-        probe = state_store.SQLiteStore(src)
-        try:
-            applied = probe.applied_index
-        finally:
-            probe.close()
+    applied = _applied_index(src)
     entries = committed_entries(str(data / JOURNAL_FILE))
     return (applied, entries[1]) if entries is not None and entries[1] > applied else None
 
