@@ -60,9 +60,15 @@ def span(name: str | Callable[[], str], **attributes: object) -> contextlib.Abst
     current = _current_span()
     if not current.is_recording() and current.get_span_context().is_valid:
         return _NULL  # inside a trace the sampler dropped: its spans would be dropped too (a span costs ~20 µs)
+    return _start(tracer, name, attributes)
+
+
+def _start(tracer: Any, name: str | Callable[[], str], attributes: dict[str, object],
+           **kwargs: Any) -> contextlib.AbstractContextManager[Any]:
+    """The span context manager: the name built now, attribute values other than text and numbers as text."""
     attrs = {k: v if isinstance(v, str | int | float | bool) else str(v) for k, v in attributes.items()}
     cm: contextlib.AbstractContextManager[Any] = tracer.start_as_current_span(
-        name if isinstance(name, str) else name(), attributes=attrs or None)
+        name if isinstance(name, str) else name(), attributes=attrs or None, **kwargs)
     return cm
 
 
@@ -89,10 +95,7 @@ def remote_span(name: str | Callable[[], str], header: str | None,
     caller = _current_span(parent).get_span_context()
     if not caller.is_valid or not caller.trace_flags.sampled:
         return _NULL
-    attrs = {k: v if isinstance(v, str | int | float | bool) else str(v) for k, v in attributes.items()}
-    cm: contextlib.AbstractContextManager[Any] = tracer.start_as_current_span(
-        name if isinstance(name, str) else name(), context=parent, kind=_server_kind, attributes=attrs or None)
-    return cm
+    return _start(tracer, name, attributes, context=parent, kind=_server_kind)
 
 
 def _missing(exc: ImportError) -> ConfigError:
