@@ -5,18 +5,21 @@
 2. Listing: ``GET /allocations`` (the shared pinset) and ``GET /pins?local=true`` (this peer's statuses) and
    ``GET /pins`` (every peer's statuses, merged) streamed and counted; prints items/s.
 3. Daemon RSS (VmRSS of each peer process) after ingest and after the listings.
+4. With ``--ctl``: what a user waits for, ``ipfs-cluster-ctl status``, ``status --local`` and ``pin ls`` of the
+   whole pinset (text output read from a pipe), with the ctl's own CPU time per item.
 
 Besides the rates (which depend on how busy the machine is), it prints the CPU time the three daemons used
 per pin (user+system, from /proc), which compares runs made under different loads.
 
 ``--listing N`` skips the ingest: the peers start once (to form their peerset) and stop; every peer's state
 then gets the same N pins (``state import`` on each peer, keeping the peerset), allocated round-robin with
-replication 1, and each allocated peer's embedded IPFS node records its share as recursive pins (its
-``pins.sqlite``), so that the peers report ``pinned``/``remote`` without any IPFS work. Then the three
-listings run, with RSS before and after.
+replication 1 and each stamped with its own creation time (as pins made through the API are), and each
+allocated peer's embedded IPFS node records its share as recursive pins (its ``pins.sqlite``), so that the
+peers report ``pinned``/``remote`` without any IPFS work. Then the three listings run, with RSS before and
+after.
 
 Usage: .venv/bin/python bench/cluster_bench.py [--pins 100000] [--clients 50] [--rf 1] [--repeat N]
-       .venv/bin/python bench/cluster_bench.py --listing 1000000
+       .venv/bin/python bench/cluster_bench.py --listing 1000000 [--ctl]
 """
 
 from __future__ import annotations
@@ -29,15 +32,17 @@ import os
 import shutil
 import sqlite3
 import statistics
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from loadgen import count_lines, host_port, post_pins, process_cpu_seconds
 
 from pincluster.config import load_config
-from pincluster.localnet import Peer, init_peers, start_network, stop_network
+from pincluster.localnet import CTL, Peer, init_peers, start_network, stop_network
 from pincluster.state.ops import replace_pinset
 from pincluster.types.cid import CID
 from pincluster.types.models import Pin
@@ -73,11 +78,13 @@ def bulk_load(peers: list[Peer], n: int) -> None:
     ids = [PeerID.decode(p.identity) for p in peers]
     t0 = time.perf_counter()
 
+    start = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
     def pins() -> Iterator[Pin]:
         for i in range(n):
             cid = CID.v0(hashlib.sha256(b"listing-%d" % i).digest())
             yield Pin(cid=cid, allocations=(ids[i % len(peers)],), replication_factor_min=1,
-                      replication_factor_max=1)
+                      replication_factor_max=1, timestamp=start + timedelta(microseconds=1234 * i + 7))
 
     for p in peers:
         res = replace_pinset(load_config(p.folder), p.identity, pins())
@@ -126,6 +133,31 @@ async def listings(peers: list[Peer], paths: tuple[str, ...] = ("/allocations", 
             print(f"  INCOMPLETE: {n} of {expected} items (the stream ended with an error trailer?)")
 
 
+def ctl_listings(peer: Peer, expected: int) -> None:
+    """The whole pinset through ``ipfs-cluster-ctl`` (text output read from a pipe, as a user's ``| less``
+    would): seconds, items/s and the ctl's own CPU per item. The text is counted as it comes, not kept."""
+    for args in (["status"], ["status", "--local"], ["pin", "ls"]):
+        t0, c0 = time.perf_counter(), os.times()
+        proc = subprocess.Popen([CTL, "--host", peer.rest_multiaddr, *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        assert proc.stdout is not None and proc.stderr is not None
+        lines = heads = size = 0
+        last = b""
+        while chunk := proc.stdout.read(1 << 20):
+            lines += chunk.count(b"\n")
+            heads += (last + chunk).count(b":\n")  # an item's first line (status)
+            last, size = chunk[-1:], size + len(chunk)
+        err = proc.stderr.read()
+        code = proc.wait()
+        dt, c1 = time.perf_counter() - t0, os.times()
+        cpu = (c1.children_user - c0.children_user) + (c1.children_system - c0.children_system)
+        items = lines if args == ["pin", "ls"] else heads
+        print(f"ipfs-cluster-ctl {' '.join(args)}: {items} items in {dt:.2f} s = {items / dt:,.0f} items/s "
+              f"(ctl CPU {cpu / max(1, items) * 1e6:.1f} µs/item; {size / 1e6:.0f} MB of text)")
+        if code or items != expected:
+            print(f"  exit code {code}, {items} of {expected} items: {err[-300:]!r}")
+
+
 async def ingest(peers: list[Peer], n: int, clients: int, rf: int = 1) -> float:
     """Post ``n`` pins from ``clients`` keep-alive connections (spread over the peers); committed pins/s."""
     cids = [str(CID.v0(hashlib.sha256(b"bench-%d-%d" % (os.getpid(), i)).digest())) for i in range(n)]
@@ -161,6 +193,7 @@ async def main() -> None:
     ap.add_argument("--listing", type=int, default=0, metavar="N",
                     help="bulk-load N pins before start and measure only the listings")
     ap.add_argument("--keep", action="store_true", help="keep the peers' folders")
+    ap.add_argument("--ctl", action="store_true", help="also time ipfs-cluster-ctl status and pin ls")
     ap.add_argument("--paths", default="/allocations,/pins?local=true,/pins",
                     help="comma-separated listings to measure")
     ap.add_argument("--repeat", type=int, default=1, metavar="N",
@@ -208,6 +241,8 @@ async def run(args: argparse.Namespace) -> tuple[float, float] | None:
             await asyncio.sleep(2)  # let the trackers settle
         await listings(peers, tuple(p for p in args.paths.split(",") if p), args.listing or args.pins)
         print(f"RSS after listings (MB): {[round(rss_mb(p)) for p in peers]}")
+        if args.ctl:
+            ctl_listings(peers[0], args.listing or args.pins)
     finally:
         stop_network(peers)
         if not args.keep:

@@ -486,3 +486,41 @@ async def test_wait_limit_and_add_from_url(api: FakeAPI) -> None:
     assert api.calls("POST", "/add")[0].parts == [("some data.bin", "application/octet-stream", b"web content")]
     r = await ctl(api, "add", f"http://127.0.0.1:{port}/missing.bin")
     assert r.code == 1 and "HTTP 404" in r.err
+
+
+async def test_listings_are_written_in_batches_yet_never_held_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``emit_all`` writes ~64 KB at once (a write and flush per item cost more than the item's text), but an
+    item waits at most ~0.1 s: a stream that stalls (a slow peer) still shows what arrived."""
+    from pincluster.cli.ctl import Ctl, StdoutClosed
+
+    c = Ctl(hosts=[], https=None, verify=True, username=None, password=None, timeout=None, debug=False,
+            encoding="text")
+    writes: list[tuple[float, str]] = []
+    monkeypatch.setattr(Ctl, "write", staticmethod(lambda text: writes.append((time.monotonic(), text))))
+    marks: dict[str, float] = {}
+
+    async def items() -> AsyncIterator[int]:
+        for i in range(5000):
+            yield i
+        marks["stall"] = time.monotonic()
+        await asyncio.sleep(0.6)
+        marks["resumed"] = time.monotonic()
+        yield -1
+
+    await c.emit_all(items(), lambda i: f"item {i:<43}\n")
+    assert "".join(t for _, t in writes) == "".join(f"item {i:<43}\n" for i in [*range(5000), -1])
+    assert 2 < len(writes) < 10  # 250 KB in a few writes, not 5001
+    last_before = next(w for w in writes if "item 4999 " in w[1])
+    assert marks["stall"] <= last_before[0] < marks["resumed"]  # written while the stream stalled
+
+    def closed(text: str) -> None:
+        raise StdoutClosed()
+
+    async def slow() -> AsyncIterator[int]:
+        yield 1
+        await asyncio.sleep(0.3)
+        yield 2
+
+    monkeypatch.setattr(Ctl, "write", staticmethod(closed))
+    with pytest.raises(StdoutClosed):  # a reader gone during a timed write ends the command as any other write
+        await c.emit_all(slow(), str)

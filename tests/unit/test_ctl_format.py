@@ -10,6 +10,7 @@ from pincluster.cli.ctl_format import (
     format_added,
     format_alert,
     format_bandwidth,
+    StatusView,
     format_error,
     format_gpi,
     format_id,
@@ -18,11 +19,13 @@ from pincluster.cli.ctl_format import (
     format_metric_names,
     format_pin,
     format_repo_gc,
+    format_status_view,
     format_version,
     humanize_bytes,
     humanize_time,
 )
-from pincluster.types.cid import CID
+from pincluster.types.cid import CID, b58encode
+from pincluster.types.codec import from_json, to_json
 from pincluster.types.gotime import ZERO_TIME, parse_time, unix_nano
 from pincluster.types.models import (
     ID,
@@ -90,6 +93,38 @@ def test_global_pin_info() -> None:
         f"    > {P3} : PIN_ERROR: boom | 2024-05-06T10:11:12.123456789+02:00 | Attempts: 3 | Priority: false\n"
     )
     assert format_gpi(GlobalPinInfo(cid=C2)) == f"{C2}:\n"
+
+
+def test_status_view_prints_what_format_gpi_prints() -> None:
+    """``status`` prints from a StatusView (text fields only); every line must be what the whole GlobalPinInfo
+    gives, including what a Go daemon or an older one may send."""
+    gpi = GlobalPinInfo(cid=C1, name="my pin ünï <&>", created=TS, allocations=(P1,), metadata={"k": "v"}, peer_map={
+        P1: PinInfoShort(peername="zed", status=TrackerStatus.PINNED,
+                         timestamp=datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC), priority_pin=True),
+        P3: PinInfoShort(status=TrackerStatus.PIN_ERROR, timestamp=TS, error="boom", attempt_count=3),
+        P2: PinInfoShort(peername="a-very-long-peer-name-indeed", status=TrackerStatus.UNEXPECTEDLY_UNPINNED,
+                         timestamp=ZERO_TIME, error="the item should be pinned but it is not"),
+    })
+    v1 = CID.decode("bafkreidgvpkjawlxz6sffxzwgooowe5yt7i6wsyg236mfoks77nywkptdq")
+    z = "z" + b58encode(v1.bytes)
+    t = "2024-05-06T10:11:12.5Z"
+    lines = [
+        to_json(gpi),
+        to_json(GlobalPinInfo(cid=C2)),
+        to_json(GlobalPinInfo(cid=v1, peer_map={P1: PinInfoShort(status=TrackerStatus.PINNING, timestamp=TS)})),
+        # a v1 CID in base58, a pre-1.0 {"/": cid}, times not in Go's own form, a status this version does not
+        # know, a missing timestamp, a null peer_map
+        f'{{"cid":"{z}","peer_map":{{"{P1}":{{"status":"pinned","timestamp":"2024-05-06T10:11:12.500000Z"}}}}}}'.encode(),
+        f'{{"cid":{{"/":"{C1}"}},"name":"x","peer_map":{{"{P2}":{{"peername":"p","status":"frobbed",'
+        f'"timestamp":"2024-05-06T08:11:12+00:00"}},"{P1}":{{"status":"remote"}}}}}}'.encode(),
+        f'{{"cid":"{C2}","peer_map":null}}'.encode(),
+        f'{{"cid":"{C2}","peer_map":{{"{P1}":{{"status":"pinned","timestamp":"{t}"}},'
+        f'"{P2}":{{"status":"pinned","timestamp":"{t}"}}}}}}'.encode(),
+    ]
+    for line in lines:
+        expected = format_gpi(from_json(line, GlobalPinInfo))
+        assert format_status_view(from_json(line, StatusView)) == expected, line
+    assert format_status_view(from_json(lines[3], StatusView)).startswith(f"{v1}:\n")  # converted to base32
 
 
 def test_pin() -> None:
