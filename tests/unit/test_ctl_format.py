@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from pincluster.cli.ctl_format import (
+    StatusView,
     format_added,
     format_alert,
     format_bandwidth,
-    StatusView,
     format_error,
     format_gpi,
     format_id,

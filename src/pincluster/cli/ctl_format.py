@@ -99,8 +99,9 @@ def _peer_status_line(who: str, status: str, error: str, when: str, attempts: in
     return line + f" | {when} | Attempts: {attempts} | Priority: {'true' if priority else 'false'}\n"
 
 
-class PeerStatusView(Struct, gc=False):
-    """A ``peer_map`` entry as ``status`` prints it: text only (no peer ID, multiaddr or time objects)."""
+class PeerStatusView(Struct, frozen=True, gc=False):
+    """A ``peer_map`` entry as ``status`` prints it: text only (no peer ID, multiaddr or time objects).
+    Hashable: a peer's entries repeat across items (one status and time for every pin it derived)."""
 
     peername: str = ""
     status: str = ""
@@ -156,14 +157,22 @@ def _cid_text(cid: str | dict[str, str]) -> str:
         return text
 
 
+_PEER_LINES: dict[tuple[str, PeerStatusView], str] = {}
+
+
 def format_status_view(v: StatusView) -> str:
     """``format_gpi`` of the item ``v`` was decoded from."""
     out = [_gpi_head(_cid_text(v.cid), v.name)]
     if v.peer_map:
-        for key, info in sorted(v.peer_map.items()):
-            out.append(_peer_status_line(info.peername or key, _status_text(info.status), info.error,
-                                         _time_text(info.timestamp), info.attempt_count, info.priority_pin))
+        for entry in sorted(v.peer_map.items()):
+            out.append(cached(_PEER_LINES, entry, _peer_view_line, 4096))
     return "".join(out)
+
+
+def _peer_view_line(entry: tuple[str, PeerStatusView]) -> str:
+    key, info = entry
+    return _peer_status_line(info.peername or key, _status_text(info.status), info.error,
+                             _time_text(info.timestamp), info.attempt_count, info.priority_pin)
 
 
 def _go_clock(t: datetime) -> str:
