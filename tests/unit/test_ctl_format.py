@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from pincluster.cli.ctl_format import (
+    PinView,
     StatusView,
     format_added,
     format_alert,
@@ -18,6 +19,7 @@ from pincluster.cli.ctl_format import (
     format_metric,
     format_metric_names,
     format_pin,
+    format_pin_view,
     format_repo_gc,
     format_status_view,
     format_version,
@@ -125,6 +127,35 @@ def test_status_view_prints_what_format_gpi_prints() -> None:
         expected = format_gpi(from_json(line, GlobalPinInfo))
         assert format_status_view(from_json(line, StatusView)) == expected, line
     assert format_status_view(from_json(lines[3], StatusView)).startswith(f"{v1}:\n")  # converted to base32
+
+
+def test_pin_view_prints_what_format_pin_prints() -> None:
+    """``pin ls`` prints from a PinView; every line must be what the whole Pin gives, for what a Go daemon
+    or an older one may send too."""
+    tz = timezone(timedelta(hours=-5))
+    v1 = CID.decode("bafkreidgvpkjawlxz6sffxzwgooowe5yt7i6wsyg236mfoks77nywkptdq")
+    pins = [
+        Pin(cid=C1, replication_factor_min=-1, replication_factor_max=-1, timestamp=TS),
+        Pin(cid=C2, name="n <&> ü", mode=PinMode.DIRECT, replication_factor_min=1, replication_factor_max=2,
+            allocations=(P3, P1, P2), metadata={"k": "v"}, expire_at=datetime(2030, 1, 2, 3, 4, 5, 999, tzinfo=tz),
+            timestamp=datetime(2024, 5, 6, 23, 59, 59, 123456, tzinfo=UTC)),
+        Pin(cid=v1, type=PinType.SHARD, max_depth=1, replication_factor_min=2, replication_factor_max=2,
+            metadata={}),
+        Pin(cid=C1, type=PinType.META, max_depth=0, reference=C2, allocations=(P2,)),
+        Pin(cid=C1, type=PinType.CLUSTER_DAG, max_depth=7, timestamp=datetime(1, 1, 1, 0, 0, 1, tzinfo=UTC)),
+    ]
+    lines = [to_json(p) for p in pins] + [
+        # no max_depth (from the mode), pre-1.0 CID, CIDv1-form peer IDs, times with offsets, a zero time
+        # written with an offset
+        f'{{"cid":{{"/":"{C2}"}},"mode":"direct","allocations":["{P1.to_cid()}"],'
+        f'"replication_factor_min":1,"replication_factor_max":1,"timestamp":"2024-05-06T10:11:12.5+02:00",'
+        f'"expire_at":"0001-01-01T01:00:00+01:00"}}'.encode(),
+        f'{{"cid":"{C1}","max_depth":0,"mode":"recursive","allocations":[],"metadata":{{"a":"b"}},'
+        f'"timestamp":"0001-01-01T00:00:00Z","expire_at":"2031-02-03T04:05:06.000000007Z"}}'.encode(),
+        f'{{"cid":"{C1}","max_depth":-1,"mode":"direct"}}'.encode(),
+    ]
+    for line in lines:
+        assert format_pin_view(from_json(line, PinView)) == format_pin(from_json(line, Pin)), line
 
 
 def test_pin() -> None:

@@ -24,6 +24,7 @@ from pincluster import CLUSTER_COMPAT_VERSION
 from pincluster.api.interface import AddParams
 from pincluster.cli import CLIError, fail
 from pincluster.cli.ctl_format import (
+    PinView,
     StatusView,
     format_added,
     format_alert,
@@ -35,6 +36,7 @@ from pincluster.cli.ctl_format import (
     format_metric,
     format_metric_names,
     format_pin,
+    format_pin_view,
     format_repo_gc,
     format_status_view,
     format_version,
@@ -825,8 +827,10 @@ def pin_ls(c: Ctl, cid: str, flt: str) -> None:
     async def go(client: Client) -> None:
         if one is not None:
             c.emit(await client.allocation(one), format_pin)
-        else:
+        elif c.json:
             await c.emit_all(client.allocations(_type_filter(flt)), format_pin)
+        else:  # the fields the line shows only (see PinView)
+            await c.emit_all(client.allocations(_type_filter(flt), view=PinView), format_pin_view)
 
     c.run(go)
 

@@ -21,6 +21,7 @@ from pincluster.types.codec import to_json_pretty
 from pincluster.types.gotime import ZERO_TIME, format_time, is_zero_time, parse_time, unix_nano
 from pincluster.types.models import (
     ID,
+    MAX_DEPTH_FROM_MODE,
     AddedOutput,
     Alert,
     Error,
@@ -30,10 +31,12 @@ from pincluster.types.models import (
     Pin,
     Version,
 )
+from pincluster.types.peer import PeerID
 from pincluster.types.status import PinMode, TrackerStatus
 
 __all__ = [
     "PeerStatusView",
+    "PinView",
     "StatusView",
     "format_added",
     "format_alert",
@@ -45,6 +48,7 @@ __all__ = [
     "format_metric",
     "format_metric_names",
     "format_pin",
+    "format_pin_view",
     "format_repo_gc",
     "format_status_view",
     "format_version",
@@ -182,26 +186,92 @@ def _go_clock(t: datetime) -> str:
 
 def format_pin(obj: Pin) -> str:
     """One pinset entry (``pin ls``, ``pin add --no-status``)."""
-    kind = obj.type.value.upper()
-    if obj.mode is PinMode.DIRECT:
-        kind += "-DIRECT"
-    text = f"{obj.cid} | {obj.name} | {kind} | "
-    if obj.is_pin_everywhere:
+    allocs = None if obj.is_pin_everywhere else sorted(str(p) for p in obj.allocations)
+    return _pin_line(str(obj.cid), obj.name, obj.type.value.upper(), obj.mode is PinMode.DIRECT,
+                     obj.replication_factor_min, obj.replication_factor_max, allocs, obj.max_depth,
+                     bool(obj.metadata), None if is_zero_time(obj.expire_at) else _go_clock(obj.expire_at),
+                     None if is_zero_time(obj.timestamp) else _go_clock(obj.timestamp))
+
+
+def _pin_line(cid: str, name: str, kind: str, direct: bool, rmin: int, rmax: int, allocs: list[str] | None,
+              depth: int, metadata: bool, expires: str | None, added: str | None) -> str:
+    """Go's ``pin ls`` line; ``allocs`` None: pinned everywhere; ``expires``/``added`` None: the zero time."""
+    text = f"{cid} | {name} | {kind}{'-DIRECT' if direct else ''} | "
+    if allocs is None:
         text += "Repl. Factor: -1 | Allocations: [everywhere]"
     else:
-        allocs = " ".join(sorted(str(p) for p in obj.allocations))
-        text += (f"Repl. Factor: {obj.replication_factor_min}--{obj.replication_factor_max}"
-                 f" | Allocations: [{allocs}]")
-    if obj.max_depth == 0:
-        depth = "Direct"
-    elif obj.max_depth == -1:
-        depth = "Recursive"
+        text += f"Repl. Factor: {rmin}--{rmax} | Allocations: [{' '.join(allocs)}]"
+    if depth == 0:
+        depth_text = "Direct"
+    elif depth == -1:
+        depth_text = "Recursive"
     else:
-        depth = f"Recursive-{obj.max_depth}"
-    text += f" | {depth} | Metadata: {'yes' if obj.metadata else 'no'}"
-    text += f" | Exp: {'∞' if is_zero_time(obj.expire_at) else _go_clock(obj.expire_at)}"
-    text += f" | Added: {'unknown' if is_zero_time(obj.timestamp) else _go_clock(obj.timestamp)}\n"
-    return text
+        depth_text = f"Recursive-{depth}"
+    text += f" | {depth_text} | Metadata: {'yes' if metadata else 'no'}"
+    text += f" | Exp: {'∞' if expires is None else expires}"
+    return text + f" | Added: {'unknown' if added is None else added}\n"
+
+
+class PinView(Struct, gc=False):
+    """A pinset entry as ``pin ls`` prints it: text and numbers only (no CID, peer ID or time objects), the
+    other fields skipped unread. ``format_pin_view(v)`` is ``format_pin`` of the same entry."""
+
+    cid: str | dict[str, str]  # {"/": cid}: the pre-1.0 form
+    name: str = ""
+    type: str = "pin"
+    mode: str = "recursive"
+    max_depth: int | None = None  # absent: from the mode, as Pin does
+    replication_factor_min: int = 0
+    replication_factor_max: int = 0
+    allocations: list[str] | None = None
+    metadata: dict[str, str] | None = None
+    expire_at: str | None = None
+    timestamp: str | None = None
+
+
+_PEER_TEXT: dict[str, str] = {}
+_CLOCKS: dict[str, str] = {}
+
+
+def _peer_text(text: str) -> str:
+    """A peer ID as Go prints it (base58), whatever form it came in."""
+    return cached(_PEER_TEXT, text, _canonical_peer, 1024)
+
+
+def _canonical_peer(text: str) -> str:
+    try:
+        return str(PeerID.decode(text))
+    except InvalidInput:
+        return text
+
+
+def _clock(text: str | None) -> str | None:
+    """``_go_clock`` of a time text (its wall clock in its own zone); None for the zero time."""
+    if text is None:
+        return None
+    if len(text) >= 20 and text[10] == "T" and text[-1] == "Z" and text[:4] > "0001":  # UTC, not the zero time
+        return text[:10] + " " + text[11:19]
+    return cached(_CLOCKS, text, _parsed_clock, 1024) or None
+
+
+def _parsed_clock(text: str) -> str:
+    """The general case of ``_clock`` ("" for the zero time)."""
+    try:
+        t = parse_time(text)
+    except InvalidInput:
+        return text
+    return "" if is_zero_time(t) else _go_clock(t)
+
+
+def format_pin_view(v: PinView) -> str:
+    """``format_pin`` of the entry ``v`` was decoded from."""
+    rmin, rmax = v.replication_factor_min, v.replication_factor_max
+    depth = v.max_depth
+    if depth is None or depth == MAX_DEPTH_FROM_MODE:
+        depth = 0 if v.mode == "direct" else -1
+    allocs = None if rmin == -1 and rmax == -1 else sorted([_peer_text(p) for p in v.allocations or ()])
+    return _pin_line(_cid_text(v.cid), v.name, v.type.upper(), depth == 0, rmin, rmax, allocs, depth,
+                     bool(v.metadata), _clock(v.expire_at), _clock(v.timestamp))
 
 
 def format_added(obj: AddedOutput, quiet: bool = False) -> str:

@@ -425,10 +425,15 @@ class Client:
 
         return self.add([ImportEntry(path=name, kind="file", chunks=one())], params)
 
-    def allocations(self, filter: Collection[PinType] | str = ()) -> AsyncIterator[Pin]:
-        """The pinset; ``filter`` is pin types (or their comma list; empty = all)."""
+    @overload
+    def allocations(self, filter: Collection[PinType] | str = ...) -> AsyncIterator[Pin]: ...
+    @overload
+    def allocations(self, filter: Collection[PinType] | str = ..., *, view: type[T]) -> AsyncIterator[T]: ...
+    def allocations(self, filter: Collection[PinType] | str = (), *, view: Any = Pin) -> AsyncIterator[Any]:
+        """The pinset; ``filter`` is pin types (or their comma list; empty = all). ``view``: decode each item as
+        this msgspec Struct instead of a Pin (as in :meth:`status_all`)."""
         text = filter if isinstance(filter, str) else ",".join(t.value for t in filter)
-        return self._stream("GET", "/allocations", Pin, [("filter", text)])
+        return self._stream("GET", "/allocations", view, [("filter", text)])
 
     async def allocation(self, cid: CID | str) -> Pin:
         return await self._call("GET", f"/allocations/{cid}", Pin)  # type: ignore[no-any-return]
