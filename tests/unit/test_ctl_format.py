@@ -14,11 +14,13 @@ from pincluster.cli.ctl_format import (
     format_bandwidth,
     format_error,
     format_gpi,
+    format_gpi_text_json,
     format_id,
     format_json,
     format_metric,
     format_metric_names,
     format_pin,
+    format_pin_text_json,
     format_pin_view,
     format_repo_gc,
     format_status_view,
@@ -27,7 +29,7 @@ from pincluster.cli.ctl_format import (
     humanize_time,
 )
 from pincluster.types.cid import CID, b58encode
-from pincluster.types.codec import from_json, to_json
+from pincluster.types.codec import GlobalPinInfoText, PinText, from_json, to_json
 from pincluster.types.gotime import ZERO_TIME, parse_time, unix_nano
 from pincluster.types.models import (
     ID,
@@ -123,9 +125,24 @@ def test_status_view_prints_what_format_gpi_prints() -> None:
         f'{{"cid":"{C2}","peer_map":{{"{P1}":{{"status":"pinned","timestamp":"{t}"}},'
         f'"{P2}":{{"status":"pinned","timestamp":"{t}"}}}}}}'.encode(),
     ]
+    # --enc json: every field written again from the texts
+    lines += [
+        to_json(GlobalPinInfo(
+            cid=C2, name="a\u2028b <&>", allocations=(P2, P1), origins=(Multiaddr(f"/ip4/1.2.3.4/tcp/4001/p2p/{I1}"),),
+            created=TS, metadata={"z": "1", "a": "<2>"}, peer_map={
+                P1: PinInfoShort(peername="p1", ipfs_peer_id=I1, status=TrackerStatus.PINNED, timestamp=TS,
+                                 ipfs_peer_addresses=(Multiaddr("/ip4/127.0.0.1/tcp/4001"),
+                                                      Multiaddr("/ip6/::1/udp/4001/quic-v1"))),
+            })),
+        f'{{"cid":"{C1}","allocations":["{P1.to_cid()}"],"origins":[],"created":"2024-05-06T10:11:12.120Z",'
+        f'"metadata":{{}},"peer_map":{{"{P2.to_cid()}":{{"peername":"x","ipfs_peer_id":"{I1.to_cid()}",'
+        f'"ipfs_peer_addresses":[],"status":"pin_error","timestamp":"2024-05-06T10:11:12.5-03:00",'
+        f'"error":"e","attempt_count":2,"priority_pin":true}}}},"extra":1}}'.encode(),
+    ]
     for line in lines:
-        expected = format_gpi(from_json(line, GlobalPinInfo))
-        assert format_status_view(from_json(line, StatusView)) == expected, line
+        full = from_json(line, GlobalPinInfo)
+        assert format_status_view(from_json(line, StatusView)) == format_gpi(full), line
+        assert format_gpi_text_json(from_json(line, GlobalPinInfoText)) == format_json(full), line
     assert format_status_view(from_json(lines[3], StatusView)).startswith(f"{v1}:\n")  # converted to base32
 
 
@@ -134,6 +151,7 @@ def test_pin_view_prints_what_format_pin_prints() -> None:
     or an older one may send too."""
     tz = timezone(timedelta(hours=-5))
     v1 = CID.decode("bafkreidgvpkjawlxz6sffxzwgooowe5yt7i6wsyg236mfoks77nywkptdq")
+    z = "z" + b58encode(v1.bytes)
     pins = [
         Pin(cid=C1, replication_factor_min=-1, replication_factor_max=-1, timestamp=TS),
         Pin(cid=C2, name="n <&> ü", mode=PinMode.DIRECT, replication_factor_min=1, replication_factor_max=2,
@@ -154,8 +172,19 @@ def test_pin_view_prints_what_format_pin_prints() -> None:
         f'"timestamp":"0001-01-01T00:00:00Z","expire_at":"2031-02-03T04:05:06.000000007Z"}}'.encode(),
         f'{{"cid":"{C1}","max_depth":-1,"mode":"direct"}}'.encode(),
     ]
+    # --enc json: every field written again from the texts
+    lines += [
+        to_json(Pin(cid=C2, name="<n>", replication_factor_min=2, replication_factor_max=3, shard_size=100,
+                    user_allocations=(P2, P1), origins=(Multiaddr(f"/ip4/1.2.3.4/tcp/4001/p2p/{I1}"),),
+                    pin_update=C1, reference=v1, metadata={"b": "2", "a": "1"}, expire_at=TS, timestamp=TS)),
+        f'{{"cid":"{C1}","mode":"direct","max_depth":3,"user_allocations":["{P1.to_cid()}"],'
+        f'"pin_update":{{"/":"{C2}"}},"reference":"{z}","origins":null,"allocations":["{P2.to_cid()}"],'
+        f'"timestamp":"2024-05-06T10:11:12.100Z","unknown":[1]}}'.encode(),
+    ]
     for line in lines:
-        assert format_pin_view(from_json(line, PinView)) == format_pin(from_json(line, Pin)), line
+        full = from_json(line, Pin)
+        assert format_pin_view(from_json(line, PinView)) == format_pin(full), line
+        assert format_pin_text_json(from_json(line, PinText)) == format_json(full), line
 
 
 def test_pin() -> None:

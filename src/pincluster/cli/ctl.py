@@ -31,11 +31,13 @@ from pincluster.cli.ctl_format import (
     format_bandwidth,
     format_error,
     format_gpi,
+    format_gpi_text_json,
     format_id,
     format_json,
     format_metric,
     format_metric_names,
     format_pin,
+    format_pin_text_json,
     format_pin_view,
     format_repo_gc,
     format_status_view,
@@ -46,6 +48,7 @@ from pincluster.client.client import path_entries
 from pincluster.client.transport import HTTPResponse
 from pincluster.errors import InvalidInput, PinclusterError
 from pincluster.types.cid import CID
+from pincluster.types.codec import GlobalPinInfoText, PinText
 from pincluster.types.gotime import ZERO_TIME, go_now, parse_duration_ns
 from pincluster.types.models import AddedOutput, GlobalPinInfo, Pin, PinOptions
 from pincluster.types.peer import PeerID
@@ -199,7 +202,11 @@ class Ctl:
         self.write(format_json(obj) if self.json else text(obj))
 
     async def emit_all(self, items: AsyncIterator[T], text: Callable[[T], str]) -> None:
-        """Print a stream as it arrives (JSON: one pretty object after another, as Go).
+        """Print a stream as it arrives (JSON: one pretty object after another, as Go)."""
+        await self.write_all(items, format_json if self.json else text)
+
+    async def write_all(self, items: AsyncIterator[T], render: Callable[[T], str]) -> None:
+        """Write ``render(item)`` for each item of a stream as it arrives.
 
         Items are written in batches: when ~64 KB are waiting, or 0.1 s after the first waiting item when the
         stream is slower. A write and flush per item cost more than formatting it (~10 µs each: a listing of
@@ -229,7 +236,7 @@ class Ctl:
             async for item in items:
                 if failed:
                     raise failed[0]
-                out = format_json(item) if self.json else text(item)
+                out = render(item)
                 pending.append(out)
                 size += len(out)
                 if size >= _EMIT_BATCH:
@@ -827,8 +834,8 @@ def pin_ls(c: Ctl, cid: str, flt: str) -> None:
     async def go(client: Client) -> None:
         if one is not None:
             c.emit(await client.allocation(one), format_pin)
-        elif c.json:
-            await c.emit_all(client.allocations(_type_filter(flt)), format_pin)
+        elif c.json:  # every field, written again from the texts (see PinText)
+            await c.write_all(client.allocations(_type_filter(flt), view=PinText), format_pin_text_json)
         else:  # the fields the line shows only (see PinView)
             await c.emit_all(client.allocations(_type_filter(flt), view=PinView), format_pin_view)
 
@@ -846,9 +853,10 @@ def _status_filter(text: str) -> TrackerStatus:
 async def _print_status(c: Ctl, client: Client, cids: Sequence[CID], local: bool, flt: TrackerStatus) -> None:
     if len(cids) == 1:
         c.emit(await client.status(cids[0], local=local), format_gpi)
-    elif c.json:  # every field, as Go prints it
-        items = client.status_cids(cids, local=local) if cids else client.status_all(flt, local=local)
-        await c.emit_all(items, format_gpi)
+    elif c.json:  # every field, written again from the texts (see GlobalPinInfoText)
+        items = (client.status_cids(cids, local=local, view=GlobalPinInfoText) if cids
+                 else client.status_all(flt, local=local, view=GlobalPinInfoText))
+        await c.write_all(items, format_gpi_text_json)
     else:  # the fields the text shows only (see StatusView)
         views = (client.status_cids(cids, local=local, view=StatusView) if cids
                  else client.status_all(flt, local=local, view=StatusView))

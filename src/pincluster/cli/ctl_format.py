@@ -16,9 +16,18 @@ from msgspec import Struct
 
 from pincluster.cache import cached
 from pincluster.errors import InvalidInput
-from pincluster.types.cid import CID
-from pincluster.types.codec import to_json_pretty
-from pincluster.types.gotime import ZERO_TIME, format_time, is_zero_time, parse_time, unix_nano
+from pincluster.types.codec import (
+    GlobalPinInfoText,
+    PinText,
+    canonical_cid_text,
+    canonical_peer_text,
+    canonical_time_text,
+    global_text_pretty,
+    pin_text_pretty,
+    status_json_name,
+    to_json_pretty,
+)
+from pincluster.types.gotime import format_time, is_zero_time, parse_time, unix_nano
 from pincluster.types.models import (
     ID,
     MAX_DEPTH_FROM_MODE,
@@ -31,8 +40,7 @@ from pincluster.types.models import (
     Pin,
     Version,
 )
-from pincluster.types.peer import PeerID
-from pincluster.types.status import PinMode, TrackerStatus
+from pincluster.types.status import PinMode
 
 __all__ = [
     "PeerStatusView",
@@ -43,11 +51,13 @@ __all__ = [
     "format_bandwidth",
     "format_error",
     "format_gpi",
+    "format_gpi_text_json",
     "format_id",
     "format_json",
     "format_metric",
     "format_metric_names",
     "format_pin",
+    "format_pin_text_json",
     "format_pin_view",
     "format_repo_gc",
     "format_status_view",
@@ -56,12 +66,21 @@ __all__ = [
     "humanize_time",
 ]
 
-_ZERO_TIME_TEXT: Final = format_time(ZERO_TIME)
 
 
 def format_json(obj: Any) -> str:
     """``--enc json``: Go's ``json.MarshalIndent(obj, "", "    ")`` and a newline."""
     return to_json_pretty(obj).decode("utf-8") + "\n"
+
+
+def format_gpi_text_json(v: GlobalPinInfoText) -> str:
+    """``format_json`` of the GlobalPinInfo ``v`` was decoded from (``status --enc json`` of a listing)."""
+    return global_text_pretty(v).decode("utf-8") + "\n"
+
+
+def format_pin_text_json(v: PinText) -> str:
+    """``format_json`` of the Pin ``v`` was decoded from (``pin ls --enc json``)."""
+    return pin_text_pretty(v).decode("utf-8") + "\n"
 
 
 def format_id(obj: ID) -> str:
@@ -128,37 +147,9 @@ class StatusView(Struct, gc=False):
     peer_map: dict[str, PeerStatusView] | None = None
 
 
-_STATUS_TEXT: dict[str, str] = {}
-_TIME_TEXT: dict[str, str] = {}
-
-
-def _status_text(json_name: str) -> str:
-    return cached(_STATUS_TEXT, json_name, lambda t: TrackerStatus.from_string(t).text_name, 256)
-
-
-def _time_text(text: str | None) -> str:
-    """Go's ``MarshalText`` of the parsed time: the text itself when already canonical, which is the norm."""
-    if text is None:
-        return _ZERO_TIME_TEXT
-    return cached(_TIME_TEXT, text, _reformat_time, 1024)
-
-
-def _reformat_time(text: str) -> str:
-    try:
-        return format_time(parse_time(text))
-    except InvalidInput:
-        return text  # not a time Go could parse either: shown as sent
-
-
-def _cid_text(cid: str | dict[str, str]) -> str:
-    """The CID as Go prints it: v0 in base58, v1 in base32 (a text in another base is converted)."""
-    text = cid if isinstance(cid, str) else cid.get("/", "")
-    if (len(text) == 46 and text.startswith("Qm")) or text.startswith("b"):
-        return text
-    try:
-        return str(CID.decode(text))
-    except InvalidInput:
-        return text
+def _status_text(text: str) -> str:
+    """The status as the text output shows it (upper case)."""
+    return status_json_name(text).upper()
 
 
 _PEER_LINES: dict[tuple[str, PeerStatusView], str] = {}
@@ -166,7 +157,7 @@ _PEER_LINES: dict[tuple[str, PeerStatusView], str] = {}
 
 def format_status_view(v: StatusView) -> str:
     """``format_gpi`` of the item ``v`` was decoded from."""
-    out = [_gpi_head(_cid_text(v.cid), v.name)]
+    out = [_gpi_head(canonical_cid_text(v.cid), v.name)]
     if v.peer_map:
         for entry in sorted(v.peer_map.items()):
             out.append(cached(_PEER_LINES, entry, _peer_view_line, 4096))
@@ -176,7 +167,7 @@ def format_status_view(v: StatusView) -> str:
 def _peer_view_line(entry: tuple[str, PeerStatusView]) -> str:
     key, info = entry
     return _peer_status_line(info.peername or key, _status_text(info.status), info.error,
-                             _time_text(info.timestamp), info.attempt_count, info.priority_pin)
+                             canonical_time_text(info.timestamp), info.attempt_count, info.priority_pin)
 
 
 def _go_clock(t: datetime) -> str:
@@ -229,20 +220,7 @@ class PinView(Struct, gc=False):
     timestamp: str | None = None
 
 
-_PEER_TEXT: dict[str, str] = {}
 _CLOCKS: dict[str, str] = {}
-
-
-def _peer_text(text: str) -> str:
-    """A peer ID as Go prints it (base58), whatever form it came in."""
-    return cached(_PEER_TEXT, text, _canonical_peer, 1024)
-
-
-def _canonical_peer(text: str) -> str:
-    try:
-        return str(PeerID.decode(text))
-    except InvalidInput:
-        return text
 
 
 def _clock(text: str | None) -> str | None:
@@ -269,8 +247,8 @@ def format_pin_view(v: PinView) -> str:
     depth = v.max_depth
     if depth is None or depth == MAX_DEPTH_FROM_MODE:
         depth = 0 if v.mode == "direct" else -1
-    allocs = None if rmin == -1 and rmax == -1 else sorted([_peer_text(p) for p in v.allocations or ()])
-    return _pin_line(_cid_text(v.cid), v.name, v.type.upper(), depth == 0, rmin, rmax, allocs, depth,
+    allocs = None if rmin == -1 and rmax == -1 else sorted([canonical_peer_text(p) for p in v.allocations or ()])
+    return _pin_line(canonical_cid_text(v.cid), v.name, v.type.upper(), depth == 0, rmin, rmax, allocs, depth,
                      bool(v.metadata), _clock(v.expire_at), _clock(v.timestamp))
 
 

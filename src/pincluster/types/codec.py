@@ -34,6 +34,7 @@ from pincluster.errors import InvalidInput, StateError
 from pincluster.types.cid import CID, b58encode
 from pincluster.types.gotime import ZERO_TIME, GoTime, format_time, is_zero_time, parse_time, to_gotime
 from pincluster.types.models import (
+    MAX_DEPTH_FROM_MODE,
     Alert,
     ConnectGraph,
     GlobalPinInfo,
@@ -53,10 +54,17 @@ from pincluster.types.status import IPFSPinStatus, PinMode, PinType, TrackerStat
 __all__ = [
     "STATE_FORMAT",
     "DecodeError",
+    "GlobalPinInfoText",
+    "PeerEntryText",
+    "PinText",
     "StatusFields",
     "StoredPin",
     "aiter_json_values",
     "blank_head_json",
+    "canonical_addr_text",
+    "canonical_cid_text",
+    "canonical_peer_text",
+    "canonical_time_text",
     "cid_multihash",
     "cid_text",
     "decode_state",
@@ -64,15 +72,18 @@ __all__ = [
     "from_json",
     "from_msgpack",
     "global_head_json",
+    "global_text_pretty",
     "iter_json_values",
     "ndjson_batches",
     "ndjson_lines",
     "pin_from_state",
+    "pin_text_pretty",
     "pin_to_state",
     "state_pin_json",
     "state_pin_lines",
     "status_entry_prefix",
     "status_entry_rest",
+    "status_json_name",
     "to_json",
     "to_json_lines",
     "to_json_pretty",
@@ -228,28 +239,29 @@ class _PinOptionsOut(Struct, gc=False):
 
 
 class _PinOut(Struct, gc=False):
+    # str where a value is already its text (pin_text_pretty)
     replication_factor_min: int
     replication_factor_max: int
     name: str
-    mode: PinMode
+    mode: PinMode | str
     shard_size: int
-    user_allocations: _Peers | None
+    user_allocations: _Peers | tuple[str, ...] | None
     expire_at: str
     metadata: dict[str, str] | None
-    pin_update: CID | None
-    origins: _Addrs | None
-    cid: CID
-    type: PinType
-    allocations: _Peers
+    pin_update: CID | str | None
+    origins: _Addrs | tuple[str, ...] | None
+    cid: CID | str
+    type: PinType | str
+    allocations: _Peers | tuple[str, ...]
     max_depth: int
-    reference: CID | None
+    reference: CID | str | None
     timestamp: str
 
 
 class _ShortOut(Struct, gc=False, kw_only=True, omit_defaults=True):
     peername: str
-    ipfs_peer_id: PeerID | None = None
-    ipfs_peer_addresses: _Addrs = ()
+    ipfs_peer_id: PeerID | str | None = None  # str: already the ID's text (global_text_pretty)
+    ipfs_peer_addresses: _Addrs | tuple[str, ...] = ()
     status: str
     timestamp: str
     error: str
@@ -276,10 +288,10 @@ class _PinInfoOut(Struct, gc=False, kw_only=True, omit_defaults=True):
 
 
 class _GlobalOut(Struct, gc=False):
-    cid: CID
+    cid: CID | str  # str: already the values' texts (global_text_pretty)
     name: str
-    allocations: _Peers | None
-    origins: _Addrs | None
+    allocations: _Peers | tuple[str, ...] | None
+    origins: _Addrs | tuple[str, ...] | None
     created: str
     metadata: dict[str, str] | None
     peer_map: dict[str, _ShortOut]
@@ -756,6 +768,173 @@ _FAST_JSON: Final[dict[type, Callable[[Any], str]]] = {
 def to_json_pretty(obj: Any) -> bytes:
     """Go's ``json.MarshalIndent(obj, "", "    ")`` (ctl ``--enc=json``), without the trailing newline."""
     return _go_escape(msgspec.json.format(_JSON_ENC.encode(_wire(obj)), indent=4))
+
+
+# --- values as sent: views that skip building objects ------------------------------------------------------
+# A client that only prints an item (the ctl over a listing of 100k pins) decodes it into a view whose fields
+# are the JSON texts, and puts each text into the form Go prints through a cache (peer IDs, addresses, times
+# and statuses repeat across items). A text that is not a valid value is kept as sent.
+
+
+def _as_printed(render: Callable[[str], str]) -> Callable[[str], str]:
+    """``render`` of a value's text, or the text as sent when it is not a valid value."""
+
+    def convert(text: str) -> str:
+        try:
+            return render(text)
+        except InvalidInput:
+            return text
+
+    return convert
+
+
+_canonical_cid = _as_printed(lambda t: str(CID.decode(t)))
+_canonical_peer = _as_printed(lambda t: _peer_text(_peer_from_text(t)))
+_canonical_addr = _as_printed(lambda t: str(_multiaddr_from_text(t)))
+_canonical_time = _as_printed(lambda t: format_time(parse_time(t)))
+
+
+def canonical_cid_text(cid: str | dict[str, str]) -> str:
+    """A CID text (or pre-1.0 ``{"/": cid}``) as Go prints the CID: v0 in base58, v1 in base32."""
+    text = cid if isinstance(cid, str) else cid.get("/", "")
+    if (len(text) == 46 and text.startswith("Qm")) or text.startswith("b"):
+        return text
+    return _canonical_cid(text)
+
+
+_CANONICAL_PEER: dict[str, str] = {}
+_CANONICAL_ADDR: dict[str, str] = {}
+_CANONICAL_TIME: dict[str, str] = {}
+_STATUS_JSON_NAME: dict[str, str] = {}
+
+
+def canonical_peer_text(text: str) -> str:
+    """A peer ID text as Go prints the ID (base58)."""
+    return _cached(_CANONICAL_PEER, text, _canonical_peer, _CACHE_MAX)
+
+
+def canonical_addr_text(text: str) -> str:
+    """A multiaddr text as Go prints the address."""
+    return _cached(_CANONICAL_ADDR, text, _canonical_addr, _CACHE_MAX)
+
+
+#: A UTC time exactly as Go writes one (no trailing zero in the fraction, at most 9 digits): kept as it is.
+_GO_UTC_TIME_RE: Final = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{0,8}[1-9])?Z")
+
+
+def canonical_time_text(text: str | None) -> str:
+    """A time text as Go writes the parsed time (None: absent, the zero time)."""
+    if text is None:
+        return _ZERO_TIME_JSON[1:-1]
+    if _GO_UTC_TIME_RE.fullmatch(text) is not None:  # the norm; and pins' times are unique: not cached
+        return text
+    return _cached(_CANONICAL_TIME, text, _canonical_time, _CACHE_MAX)
+
+
+def status_json_name(text: str) -> str:
+    """A status text as Go writes the status it parses (``TrackerStatusFromString``)."""
+    return _cached(_STATUS_JSON_NAME, text, lambda t: TrackerStatus.from_string(t).json_name, 256)
+
+
+class PeerEntryText(Struct, gc=False, kw_only=True):
+    """A ``peer_map`` entry as sent (see :class:`GlobalPinInfoText`)."""
+
+    peername: str = ""
+    ipfs_peer_id: str | None = None
+    ipfs_peer_addresses: list[str] = []
+    status: str = ""
+    timestamp: str | None = None
+    error: str = ""
+    attempt_count: int = 0
+    priority_pin: bool = False
+
+
+class GlobalPinInfoText(Struct, gc=False, kw_only=True):
+    """A GlobalPinInfo with its values as sent, for output that writes it again (``ctl --enc json``):
+    :func:`global_text_pretty` gives what ``to_json_pretty`` gives for the GlobalPinInfo, at a fraction of
+    the cost of building one."""
+
+    cid: str | dict[str, str]
+    name: str = ""
+    allocations: list[str] | None = None
+    origins: list[str] | None = None
+    created: str | None = None
+    metadata: dict[str, str] | None = None
+    peer_map: dict[str, PeerEntryText] | None = None
+
+
+def global_text_pretty(v: GlobalPinInfoText) -> bytes:
+    """``to_json_pretty(from_json(line, GlobalPinInfo))`` of the (valid) line ``v`` was decoded from."""
+    peer_map = {
+        canonical_peer_text(k): _ShortOut(
+            peername=e.peername,
+            ipfs_peer_id=None if e.ipfs_peer_id is None else canonical_peer_text(e.ipfs_peer_id),
+            ipfs_peer_addresses=tuple([canonical_addr_text(a) for a in e.ipfs_peer_addresses]),
+            status=status_json_name(e.status),
+            timestamp=canonical_time_text(e.timestamp),
+            error=e.error,
+            attempt_count=e.attempt_count,
+            priority_pin=e.priority_pin,
+        )
+        for k, e in (v.peer_map or {}).items()
+    }
+    out = _GlobalOut(
+        canonical_cid_text(v.cid),
+        v.name,
+        None if v.allocations is None else tuple([canonical_peer_text(p) for p in v.allocations]),
+        None if v.origins is None else tuple([canonical_addr_text(a) for a in v.origins]),
+        canonical_time_text(v.created),
+        v.metadata,
+        peer_map,
+    )
+    return _go_escape(msgspec.json.format(_JSON_ENC.encode(out), indent=4))
+
+
+class PinText(Struct, gc=False, kw_only=True):
+    """A Pin with its values as sent (see :class:`GlobalPinInfoText`; :func:`pin_text_pretty`)."""
+
+    replication_factor_min: int = 0
+    replication_factor_max: int = 0
+    name: str = ""
+    mode: str = "recursive"
+    shard_size: int = 0
+    user_allocations: list[str] | None = None
+    expire_at: str | None = None
+    metadata: dict[str, str] | None = None
+    pin_update: str | dict[str, str] | None = None
+    origins: list[str] | None = None
+    cid: str | dict[str, str]
+    type: str = "pin"
+    allocations: list[str] = []
+    max_depth: int | None = None  # absent: from the mode, as Pin does
+    reference: str | dict[str, str] | None = None
+    timestamp: str | None = None
+
+
+def pin_text_pretty(v: PinText) -> bytes:
+    """``to_json_pretty(from_json(line, Pin))`` of the (valid) line ``v`` was decoded from."""
+    depth = v.max_depth
+    if depth is None or depth == MAX_DEPTH_FROM_MODE:
+        depth = 0 if v.mode == "direct" else -1
+    out = _PinOut(
+        v.replication_factor_min,
+        v.replication_factor_max,
+        v.name,
+        "direct" if depth == 0 else "recursive",  # Pin: the mode always agrees with max_depth
+        v.shard_size,
+        None if v.user_allocations is None else tuple([canonical_peer_text(p) for p in v.user_allocations]),
+        canonical_time_text(v.expire_at),
+        v.metadata,
+        None if v.pin_update is None else canonical_cid_text(v.pin_update),
+        None if v.origins is None else tuple([canonical_addr_text(a) for a in v.origins]),
+        canonical_cid_text(v.cid),
+        v.type,
+        tuple([canonical_peer_text(p) for p in v.allocations]),
+        depth,
+        None if v.reference is None else canonical_cid_text(v.reference),
+        canonical_time_text(v.timestamp),
+    )
+    return _go_escape(msgspec.json.format(_JSON_ENC.encode(out), indent=4))
 
 
 # Times: msgspec parses RFC 3339 in C but rounds a 7–9 digit fraction to microseconds, where Go keeps
