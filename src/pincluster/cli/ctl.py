@@ -159,7 +159,7 @@ class DebugClient(Client):
 
 
 # --- global context -------------------------------------------------------------------------------------------
-#: ``Ctl.emit_all``: characters written at once, and the longest an item waits to be written.
+#: ``Ctl.write_all``: characters written at once, and the longest an item waits to be written.
 _EMIT_BATCH = 64 * 1024
 _EMIT_DELAY = 0.1
 
@@ -837,7 +837,7 @@ def pin_ls(c: Ctl, cid: str, flt: str) -> None:
         elif c.json:  # every field, written again from the texts (see PinText)
             await c.write_all(client.allocations(_type_filter(flt), view=PinText), format_pin_text_json)
         else:  # the fields the line shows only (see PinView)
-            await c.emit_all(client.allocations(_type_filter(flt), view=PinView), format_pin_view)
+            await c.write_all(client.allocations(_type_filter(flt), view=PinView), format_pin_view)
 
     c.run(go)
 
@@ -860,7 +860,7 @@ async def _print_status(c: Ctl, client: Client, cids: Sequence[CID], local: bool
     else:  # the fields the text shows only (see StatusView)
         views = (client.status_cids(cids, local=local, view=StatusView) if cids
                  else client.status_all(flt, local=local, view=StatusView))
-        await c.emit_all(views, format_status_view)
+        await c.write_all(views, format_status_view)
 
 
 @cli.command(context_settings=CONTEXT,

@@ -25,12 +25,12 @@ from pincluster.types.codec import (
     global_text_pretty,
     pin_text_pretty,
     status_json_name,
+    text_max_depth,
     to_json_pretty,
 )
 from pincluster.types.gotime import format_time, is_zero_time, parse_time, unix_nano
 from pincluster.types.models import (
     ID,
-    MAX_DEPTH_FROM_MODE,
     AddedOutput,
     Alert,
     Error,
@@ -65,7 +65,6 @@ __all__ = [
     "humanize_bytes",
     "humanize_time",
 ]
-
 
 
 def format_json(obj: Any) -> str:
@@ -139,8 +138,8 @@ class StatusView(Struct, gc=False):
 
     Decoding a whole GlobalPinInfo (CID, peer IDs, addresses and times parsed into objects) and printing it cost
     ~100 µs per item, ten times what the daemon spends sending it: listing 100k pins took 11 s in the ctl. The
-    other fields are skipped unread; times repeat across items (a peer's derived statuses share one), so each
-    distinct text is parsed and formatted once. ``format_status_view(v)`` is ``format_gpi`` of the same item."""
+    other fields are skipped unread, and a peer's line is formatted once per distinct entry (a peer's derived
+    statuses share one time, so they repeat). ``format_status_view(v)`` is ``format_gpi`` of the same item."""
 
     cid: str | dict[str, str]  # {"/": cid}: the pre-1.0 form
     name: str = ""
@@ -244,9 +243,7 @@ def _parsed_clock(text: str) -> str:
 def format_pin_view(v: PinView) -> str:
     """``format_pin`` of the entry ``v`` was decoded from."""
     rmin, rmax = v.replication_factor_min, v.replication_factor_max
-    depth = v.max_depth
-    if depth is None or depth == MAX_DEPTH_FROM_MODE:
-        depth = 0 if v.mode == "direct" else -1
+    depth = text_max_depth(v.max_depth, v.mode)
     allocs = None if rmin == -1 and rmax == -1 else sorted([canonical_peer_text(p) for p in v.allocations or ()])
     return _pin_line(canonical_cid_text(v.cid), v.name, v.type.upper(), depth == 0, rmin, rmax, allocs, depth,
                      bool(v.metadata), _clock(v.expire_at), _clock(v.timestamp))

@@ -84,6 +84,7 @@ __all__ = [
     "status_entry_prefix",
     "status_entry_rest",
     "status_json_name",
+    "text_max_depth",
     "to_json",
     "to_json_lines",
     "to_json_pretty",
@@ -911,11 +912,16 @@ class PinText(Struct, gc=False, kw_only=True):
     timestamp: str | None = None
 
 
+def text_max_depth(max_depth: int | None, mode: str) -> int:
+    """A pin's ``max_depth`` as Pin takes it from the values sent: absent, from the ``mode``."""
+    if max_depth is None or max_depth == MAX_DEPTH_FROM_MODE:
+        return 0 if mode == "direct" else -1
+    return max_depth
+
+
 def pin_text_pretty(v: PinText) -> bytes:
     """``to_json_pretty(from_json(line, Pin))`` of the (valid) line ``v`` was decoded from."""
-    depth = v.max_depth
-    if depth is None or depth == MAX_DEPTH_FROM_MODE:
-        depth = 0 if v.mode == "direct" else -1
+    depth = text_max_depth(v.max_depth, v.mode)
     out = _PinOut(
         v.replication_factor_min,
         v.replication_factor_max,
