@@ -14,9 +14,11 @@ from typing import Any
 
 import msgspec
 
+from pincluster.cli.ctl_format import StatusView, format_gpi, format_gpi_text_json, format_json, format_status_view
 from pincluster.p2p.keys import PrivateKey
 from pincluster.types.cid import CID, RAW, sha256_multihash
 from pincluster.types.codec import (
+    GlobalPinInfoText,
     from_json,
     from_msgpack,
     iter_json_values,
@@ -164,6 +166,14 @@ def listing(pins: list[Pin]) -> None:
         to_msgpack(local[i : i + 256]) for i in range(0, n, 256)))
     blobs = [to_json(g) for g in merged]
     per_item("from_json(GlobalPinInfo, 3 peers)", n, lambda: _drain(from_json(b, GlobalPinInfo) for b in blobs))
+    print("-- what ipfs-cluster-ctl does per item of ``status`` (decode and format, no I/O)")
+    per_item("whole objects: format_gpi", n, lambda: _drain(format_gpi(from_json(b, GlobalPinInfo)) for b in blobs))
+    per_item("StatusView: format_status_view", n, lambda: _drain(
+        format_status_view(from_json(b, StatusView)) for b in blobs))
+    per_item("--enc json, whole objects: format_json", n, lambda: _drain(
+        format_json(from_json(b, GlobalPinInfo)) for b in blobs))
+    per_item("--enc json, GlobalPinInfoText", n, lambda: _drain(
+        format_gpi_text_json(from_json(b, GlobalPinInfoText)) for b in blobs))
 
 
 def main() -> None:

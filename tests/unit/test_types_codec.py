@@ -457,3 +457,21 @@ def test_nanosecond_time_inside_a_line_of_values() -> None:
     got = list(iter_json_values([plain + fine + plain + b"\n" + fine], Pin))
     assert [str(p.cid) for p in got] == [C1, C2, C1, C2]
     assert all(f'"timestamp":"{ns}"'.encode() in to_json(p) for p in (got[1], got[3]))
+
+
+def test_times_and_statuses_a_listing_repeats_decode_to_their_own_values() -> None:
+    """A listing's statuses share their peer's time (nanoseconds: the exact twins) and a few status names, and
+    each distinct text is parsed once: every item still gets the value of its own text."""
+    times = ["2025-01-01T12:00:00.000000001Z", "2025-01-01T12:00:00.000000002Z", "2025-01-01T13:00:00.5+01:00"]
+    lines = []
+    for i in range(12):
+        t, st = times[i % 3], ("pinned", "remote", "pin_error,pinning")[i % 3]
+        info = f'{{"peername":"a","status":"{st}","timestamp":"{t}"}}'
+        lines.append(f'{{"cid":"{C1}","created":"{times[(i + 1) % 3]}","peer_map":{{"{PA}":{info}}}}}')
+    for i, line in enumerate(lines):
+        g = from_json(line, GlobalPinInfo)
+        (short,) = g.peer_map.values()
+        assert short.timestamp == parse_time(times[i % 3]) and g.created == parse_time(times[(i + 1) % 3])
+        assert getattr(short.timestamp, "nanosecond", 0) == getattr(parse_time(times[i % 3]), "nanosecond", 0)
+        assert short.status == TrackerStatus.from_string(("pinned", "remote", "pin_error,pinning")[i % 3])
+        assert f'"timestamp":"{times[i % 3]}"'.encode() in to_json(g)

@@ -127,10 +127,27 @@ def _json_dec_hook(t: type, obj: Any) -> Any:
         raise TypeError(f"expected a multiaddr string, got {type(obj).__name__}")
     if t is GoTime:  # only in the exact twins (see _FINE_FRACTION_RE)
         if isinstance(obj, str):
-            value = parse_time(obj)
-            return value if type(value) is GoTime else to_gotime(value)
+            return _cached(_GOTIME_FROM_TEXT, obj, _parse_gotime, _CACHE_MAX)
         raise TypeError(f"expected an RFC 3339 time string, got {type(obj).__name__}")
     raise NotImplementedError(f"cannot decode {t!r} from JSON")
+
+
+#: Times repeat across the items of a listing (a peer's derived statuses share the time it looked, written
+#: with nanoseconds, which takes the exact twins): each text is parsed once. GoTime is immutable.
+_GOTIME_FROM_TEXT: dict[str, GoTime] = {}
+
+
+def _parse_gotime(text: str) -> GoTime:
+    value = parse_time(text)
+    return value if type(value) is GoTime else to_gotime(value)
+
+
+_STATUS_FROM_TEXT: dict[str, TrackerStatus] = {}
+
+
+def _status_from_text(text: str) -> TrackerStatus:
+    """``TrackerStatus.from_string``, once per distinct text (a listing repeats a few)."""
+    return _cached(_STATUS_FROM_TEXT, text, TrackerStatus.from_string, 256)
 
 
 _PEER_FROM_TEXT: dict[str, PeerID] = {}
@@ -496,7 +513,7 @@ def _short_in(w: _ShortIn) -> PinInfoShort:
         peername=w.peername,
         ipfs_peer_id=w.ipfs_peer_id,
         ipfs_peer_addresses=w.ipfs_peer_addresses,
-        status=TrackerStatus.from_string(w.status),
+        status=_status_from_text(w.status),
         timestamp=w.timestamp,
         error=w.error,
         attempt_count=w.attempt_count,
@@ -506,7 +523,7 @@ def _short_in(w: _ShortIn) -> PinInfoShort:
 
 def _pininfo_in(w: _PinInfoIn) -> PinInfo:
     d = msgspec.structs.asdict(w)
-    d["status"] = TrackerStatus.from_string(w.status)
+    d["status"] = _status_from_text(w.status)
     return PinInfo(**d)
 
 
@@ -834,7 +851,7 @@ def canonical_time_text(text: str | None) -> str:
 
 def status_json_name(text: str) -> str:
     """A status text as Go writes the status it parses (``TrackerStatusFromString``)."""
-    return _cached(_STATUS_JSON_NAME, text, lambda t: TrackerStatus.from_string(t).json_name, 256)
+    return _cached(_STATUS_JSON_NAME, text, lambda t: _status_from_text(t).json_name, 256)
 
 
 class PeerEntryText(Struct, gc=False, kw_only=True):
