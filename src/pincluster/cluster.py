@@ -48,6 +48,7 @@ from pincluster.types.codec import (
     pin_from_state,
     pin_to_state,
     state_pin_lines,
+    stored_pin_modes,
 )
 from pincluster.types.gotime import go_now
 from pincluster.types.models import (
@@ -69,7 +70,7 @@ from pincluster.types.models import (
 )
 from pincluster.types.multiaddr import Multiaddr
 from pincluster.types.peer import PeerID
-from pincluster.types.status import PinType, TrackerStatus
+from pincluster.types.status import PinMode, PinType, TrackerStatus
 
 log = logging.getLogger("pincluster.cluster")
 
@@ -764,6 +765,13 @@ class Cluster:
         async for pin in self.pinset.list():
             if not types or pin.type in types:
                 yield pin
+
+    async def pin_modes(self) -> AsyncIterator[list[tuple[str, PinMode]]]:
+        """Only the fields the proxy's ``pin/ls`` shows, from the stored pins (a Pin costs ~4 µs to build)."""
+        async for page in self.pinset.raw_pages():
+            out = stored_pin_modes(page)
+            if out:
+                yield out
 
     # ------------------------------------------------------------------ ClusterAPI: status and recover
     async def _error_info(self, cid: CID, peer: PeerID, err: Exception, pin: Pin | None) -> PinInfo:

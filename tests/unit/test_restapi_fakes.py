@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pincluster.api.common.settings import HTTPAPISettings
-from pincluster.api.common.stream import ndjson_chunks
+from pincluster.api.common.stream import ndjson_chunks, pin_mode_pages
 from pincluster.api.interface import AddParams
 from pincluster.api.rest.server import RestAPI
 from pincluster.errors import NotFound, Unavailable
@@ -33,7 +33,7 @@ from pincluster.types.models import (
 )
 from pincluster.types.multiaddr import Multiaddr
 from pincluster.types.peer import PeerID
-from pincluster.types.status import PinType, TrackerStatus
+from pincluster.types.status import PinMode, PinType, TrackerStatus
 
 
 def new_peer() -> PeerID:
@@ -144,6 +144,9 @@ class FakeCluster:
 
     def pins_ndjson(self, types: Collection[PinType] | None = None) -> AsyncIterator[bytes]:
         return ndjson_chunks(self.pins(types))
+
+    def pin_modes(self) -> AsyncIterator[list[tuple[str, PinMode]]]:
+        return pin_mode_pages(self.pins(), per_page=2)  # small pages: listings cross page ends
 
     def status_all_ndjson(self, filter: TrackerStatus, *, local: bool = False) -> AsyncIterator[bytes]:
         return ndjson_chunks(self.status_all(filter, local=local))

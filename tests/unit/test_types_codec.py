@@ -22,6 +22,7 @@ from pincluster.types.codec import (
     ndjson_lines,
     pin_from_state,
     pin_to_state,
+    stored_pin_modes,
     to_json,
     to_json_pretty,
     to_msgpack,
@@ -475,3 +476,26 @@ def test_times_and_statuses_a_listing_repeats_decode_to_their_own_values() -> No
         assert getattr(short.timestamp, "nanosecond", 0) == getattr(parse_time(times[i % 3]), "nanosecond", 0)
         assert short.status == TrackerStatus.from_string(("pinned", "remote", "pin_error,pinning")[i % 3])
         assert f'"timestamp":"{times[i % 3]}"'.encode() in to_json(g)
+
+
+async def test_stored_pin_modes_are_what_the_pins_give() -> None:
+    """The proxy's ``pin/ls`` reads (CID, mode) from the stored pins' leading fields: the same as from whole
+    Pins (``pin_mode_pages``), metadata pins left out, a depth other than 0 recursive."""
+    from pincluster.api.common.stream import pin_mode_pages
+
+    v1 = CID.decode("bafkreidgvpkjawlxz6sffxzwgooowe5yt7i6wsyg236mfoks77nywkptdq")
+    pins = [
+        Pin(cid=CID.decode(C1)),
+        Pin(cid=v1, mode=PinMode.DIRECT),
+        Pin(cid=CID.decode(C2), type=PinType.META, reference=v1),
+        Pin(cid=CID.decode(C2), type=PinType.SHARD, max_depth=1),
+        Pin(cid=v1, type=PinType.CLUSTER_DAG, max_depth=0),
+    ]
+
+    async def source() -> AsyncIterator[Pin]:
+        for p in pins:
+            yield p
+
+    expected = [x async for page in pin_mode_pages(source(), per_page=2) for x in page]
+    assert stored_pin_modes([(p.cid.bytes, pin_to_state(p)) for p in pins]) == expected
+    assert [m.value for _, m in expected] == ["recursive", "direct", "recursive", "direct"]

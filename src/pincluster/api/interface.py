@@ -27,7 +27,7 @@ if TYPE_CHECKING:
         PinOptions,
     )
     from pincluster.types.peer import PeerID
-    from pincluster.types.status import PinType, TrackerStatus
+    from pincluster.types.status import PinMode, PinType, TrackerStatus
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,12 @@ class ClusterAPI(Protocol):
     def pins_ndjson(self, types: Collection[PinType] | None = None) -> AsyncIterator[bytes]:
         """``pins(types)`` as NDJSON chunks of whole lines (``GET /allocations``); the Cluster writes them
         straight from the stored pins, others may use ``api.common.stream.ndjson_chunks``."""
+        ...
+
+    def pin_modes(self) -> AsyncIterator[list[tuple[str, PinMode]]]:
+        """Pages of ``(CID text, mode)`` of the pins that reach IPFS (metadata pins left out), in CID order:
+        the proxy's ``pin/ls``. The Cluster reads them from the stored pins without building Pins; others may
+        use ``api.common.stream.pin_mode_pages``."""
         ...
 
     async def status(self, cid: CID, *, local: bool = False) -> GlobalPinInfo: ...

@@ -24,6 +24,8 @@ from aiohttp.http_writer import StreamWriter
 
 from pincluster.api.common.errors import JSON_CT, error_response, status_for
 from pincluster.types.codec import to_json, to_json_lines
+from pincluster.types.models import Pin
+from pincluster.types.status import PinMode, PinType
 
 __all__ = ["TRAILER", "ErrorSink", "stream_ndjson", "trailer_bytes"]
 
@@ -241,3 +243,17 @@ async def ndjson_chunks(items: AsyncIterable[Any], per_chunk: int = 256) -> Asyn
         raise
     if batch:
         yield to_json_lines(batch)
+
+
+async def pin_mode_pages(pins: AsyncIterable[Pin], per_page: int = 1000) -> AsyncIterator[list[tuple[str, PinMode]]]:
+    """``ClusterAPI.pin_modes`` from a pinset's Pins, for a ``ClusterAPI`` without a cheaper reader."""
+    page: list[tuple[str, PinMode]] = []
+    async for pin in pins:
+        if pin.type is PinType.META:
+            continue
+        page.append((str(pin.cid), pin.mode))
+        if len(page) >= per_page:
+            yield page
+            page = []
+    if page:
+        yield page

@@ -36,7 +36,7 @@ from pincluster.errors import InvalidInput, NotFound, PinclusterError, Unavailab
 from pincluster.observe import tracing
 from pincluster.observe.hooks import endpoint_of
 from pincluster.types.cid import CID
-from pincluster.types.models import VERSION, AddedOutput, Pin, PinOptions
+from pincluster.types.models import VERSION, AddedOutput, PinOptions
 from pincluster.types.multiaddr import Multiaddr
 from pincluster.types.status import PinMode, PinType
 
@@ -104,8 +104,8 @@ def _encode_added(o: AddedOutput) -> bytes:
     return _enc.encode(_added_kubo(o))
 
 
-def _pin_ls_line(pin: Pin) -> bytes:
-    return b'{"Cid":"%s","Type":"%s"}' % (str(pin.cid).encode(), pin.mode.value.encode())
+def _pin_ls_line(cid: str, mode: PinMode) -> bytes:
+    return b'{"Cid":"%s","Type":"%s"}\n' % (cid.encode(), mode.value.encode())
 
 
 def _arg_cid_path(text: str) -> str:
@@ -372,10 +372,10 @@ class IPFSProxy(HTTPServer):
         args = self._args(request, arg)
         if args:
             return await self._pin_ls_args(args, modes, stream)
-        source = self._listed_pins(modes)
         if stream:
-            return await stream_ndjson(request, source, encode=_pin_ls_line, immediate=True, always_trailer=False)
-        return await self._pin_ls_keys(request, source)
+            chunks = (b"".join([_pin_ls_line(c, m) for c, m in page]) async for page in self._listed(modes))
+            return await stream_ndjson(request, chunks, preencoded=True, immediate=True, always_trailer=False)
+        return await self._pin_ls_keys(request, self._listed(modes))
 
     async def _pin_ls_args(self, args: list[str], modes: frozenset[PinMode] | None,
                            stream: bool) -> web.StreamResponse:
@@ -390,45 +390,46 @@ class IPFSProxy(HTTPServer):
                 raise KuboError(f"Error: path '{a}' is not pinned")
             pins.append(pin)
         if stream:
-            body = b"".join(_pin_ls_line(p) + b"\n" for p in pins)
+            body = b"".join(_pin_ls_line(str(p.cid), p.mode) for p in pins)
             return web.Response(body=body, content_type="application/json")
         return kubo_json({"Keys": {str(p.cid): {"Type": p.mode.value} for p in pins}})
 
-    async def _listed_pins(self, modes: frozenset[PinMode] | None) -> AsyncIterator[Pin]:
+    async def _listed(self, modes: frozenset[PinMode] | None) -> AsyncIterator[list[tuple[str, PinMode]]]:
+        """Pages of (CID, mode) of the pins in ``modes`` (metadata pins never reach IPFS)."""
         if modes is not None and not modes:
             return
-        async for pin in self.cluster.pins():
-            if pin.type is PinType.META:
-                continue  # metadata pins never reach IPFS
-            if modes is None or pin.mode in modes:
-                yield pin
+        async for page in self.cluster.pin_modes():
+            if modes is not None:
+                page = [(c, m) for c, m in page if m in modes]
+            if page:
+                yield page
 
-    async def _pin_ls_keys(self, request: web.Request, source: AsyncIterator[Pin]) -> web.StreamResponse:
+    async def _pin_ls_keys(self, request: web.Request,
+                           pages: AsyncIterator[list[tuple[str, PinMode]]]) -> web.StreamResponse:
         """``{"Keys":{…}}`` written incrementally; a failure after the start goes to the trailer."""
-        it = aiter(source)
+        it = aiter(pages)
         try:
-            first: Pin | None = await anext(it)
+            page: list[tuple[str, PinMode]] | None = await anext(it)
         except StopAsyncIteration:
-            first = None
+            page = None
         resp = web.StreamResponse(status=200)
         resp.headers["Trailer"] = "X-Stream-Error"
         body = FramedBody(request, resp)
         await body.open()
         buf = bytearray(b'{"Keys":{')
         trailers: list[tuple[str, str]] = []
-        pin = first
         sep = b""
         try:
-            while pin is not None:
-                buf += b'%s"%s":{"Type":"%s"}' % (sep, str(pin.cid).encode(), pin.mode.value.encode())
+            while page is not None:
+                buf += sep + b",".join([b'"%s":{"Type":"%s"}' % (c.encode(), m.value.encode()) for c, m in page])
                 sep = b","
                 if len(buf) >= _BATCH:
                     await body.write(bytes(buf))
                     buf.clear()
                 try:
-                    pin = await anext(it)
+                    page = await anext(it)
                 except StopAsyncIteration:
-                    pin = None
+                    page = None
         except PinclusterError as exc:
             log.warning("pin/ls stopped early: %s", exc)
             trailers.append(("X-Stream-Error", str(exc)))
