@@ -8,6 +8,7 @@ import tempfile
 import threading
 from collections.abc import AsyncIterator, Iterator
 
+import msgspec
 import pytest
 from test_restapi_fakes import FakeCluster, cid_of, start_api
 
@@ -89,6 +90,14 @@ def test_sync_client(served: tuple[str, FakeCluster]) -> None:
         pin = cl.pin(cid_of(b"s"), PinOptions(name="sync"))
         assert pin.name == "sync"
         assert [g.cid for g in cl.status_all(TrackerStatus.PINNED)] == [pin.cid]
+
+        class Brief(msgspec.Struct):  # view=: only these fields are decoded
+            cid: str
+            name: str = ""
+
+        assert [(b.cid, b.name) for b in cl.status_all(view=Brief)] == [(str(pin.cid), "sync")]
+        assert [(b.cid, b.name) for b in cl.allocations(view=Brief)] == [(str(pin.cid), "sync")]
+        assert [b.cid for b in cl.status_cids([pin.cid], view=Brief)] == [str(pin.cid)]
         out = list(cl.add_bytes(b"hello world\n", "h.txt"))
         assert str(out[-1].cid) == HELLO_CID
         c.fail_after = 1
