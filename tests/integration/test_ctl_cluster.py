@@ -343,6 +343,19 @@ def test_status_all_filter_and_local(cluster: list[Peer], names: dict[str, str],
     two = parse_gpis(out(cluster[1], "status", c1, c2), names)
     assert {g.cid for g in two} == {c1, c2}
 
+    # --enc json of a listing (written again from the values as sent): the REST API's items, every field
+    listed = {x["cid"]: x for x in json_stream(out(cluster[1], "--enc", "json", "status"))}
+    status, api_items = cluster[1].api("GET", "/pins")
+
+    def steady(g: dict[str, Any]) -> dict[str, Any]:  # the time a peer looked differs between two listings
+        return {**g, "peer_map": {k: {f: v for f, v in e.items() if f != "timestamp"}
+                                  for k, e in g["peer_map"].items()}}
+
+    assert status == 200 and {c1, c2} <= set(listed)
+    for g in api_items:
+        if g["cid"] in (c1, c2):
+            assert steady(listed[g["cid"]]) == steady(g)
+
     for g in parse_gpis(out(cluster[2], "status", "--filter", "pinned,error"), names):
         assert {p.status for p in g.peers} <= {"PINNED", "CLUSTER_ERROR", "PIN_ERROR", "UNPIN_ERROR"}, g
     only_pinned = {g.cid: g for g in parse_gpis(out(cluster[2], "status", "--filter", "pinned"), names)}
