@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 
@@ -139,10 +141,8 @@ def test_status_view_prints_what_format_gpi_prints() -> None:
         f'"ipfs_peer_addresses":[],"status":"pin_error","timestamp":"2024-05-06T10:11:12.5-03:00",'
         f'"error":"e","attempt_count":2,"priority_pin":true}}}},"extra":1}}'.encode(),
     ]
-    for line in lines:
-        full = from_json(line, GlobalPinInfo)
-        assert format_status_view(from_json(line, StatusView)) == format_gpi(full), line
-        assert format_gpi_text_json(from_json(line, GlobalPinInfoText)) == format_json(full), line
+    _assert_views_print_as_objects(lines, GlobalPinInfo, format_gpi, (StatusView, format_status_view),
+                                   (GlobalPinInfoText, format_gpi_text_json))
     assert format_status_view(from_json(lines[3], StatusView)).startswith(f"{v1}:\n")  # converted to base32
 
 
@@ -181,10 +181,19 @@ def test_pin_view_prints_what_format_pin_prints() -> None:
         f'"pin_update":{{"/":"{C2}"}},"reference":"{z}","origins":null,"allocations":["{P2.to_cid()}"],'
         f'"timestamp":"2024-05-06T10:11:12.100Z","unknown":[1]}}'.encode(),
     ]
+    _assert_views_print_as_objects(lines, Pin, format_pin, (PinView, format_pin_view),
+                                   (PinText, format_pin_text_json))
+
+
+def _assert_views_print_as_objects(lines: list[bytes], model: type[Any], text: Callable[[Any], str],
+                                   view: tuple[type[Any], Callable[[Any], str]],
+                                   as_sent: tuple[type[Any], Callable[[Any], str]]) -> None:
+    """Each line printed from its view (text) and from its values as sent (``--enc json``) is what the whole
+    object prints."""
     for line in lines:
-        full = from_json(line, Pin)
-        assert format_pin_view(from_json(line, PinView)) == format_pin(full), line
-        assert format_pin_text_json(from_json(line, PinText)) == format_json(full), line
+        full = from_json(line, model)
+        assert view[1](from_json(line, view[0])) == text(full), line
+        assert as_sent[1](from_json(line, as_sent[0])) == format_json(full), line
 
 
 def test_pin() -> None:

@@ -229,11 +229,13 @@ def committed_entries(path: str) -> tuple[int, int] | None:
     import pysyncobj.journal as pj
     from pysyncobj.syncobj import _COMMAND_TYPE
 
-    try:
-        f = open(path, "rb")  # noqa: SIM115
-    except FileNotFoundError:
+    if not os.path.exists(path):
         return None
     commit = int(pj.MetaStorer(path + ".meta").getMeta().get("raftCommitIndex", 0))
+    try:
+        f = open(path, "rb")  # noqa: SIM115  (closed by the with below)
+    except FileNotFoundError:
+        return None
     first = last = 0
     with f, _mapped(f) as mapped:
         if mapped is None:

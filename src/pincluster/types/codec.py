@@ -786,7 +786,12 @@ _FAST_JSON: Final[dict[type, Callable[[Any], str]]] = {
 
 def to_json_pretty(obj: Any) -> bytes:
     """Go's ``json.MarshalIndent(obj, "", "    ")`` (ctl ``--enc=json``), without the trailing newline."""
-    return _go_escape(msgspec.json.format(_JSON_ENC.encode(_wire(obj)), indent=4))
+    return _pretty(_wire(obj))
+
+
+def _pretty(wire: Any) -> bytes:
+    """``to_json_pretty`` of a value already in its wire form (a mirror)."""
+    return _go_escape(msgspec.json.format(_JSON_ENC.encode(wire), indent=4))
 
 
 # --- values as sent: views that skip building objects ------------------------------------------------------
@@ -844,7 +849,7 @@ _GO_UTC_TIME_RE: Final = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{0,8}
 def canonical_time_text(text: str | None) -> str:
     """A time text as Go writes the parsed time (None: absent, the zero time)."""
     if text is None:
-        return _ZERO_TIME_JSON[1:-1]
+        return _ZERO_TIME_TEXT
     if _GO_UTC_TIME_RE.fullmatch(text) is not None:  # the norm; and pins' times are unique: not cached
         return text
     return _cached(_CANONICAL_TIME, text, _canonical_time, _CACHE_MAX)
@@ -906,7 +911,7 @@ def global_text_pretty(v: GlobalPinInfoText) -> bytes:
         v.metadata,
         peer_map,
     )
-    return _go_escape(msgspec.json.format(_JSON_ENC.encode(out), indent=4))
+    return _pretty(out)
 
 
 class PinText(Struct, gc=False, kw_only=True):
@@ -958,7 +963,7 @@ def pin_text_pretty(v: PinText) -> bytes:
         None if v.reference is None else canonical_cid_text(v.reference),
         canonical_time_text(v.timestamp),
     )
-    return _go_escape(msgspec.json.format(_JSON_ENC.encode(out), indent=4))
+    return _pretty(out)
 
 
 # Times: msgspec parses RFC 3339 in C but rounds a 7–9 digit fraction to microseconds, where Go keeps
@@ -1338,7 +1343,8 @@ def pin_from_stored(s: StoredPin, *, short: bool = False) -> Pin:
 # the same text, with the repeating pieces (peer IDs, allocation lists) cached by their stored bytes.
 # tests/unit/test_types_statejson.py checks them byte for byte against ``to_json`` of the decoded objects.
 _ALLOC_JSON: dict[bytes | tuple[bytes, ...], str] = {}
-_ZERO_TIME_JSON: Final = '"' + format_time(ZERO_TIME) + '"'
+_ZERO_TIME_TEXT: Final = format_time(ZERO_TIME)
+_ZERO_TIME_JSON: Final = '"' + _ZERO_TIME_TEXT + '"'
 _V0_SHA256: Final = b"\x12\x20"
 
 
