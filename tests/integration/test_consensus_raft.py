@@ -271,21 +271,31 @@ def test_restart_all_three_keeps_state(cluster: Cluster) -> None:
     assert after == before
 
 
+def _state_copy(cluster: Cluster, peer: Peer, tag: str) -> tuple[Path, Path]:
+    """(the peer's state file, a copy of it taken now): to roll the state back as a power loss may."""
+    state = peer.data / "state.sqlite"
+    copy = cluster.root / f"{peer.peer_id}-state-{tag}.sqlite"
+    src = sqlite3.connect(state)
+    with contextlib.closing(sqlite3.connect(copy)) as dst:
+        src.backup(dst)
+    src.close()
+    return state, copy
+
+
+def _restore_state(state: Path, copy: Path) -> None:
+    """Put a stopped peer's state back to ``copy`` (its WAL, which holds later commits, goes too)."""
+    for extra in (Path(f"{state}-wal"), Path(f"{state}-shm")):
+        extra.unlink(missing_ok=True)
+    shutil.copyfile(copy, state)
+
+
 def test_states_that_lost_their_last_commits_get_them_back_from_the_journals(cluster: Cluster) -> None:
     """A state commit whose entries are on the disk in the peer's Raft journal skips its own fsync, so a power
     loss may take the last state commits back, on every peer at once. Simulated harder here: every peer's state
     goes back to a copy taken before 300 acknowledged writes (the journals and snapshots keep theirs); after a
     restart every acknowledged write is on every peer again."""
     cluster.leader()
-    copies: list[tuple[Path, Path]] = []
-    for p in cluster.peers:
-        state = p.data / "state.sqlite"
-        copy = cluster.root / f"{p.peer_id}-state-before.sqlite"
-        src = sqlite3.connect(state)
-        with contextlib.closing(sqlite3.connect(copy)) as dst:
-            src.backup(dst)
-        src.close()
-        copies.append((state, copy))
+    copies = [_state_copy(cluster, p, "before") for p in cluster.peers]
     before = [p.get("/status")["group_commits"] for p in cluster.peers]
     ks = keys(300, "l")
     with ThreadPoolExecutor(10) as ex:
@@ -303,15 +313,40 @@ def test_states_that_lost_their_last_commits_get_them_back_from_the_journals(clu
     for state, copy in copies:
         with contextlib.closing(sqlite3.connect(copy)) as db:
             assert db.execute("SELECT count(*) FROM pins WHERE key = ?", (bytes.fromhex(acked[0]),)).fetchone() == (0,)
-        for extra in (Path(f"{state}-wal"), Path(f"{state}-shm")):
-            extra.unlink(missing_ok=True)
-        shutil.copyfile(copy, state)
+        _restore_state(state, copy)
     for p in cluster.peers:
         cluster.start(p)
     cluster.leader(20)
     for p in cluster.peers:
         wait(lambda p=p: p.post("/has", {"keys": acked})["missing"] == [], 40, f"{p.peer_id} to have every write")
     cluster.converged()
+
+
+def test_a_follower_whose_last_journal_record_tore_gets_it_again_from_the_leader(cluster: Cluster) -> None:
+    """Power loss on a follower while its journal's last record went to the disk: the record's size fields got
+    there, a page of its command did not (zeros), and the state lacks the entry (its commit skipped the fsync,
+    the journal holding it). At restart the record's checksum finds it torn: the peer drops it, the leader
+    sends it again, and every acknowledged write is on the peer. Loaded as it was, the entry was applied torn
+    and its writes were missing on that peer for good."""
+    leader = cluster.leader()
+    victim = next(p for p in cluster.peers if p is not leader)
+    state, copy = _state_copy(cluster, victim, "before-tear")
+    ks = keys(60, "tear")
+    assert len(leader.post("/pin", {"keys": ks})["acked"]) == 60  # one request: one Raft entry
+    cluster.converged()
+    victim.kill()
+    journal = victim.data / "journal"
+    raw = bytearray(journal.read_bytes())
+    at = raw.find(bytes.fromhex(ks[30]))
+    assert at > 0, "the entry is not in the follower's journal (compacted away?)"
+    raw[at - 40 : at + 40] = bytes(80)  # inside the record's command (60 pins): its size fields and checksum stay
+    journal.write_bytes(bytes(raw))
+    _restore_state(state, copy)
+    cluster.start(victim)
+    cluster.leader(20)
+    wait(lambda: victim.post("/has", {"keys": ks})["missing"] == [], 40, f"{victim.peer_id} to have every write")
+    cluster.converged()
+    assert "dropped" in victim.log_path.read_text()
 
 
 def test_peer_with_deleted_data_folder_catches_up(cluster: Cluster) -> None:

@@ -188,7 +188,7 @@ def test_compaction_writes_a_new_journal_file_and_renames_it(tmp_path: Path) -> 
     j.add(b"after", 301, 4)  # the journal goes on in the new file
     j.flush()
     j._destroy()
-    again = pj.FileJournal(str(path))
+    again = ConflictOnlyJournal(pj.FileJournal(str(path)))
     assert [(again[i][1], again[i][2]) for i in range(len(again))] == [*((i, 1) for i in range(251, 301)), (301, 4)]
     assert again[0][0] == b"entry 0251" * 20 and again.getCurrentTerm() == 4
     again._destroy()
@@ -210,7 +210,7 @@ def test_a_torn_tail_is_cut_back_to_the_last_whole_record(tmp_path: Path, caplog
     assert repair_torn_tail(str(path)) == 0  # a whole journal is left alone
     raw = bytearray(path.read_bytes())
     (end,) = struct.unpack_from("<I", raw, pj.LAST_RECORD_OFFSET_OFFSET)
-    record = 4 + 16 + len(b"entry 0001" * 20) + 4
+    record = 4 + 16 + len(b"entry 0001" * 20) + 8 + 4  # with the checksum trailer
     # 1: the header says three more records, whose pages never reached the disk (zeros)
     torn = bytearray(raw) + bytes(3 * record + 64)
     struct.pack_into("<I", torn, pj.LAST_RECORD_OFFSET_OFFSET, end + 3 * record)
@@ -230,4 +230,101 @@ def test_a_torn_tail_is_cut_back_to_the_last_whole_record(tmp_path: Path, caplog
     repair_torn_tail(str(path))
     loaded = pj.FileJournal(str(path))
     assert [loaded[i][1] for i in range(len(loaded))] == list(range(1, 20))
+    loaded._destroy()
+
+
+def _records(path: Path) -> list[tuple[int, int]]:
+    """(start, size) of each record in a journal file, by its size fields alone."""
+    import struct
+
+    import pysyncobj.journal as pj
+
+    raw = path.read_bytes()
+    (end,) = struct.unpack_from("<I", raw, pj.LAST_RECORD_OFFSET_OFFSET)
+    out, pos = [], pj.FIRST_RECORD_OFFSET
+    while pos < end:
+        (n,) = struct.unpack_from("<I", raw, pos)
+        out.append((pos, n))
+        pos += n + 8
+    return out
+
+
+def test_a_record_torn_inside_is_found_by_its_checksum(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A record spans several pages, which reach the disk in no fixed order: after a power loss its two size
+    fields may be there and part of its command not. Its checksum finds it; the record and everything after
+    it are dropped (the leader sends them again), rather than loaded and applied as they are."""
+    import pysyncobj.journal as pj
+    import pysyncobj.syncobj as ps
+
+    from pincluster.consensus.journal import repair_torn_tail
+
+    path = tmp_path / "raft.journal"
+    j = _file_journal(path, 20)
+    assert j[19][0] == b"entry 0020" * 20  # in memory: the command alone
+    j.flush()
+    j._destroy()
+    good = path.read_bytes()
+    records = _records(path)
+    assert len(records) == 20
+    start, n = records[19]
+    torn = bytearray(good)
+    torn[start + 4 + 16 + 50 : start + 4 + n - 40] = bytes(n - 16 - 90)  # a page of the last record: zeros
+    path.write_bytes(bytes(torn))
+    assert repair_torn_tail(str(path)) == n + 8
+    assert "after entry 19" in caplog.text
+    loaded = ps.createJournal(str(path))  # what the daemon opens (installed by _file_journal)
+    assert [loaded[i][1] for i in range(len(loaded))] == list(range(1, 20))
+    assert all(loaded[i][0] == b"entry %04d" % (i + 1) * 20 for i in range(19))
+    loaded._destroy()
+    # one byte changed in the middle of the journal: that record and the ones after it go
+    flipped = bytearray(good)
+    start, n = records[9]
+    flipped[start + 4 + 16 + 7] ^= 0x01
+    path.write_bytes(bytes(flipped))
+    repair_torn_tail(str(path))
+    loaded = pj.FileJournal(str(path))
+    assert [loaded[i][1] for i in range(len(loaded))] == list(range(1, 10))
+    loaded._destroy()
+
+
+def test_a_journal_of_an_older_version_loads_and_its_new_records_get_checksums(tmp_path: Path) -> None:
+    """Records without a trailer (an older version wrote them) are loaded when they look like PySyncObj's
+    commands; a torn one (zeros) does not. A version without trailers can read the new records: its commands
+    are pickles, and ``pickle.loads`` ignores the trailer after them."""
+    import pickle
+
+    import pysyncobj.journal as pj
+    import pysyncobj.syncobj as ps
+
+    from pincluster.consensus import journal
+    from pincluster.consensus.journal import repair_torn_tail
+
+    journal.install()
+    path = tmp_path / "raft.journal"
+    old = pj.FileJournal(str(path))  # as an older version writes it
+    commands = [b"\x01", *(b"\x00" + pickle.dumps((0, (b"ops %d" % i,))) for i in range(2, 6))]
+    for i, c in enumerate(commands, 1):
+        old.add(c, i, 1)
+    old.flush()
+    old._destroy()
+    legacy = path.read_bytes()
+    assert repair_torn_tail(str(path)) == 0
+    j = ps.createJournal(str(path))
+    assert [j[i][0] for i in range(len(j))] == commands
+    j.add(b"\x00" + pickle.dumps((0, (b"ops 6",))), 6, 2)
+    j.flush()
+    j._destroy()
+    assert repair_torn_tail(str(path)) == 0
+    reread = pj.FileJournal(str(path))  # the older version's view: the trailer follows the pickle
+    assert len(reread) == 6 and reread[5][0].endswith(b"pcJ\x01")
+    assert pickle.loads(reread[5][0][1:]) == (0, (b"ops 6",))
+    reread._destroy()
+    # a torn record of the older format: its size fields are there, its command is zeros
+    start, n = _records(path)[4]
+    torn = bytearray(legacy)
+    torn[start + 4 + 16 : start + 4 + n] = bytes(n - 16)
+    path.write_bytes(bytes(torn))
+    assert repair_torn_tail(str(path)) == n + 8
+    loaded = pj.FileJournal(str(path))
+    assert [loaded[i][0] for i in range(len(loaded))] == commands[:4]
     loaded._destroy()

@@ -16,6 +16,9 @@ existing entry and all that follow it". ``ConflictOnlyJournal`` defers ``deleteE
   leader wrote entries of this term, and Raft's log matching property makes them the leader's), and the
   first entry of an older term and everything after it are deleted, because they were not checked against
   the leader.
+
+Every record this module writes to a journal file also carries a checksum (``_with_trailer``), so that a
+record torn by a power loss is found at the next start even where its size fields survived.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import mmap
 import os
 import struct
 import sys
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -38,6 +42,10 @@ class ConflictOnlyJournal:
 
     def __init__(self, inner: Any) -> None:
         self._j = inner
+        #: A file journal: its records get a checksum trailer on the disk (``_with_trailer``).
+        self._file = _journal_path(inner) is not None
+        if self._file:
+            _strip_trailers(inner)
         self._cut: int | None = None
         self.kept = 0
         self.truncated = 0
@@ -90,7 +98,10 @@ class ConflictOnlyJournal:
                           idx, term, existing[2])
                 self._drop_from(cut)
             self._cut = None
-        self._j.add(command, idx, term)
+        if self._file:
+            _add_checked(self._j, command, idx, term)
+        else:
+            self._j.add(command, idx, term)
 
     def _drop_from(self, pos: int) -> None:
         """Delete the entries from position ``pos`` on; entries written there later are not synced."""
@@ -166,12 +177,13 @@ def _rewritten(old: Any, path: str, keep: list[Any]) -> Any:
             os.unlink(leftover)
     fresh = pj.FileJournal(tmp)
     for command, idx, term in keep:
-        fresh.add(command, idx, term)
+        fresh.add(_with_trailer(command, idx, term), idx, term)
     fresh._destroy()  # msync of the whole file, then close
     old._destroy()
     os.replace(tmp, path)
     _fsync_dir(path)
     new = pj.FileJournal(path)
+    _strip_trailers(new)
     # term, vote and commit index as the old journal held them (stored or not yet stored)
     new._FileJournal__meta = old._FileJournal__meta
     new._FileJournal__metaSaved = old._FileJournal__metaSaved
@@ -189,6 +201,53 @@ def _fsync_dir(path: str) -> None:
 _SIZE = struct.Struct("<I")
 _IDX_TERM = struct.Struct("<QQ")
 
+# -- record checksums -------------------------------------------------------------------------------------------
+# PySyncObj's record is ``size | index, term | command | size``, with no checksum: a record torn by a power loss
+# whose two size fields reached the disk (a record spans several pages, written in no fixed order) was loaded as
+# it was, and applied: a follower replays it from its journal, and the leader never sends an entry again that
+# the follower's log already holds at the same index and term. So the command written to the file ends with a
+# trailer: the CRC-32 of the record's index, term and command, then a mark. Only the file holds it: the entries
+# in memory (what PySyncObj applies and sends to other peers) are the commands alone, so the wire and other
+# versions' peers see no change. A version without trailers reading such a file unpickles the commands with the
+# trailer after them, which ``pickle.loads`` ignores.
+_MARK = b"pcJ\x01"
+_TRAILER = struct.Struct("<I4s")
+_NO_OP = 1  # PySyncObj's ``_COMMAND_TYPE.NO_OP``: a one-byte command; its other commands are pickles
+_PICKLE_STOP = ord(".")
+
+
+def _with_trailer(command: bytes, idx: int, term: int) -> bytes:
+    """``command`` as a file record holds it: with the checksum trailer."""
+    crc = zlib.crc32(command, zlib.crc32(_IDX_TERM.pack(idx, term)))
+    return bytes(command) + _TRAILER.pack(crc, _MARK)
+
+
+def _add_checked(journal: Any, command: bytes, idx: int, term: int) -> None:
+    """``journal.add`` of a file journal: the file gets the trailer, the entry in memory the command alone."""
+    journal.add(_with_trailer(command, idx, term), idx, term)
+    journal._FileJournal__journal[-1] = (command, idx, term)
+
+
+def _strip_trailers(journal: Any) -> None:
+    """The entries a file journal loaded, without their trailers (``repair_torn_tail`` checked them)."""
+    entries: list[tuple[bytes, int, int]] = journal._FileJournal__journal
+    for i, (command, idx, term) in enumerate(entries):
+        if len(command) > _TRAILER.size and command.endswith(_MARK):
+            entries[i] = (command[: -_TRAILER.size], idx, term)
+
+
+def _record_ok(m: mmap.mmap, pos: int, n: int) -> bool:
+    """Whether the record at ``pos`` (``n`` bytes of index, term and command) is whole: its checksum matches,
+    or, without a trailer (written by an older version, or by this one after a downgrade), it looks like a
+    PySyncObj command: a one-byte no-op, or a pickle, which ends with its STOP opcode (zeros do not)."""
+    body = pos + 4
+    end = body + n
+    if n >= _IDX_TERM.size + _TRAILER.size and m[end - 4 : end] == _MARK:
+        crc: int = _SIZE.unpack_from(m, end - _TRAILER.size)[0]
+        return zlib.crc32(m[body : end - _TRAILER.size]) == crc
+    size = n - _IDX_TERM.size
+    return (size == 1 and m[body + _IDX_TERM.size] == _NO_OP) or (size > 1 and m[end - 1] == _PICKLE_STOP)
+
 
 @contextlib.contextmanager
 def _mapped(f: Any) -> Iterator[tuple[mmap.mmap, int, int] | None]:
@@ -205,7 +264,8 @@ def _mapped(f: Any) -> Iterator[tuple[mmap.mmap, int, int] | None]:
 
 def _whole_records(m: mmap.mmap, limit: int) -> Iterator[tuple[int, int, int, int]]:
     """(start, position after it, index, term) of each whole record of a journal file's mapping, up to
-    ``limit``: its two size fields agree, and its index follows the previous record's (terms never decrease)."""
+    ``limit``: its two size fields agree, its index follows the previous record's (terms never decrease), and
+    its checksum matches (``_record_ok``)."""
     import pysyncobj.journal as pj
 
     pos = pj.FIRST_RECORD_OFFSET
@@ -216,6 +276,8 @@ def _whole_records(m: mmap.mmap, limit: int) -> Iterator[tuple[int, int, int, in
             return
         idx, term = _IDX_TERM.unpack_from(m, pos + 4)
         if prev is not None and (idx != prev[0] + 1 or term < prev[1]):
+            return
+        if not _record_ok(m, pos, n):
             return
         prev = (idx, term)
         yield pos, pos + n + 8, idx, term
@@ -257,8 +319,9 @@ def repair_torn_tail(path: str) -> int:
     is often in progress) can leave the end offset past a record that is not on the disk, or only partly:
     zeros, or older bytes. PySyncObj's loader then fails on it and the peer cannot start. Such a record was
     not synced, so this peer never told another it had it (``transport.SecretTCPTransport.send``): dropping
-    it, and whatever follows, loses nothing Raft counted. A record is whole when its two size fields agree
-    and its index follows the previous record's (terms never decrease)."""
+    it, and whatever follows, loses nothing Raft counted. A record is whole when its two size fields agree,
+    its index follows the previous record's (terms never decrease) and its checksum matches (records of older
+    versions, which have none, must look like a command)."""
     import pysyncobj.journal as pj
 
     try:
