@@ -53,12 +53,6 @@ def advertise_host(bind_host: str, cfg: ServiceConfig) -> str:
     return "127.0.0.1"
 
 
-def raft_settings(cfg: ServiceConfig) -> Any:
-    """The consensus component's Raft settings from ``consensus.raft``."""
-    from pincluster.consensus.config import RaftConfig as ConsensusRaftConfig
-
-    raw = cfg.with_component("consensus.raft", cfg.raft).to_dict()["consensus"]["raft"]
-    return ConsensusRaftConfig.from_mapping(raw)
 
 
 class Daemon:
@@ -143,8 +137,8 @@ class Daemon:
             log.info("connected to %d known peers from the peerstore", len(known))
         log.info("cluster peer %s listening on %s", ident.peer_id, ", ".join(map(str, self.host.addrs)))
 
-        raft_cfg = raft_settings(cfg)
-        bind_host, _port = Multiaddr(raft_cfg.listen_multiaddress).tcp_host_port()
+        raft_cfg = cfg.raft
+        bind_host, _port = raft_cfg.listen_multiaddress.tcp_host_port()
         data = cfg.raft_data_path()
         bootstrap_raft: list[str] = []
         if self.options.bootstrap:

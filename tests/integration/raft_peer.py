@@ -18,7 +18,7 @@ import sys
 
 from aiohttp import web
 
-from pincluster.consensus.config import RaftConfig
+from pincluster.consensus.config import raft_config
 from pincluster.consensus.raft import RaftConsensus, RaftPeer
 from pincluster.errors import PinclusterError
 
@@ -46,7 +46,7 @@ async def main(argv: list[str]) -> int:
         level=logging.INFO, stream=sys.stderr, format=f"%(asctime)s {args.peer_id} %(name)s %(levelname)s %(message)s"
     )
     raw = {"listen_multiaddress": f"/ip4/127.0.0.1/tcp/{args.raft_port}", **json.loads(args.config)}
-    cfg = RaftConfig.from_mapping(raw)
+    cfg = raft_config(raw)
     init = []
     for spec in filter(None, args.init.split(",")):
         pid, _, addr = spec.partition("@")

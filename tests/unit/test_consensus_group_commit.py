@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pincluster.consensus.config import RaftConfig
+from pincluster.consensus.config import RaftConfig, raft_config
 from pincluster.consensus.raft import AppliedOps, RaftConsensus
 from pincluster.errors import InvalidInput
 from pincluster.state.store import OP_DELETE, OP_PUT, Op, SQLiteStore
@@ -80,7 +80,7 @@ class _SlowStore:
 
 async def test_acks_wait_for_the_state_and_groups_share_commits(tmp_path: Path) -> None:
     applied: list[list[Op]] = []
-    config = RaftConfig.from_mapping({"listen_multiaddress": f"/ip4/127.0.0.1/tcp/{free_port()}"})
+    config = raft_config({"listen_multiaddress": f"/ip4/127.0.0.1/tcp/{free_port()}"})
     raft = RaftConsensus(peer_id="QmSelf", config=config, secret=SECRET, data_folder=tmp_path / "raft",
                          on_apply=applied.append, max_inflight=8, batch_ops=4)
     await raft.start()
@@ -116,7 +116,7 @@ async def test_acks_wait_for_the_state_and_groups_share_commits(tmp_path: Path) 
 
 
 async def test_a_failing_write_is_retried_and_nothing_is_acknowledged_meanwhile(tmp_path: Path) -> None:
-    config = RaftConfig.from_mapping({"listen_multiaddress": f"/ip4/127.0.0.1/tcp/{free_port()}"})
+    config = raft_config({"listen_multiaddress": f"/ip4/127.0.0.1/tcp/{free_port()}"})
     raft = RaftConsensus(peer_id="QmSelf", config=config, secret=SECRET, data_folder=tmp_path / "raft")
     await raft.start()
     try:
@@ -176,7 +176,7 @@ async def test_state_commits_skip_the_fsync_only_for_entries_in_the_synced_journ
     peer's Raft journal (replayed above the state's applied index at start); otherwise it syncs."""
     import time
 
-    config = RaftConfig.from_mapping({"listen_multiaddress": f"/ip4/127.0.0.1/tcp/{free_port()}"})
+    config = raft_config({"listen_multiaddress": f"/ip4/127.0.0.1/tcp/{free_port()}"})
     raft = RaftConsensus(peer_id="QmSelf", config=config, secret=SECRET, data_folder=tmp_path / "raft",
                          max_inflight=8, batch_ops=4)
     await raft.start()

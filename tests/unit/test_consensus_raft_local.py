@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pincluster.consensus.config import RaftConfig
+from pincluster.consensus.config import raft_config
 from pincluster.consensus.interface import Consensus
 from pincluster.consensus.raft import DUMP_FILE, RaftConsensus, clean_raft_folder
 from pincluster.consensus.transport import RaftAuthenticator, raft_request
@@ -25,7 +25,7 @@ def free_port() -> int:
 
 
 def make(folder: Path, port: int, applied: list[list[Op]] | None = None, **cfg: object) -> RaftConsensus:
-    config = RaftConfig.from_mapping({"listen_multiaddress": f"/ip4/127.0.0.1/tcp/{port}", **cfg})
+    config = raft_config({"listen_multiaddress": f"/ip4/127.0.0.1/tcp/{port}", **cfg})
     return RaftConsensus(
         peer_id="QmSelf", config=config, secret=SECRET, data_folder=folder,
         on_apply=(applied.append if applied is not None else None),
@@ -127,14 +127,14 @@ def test_clean_rotates_backups(tmp_path: Path) -> None:
 
 
 def test_constructor_validates(tmp_path: Path) -> None:
-    cfg = RaftConfig.from_mapping({"listen_multiaddress": "/ip4/0.0.0.0/tcp/9098"})
+    cfg = raft_config({"listen_multiaddress": "/ip4/0.0.0.0/tcp/9098"})
     with pytest.raises(InvalidInput, match="advertise"):
         RaftConsensus(peer_id="Qm", config=cfg, secret=SECRET, data_folder=tmp_path)
     with pytest.raises(InvalidInput):
         RaftConsensus(peer_id="Qm", config=cfg, secret=SECRET, data_folder=tmp_path, advertise_host="h",
                       max_inflight=5000)
     with pytest.raises(InvalidInput):
-        RaftConsensus(peer_id="Qm", config=RaftConfig.from_mapping({"listen_multiaddress": "/ip4/1.2.3.4/udp/1"}),
+        RaftConsensus(peer_id="Qm", config=raft_config({"listen_multiaddress": "/ip4/1.2.3.4/udp/1"}),
                       secret=SECRET, data_folder=tmp_path)
 
 

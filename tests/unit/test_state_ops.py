@@ -190,13 +190,13 @@ def test_peerset_is_self_plus_peerstore_peers_with_a_known_raft_address(folder: 
 
 async def test_raft_starts_from_an_import_and_keeps_it_across_restarts(folder: Path) -> None:
     from pincluster.consensus.raft import RaftConsensus
-    from pincluster.daemon import advertise_host, raft_settings
+    from pincluster.daemon import advertise_host
 
     cfg, pid, me = _self_spec(folder)
     pins = make_pins(50)
     await asyncio.to_thread(ops.import_state, folder, io.BytesIO(ndjson(pins)))
-    rc = raft_settings(cfg)
-    host = str(Multiaddr(rc.listen_multiaddress).tcp_host_port()[0])
+    rc = cfg.raft  # the consensus takes the section as service.json gives it
+    host = str(rc.listen_multiaddress.tcp_host_port()[0])
 
     def make() -> RaftConsensus:
         return RaftConsensus(peer_id=pid, config=rc, secret=cfg.cluster.secret, data_folder=cfg.raft_data_path(),

@@ -200,13 +200,17 @@ class RaftConfig(Section):
     snapshot_threshold: int = opt(8192, INT)
     leader_lease_timeout: timedelta = opt(_s(0.5), DURATION)
     # pincluster extensions. Go's Raft runs over the cluster's libp2p host; PySyncObj has its own transport,
-    # which listens here (docs/consensus.md), and compacts its log after this many entries.
+    # which listens here (docs/consensus.md), and compacts its log after this many entries, or this many bytes
+    # of them (it holds the journal in memory).
     listen_multiaddress: Multiaddr = opt(factory=lambda: Multiaddr("/ip4/0.0.0.0/tcp/9098"), codec=MULTIADDR)
     compaction_min_entries: int = opt(100_000, INT)
+    compaction_max_bytes: int = opt(16 * 1024 * 1024, INT, omit=Omit.DEFAULT)
 
     def validate(self) -> None:
         _positive("raft.wait_for_leader_timeout", self.wait_for_leader_timeout)
-        _positive("raft.compaction_min_entries", self.compaction_min_entries)
+        if self.compaction_min_entries < 2:
+            raise ConfigError("raft.compaction_min_entries", "is too low: must be at least 2")
+        _positive("raft.compaction_max_bytes", self.compaction_max_bytes)
         try:
             self.listen_multiaddress.tcp_host_port()
         except InvalidInput as err:
@@ -229,6 +233,12 @@ class RaftConfig(Section):
             raise ConfigError("raft.leader_lease_timeout", "cannot be larger than heartbeat_timeout")
         if self.election_timeout < self.heartbeat_timeout:
             raise ConfigError("raft.election_timeout", "must be equal or greater than heartbeat_timeout")
+        # PySyncObj (not Go) rules: its ticks and its Python threads need an election timeout of 100 ms or more,
+        # and commit_timeout must stay well below it.
+        if self.election_timeout < timedelta(milliseconds=100):
+            raise ConfigError("raft.election_timeout", "is too low: must be at least 100ms")
+        if self.commit_timeout * 3 >= self.election_timeout * 5:
+            raise ConfigError("raft.commit_timeout", "is too high: must be well below election_timeout")
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,7 @@ from pysyncobj.pipe_notifier import PipeNotifier
 
 from pincluster.consensus import journal as raft_journal
 from pincluster.consensus import safe_pickle
-from pincluster.consensus.config import RaftConfig
+from pincluster.consensus.config import RaftConfig, syncobj_options
 from pincluster.consensus.transport import (
     PeerNode,
     RaftAuthenticator,
@@ -74,6 +74,7 @@ from pincluster.state.store import (
     SQLiteStore,
     read_snapshot_info,
 )
+from pincluster.types.multiaddr import Multiaddr
 
 log = logging.getLogger("pincluster.raft")
 
@@ -245,6 +246,10 @@ class RaftConsensus:
             raise InvalidInput(f"invalid peer id {peer_id!r}")
         self.peer_id = peer_id
         self.config = config
+        # the section's durations, in the seconds asyncio and PySyncObj take
+        self._network_timeout = config.network_timeout.total_seconds()
+        self._leader_timeout = config.wait_for_leader_timeout.total_seconds()
+        self._retry_delay = config.commit_retry_delay.total_seconds()
         self.folder = Path(data_folder)
         self.authenticator = RaftAuthenticator(secret)
         self._bind_host, self._port = self._listen_host_port(config.listen_multiaddress)
@@ -311,11 +316,9 @@ class RaftConsensus:
     # -- setup --------------------------------------------------------------------------------------------
 
     @staticmethod
-    def _listen_host_port(maddr: str) -> tuple[str, int]:
-        from pincluster.types.multiaddr import Multiaddr
-
+    def _listen_host_port(maddr: Multiaddr) -> tuple[str, int]:
         try:
-            host, port = Multiaddr(maddr).tcp_host_port()
+            host, port = maddr.tcp_host_port()
         except InvalidInput as exc:
             raise InvalidInput(f"consensus.raft.listen_multiaddress: {exc}") from exc
         if not port:
@@ -363,7 +366,7 @@ class RaftConsensus:
         self._writer.start()
         members = await self._initial_members()
         others = [m for m in members if m != self.self_spec]
-        opts = self.config.syncobj_options()
+        opts = syncobj_options(self.config)
         conf = SyncObjConf(
             **opts,
             dynamicMembershipChange=True,
@@ -431,7 +434,7 @@ class RaftConsensus:
         peer, and a cluster of one would need it before it runs.
         """
         errors: list[str] = []
-        timeout = self.config.network_timeout
+        timeout = self._network_timeout
         for address in addresses:
             try:
                 status = await asyncio.to_thread(raft_request, self.authenticator, address, ["status"], timeout)
@@ -451,14 +454,14 @@ class RaftConsensus:
     async def _request_add(self, address: str) -> None:
         """Ask the member at ``address`` to add this (running) peer to the peerset, and wait for the commit."""
         res = await asyncio.to_thread(
-            raft_request, self.authenticator, address, ["add", self.self_spec], self.config.network_timeout
+            raft_request, self.authenticator, address, ["add", self.self_spec], self._network_timeout
         )
         if not (isinstance(res, str) and res.startswith("SUCCESS")):
             # PySyncObj refuses to add a member twice, where hashicorp-raft's AddVoter with the same id and
             # address succeeds: a peer whose raft/ folder was wiped rejoins as the member it already is. The
             # member's own view of the peerset (not ours: it starts with us in it) decides.
             status = await asyncio.to_thread(
-                raft_request, self.authenticator, address, ["status"], self.config.network_timeout
+                raft_request, self.authenticator, address, ["status"], self._network_timeout
             )
             if self.self_spec not in self._members_from_status(status):
                 raise Unavailable(f"{address} refused to add this peer to the Raft peerset: {res}")
@@ -869,7 +872,7 @@ class RaftConsensus:
                     ops.append(op)
                     futs.append(fut)
                     size += n
-                overall = self.config.wait_for_leader_timeout + self.config.network_timeout
+                overall = self._leader_timeout + self._network_timeout
                 batch = _Batch(ops, futs, time.monotonic() + overall, size=size)
                 self._send(batch)
 
@@ -890,7 +893,7 @@ class RaftConsensus:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._on_result, batch, err)
 
-        batch.timer = loop.call_later(self.config.network_timeout, self._on_result, batch, _TIMED_OUT)
+        batch.timer = loop.call_later(self._network_timeout, self._on_result, batch, _TIMED_OUT)
         sync.apply_ops(blob, callback=callback)
         self._kick()
 
@@ -928,7 +931,7 @@ class RaftConsensus:
             return
         log.debug("retrying a Raft batch of %d ops after %s (attempt %d)", len(batch.ops), reason, batch.attempts)
         assert self._loop is not None
-        self._loop.call_later(self.config.commit_retry_delay, self._resend, batch)
+        self._loop.call_later(self._retry_delay, self._resend, batch)
 
     def _resend(self, batch: _Batch) -> None:
         async def go() -> None:
@@ -949,11 +952,11 @@ class RaftConsensus:
     # -- membership and status ----------------------------------------------------------------------------------
 
     async def ready(self, timeout: float | None = None) -> None:
-        t = self.config.wait_for_leader_timeout if timeout is None else timeout
+        t = self._leader_timeout if timeout is None else timeout
         await self._wait_for(lambda s: s.leader is not None and s.ready, t, "a Raft leader and initial sync")
 
     async def wait_for_sync(self, timeout: float | None = None) -> None:
-        t = self.config.wait_for_leader_timeout if timeout is None else timeout
+        t = self._leader_timeout if timeout is None else timeout
         await self._wait_for(
             lambda s: s.leader is not None and s.leader_commit_index is not None
             and s.applied_index >= s.leader_commit_index,
@@ -962,7 +965,7 @@ class RaftConsensus:
         )
 
     async def wait_for_leader(self, timeout: float | None = None) -> str:
-        t = self.config.wait_for_leader_timeout if timeout is None else timeout
+        t = self._leader_timeout if timeout is None else timeout
         st = await self._wait_for(lambda s: s.leader is not None, t, "a Raft leader")
         assert st.leader is not None
         return _peer_of(st.leader)
@@ -991,7 +994,7 @@ class RaftConsensus:
         loop = self._loop
         if sync is None or loop is None:
             raise Unavailable("the Raft consensus is not running")
-        deadline = time.monotonic() + self.config.wait_for_leader_timeout + self.config.network_timeout
+        deadline = time.monotonic() + self._leader_timeout + self._network_timeout
         while True:
             fut: asyncio.Future[int] = loop.create_future()
 
@@ -1009,7 +1012,7 @@ class RaftConsensus:
                 sync.removeNodeFromCluster(spec, callback=cb)
             self._kick()
             try:
-                err = await asyncio.wait_for(fut, self.config.network_timeout)
+                err = await asyncio.wait_for(fut, self._network_timeout)
             except TimeoutError:
                 err = _TIMED_OUT
             done = (spec in self._status.members) == (kind == "add")
@@ -1018,7 +1021,7 @@ class RaftConsensus:
                 return
             if time.monotonic() > deadline:
                 raise Timeout(f"could not {kind} Raft peer {spec}: {_FAIL_NAMES.get(err, err)}")
-            await asyncio.sleep(self.config.commit_retry_delay)
+            await asyncio.sleep(self._retry_delay)
 
     async def add_peer(self, peer_id: str, address: str) -> None:
         spec = RaftPeer(peer_id, address).spec

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO
 
 import msgspec
 
@@ -41,9 +41,6 @@ from pincluster.state import store as state_store
 from pincluster.types.codec import iter_json_values, pin_from_state, pin_to_state, to_json
 from pincluster.types.models import Pin
 from pincluster.types.peer import PeerID
-
-if TYPE_CHECKING:
-    from pincluster.consensus.config import RaftConfig
 
 log = logging.getLogger("pincluster.raft")
 
@@ -98,13 +95,6 @@ def _load(config_folder: Path) -> ServiceConfig:
     return cfg
 
 
-def _raft_settings(cfg: ServiceConfig) -> RaftConfig:
-    from pincluster.daemon import raft_settings
-
-    settings: RaftConfig = raft_settings(cfg)
-    return settings
-
-
 def raft_data_folder(config_folder: Path) -> Path:
     """The Raft data folder of the peer configured in ``config_folder``."""
     return _load(Path(config_folder)).raft_data_path()
@@ -114,10 +104,7 @@ def self_raft_spec(cfg: ServiceConfig, peer_id: str) -> str:
     """This peer's Raft member spec exactly as the daemon computes it at start (same host and port)."""
     from pincluster.consensus.transport import PeerNode
     from pincluster.daemon import advertise_host
-    from pincluster.types.multiaddr import Multiaddr
-
-    listen = _raft_settings(cfg).listen_multiaddress
-    host, port = Multiaddr(listen).tcp_host_port()
+    host, port = cfg.raft.listen_multiaddress.tcp_host_port()
     if not port:
         raise InvalidInput("consensus.raft.listen_multiaddress needs a fixed TCP port")
     return PeerNode.spec(peer_id, advertise_host(str(host), cfg), int(port))
@@ -409,7 +396,7 @@ def replace_pinset(cfg: ServiceConfig, peer_id: str, pins: Iterable[Pin]) -> Imp
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    backup = cleanup_data_folder(data, _raft_settings(cfg).backups_rotate)
+    backup = cleanup_data_folder(data, cfg.raft.backups_rotate)
     os.replace(staging, data)
     state_store.fsync_dir(data.parent)
     log.debug("imported %d pins into %s (peerset %s)", count, data, ", ".join(members))
@@ -435,7 +422,7 @@ def cleanup_state(config_folder: Path) -> tuple[Path, Path | None]:
     """``state cleanup``: returns (data folder, backup path or None when it was deleted / absent)."""
     cfg = _load(Path(config_folder))
     data = cfg.raft_data_path()
-    return data, cleanup_data_folder(data, _raft_settings(cfg).backups_rotate)
+    return data, cleanup_data_folder(data, cfg.raft.backups_rotate)
 
 
 # -- upgrade -------------------------------------------------------------------------------------------------
