@@ -9,7 +9,8 @@
    whole pinset (text output read from a pipe), with the ctl's own CPU time per item.
 
 Besides the rates (which depend on how busy the machine is), it prints the CPU time the three daemons used
-per pin (user+system, from /proc), which compares runs made under different loads.
+per pin (user+system, from /proc), which compares runs made under different loads, and the two rates that
+CPU time allows (``ceilings``): the busiest daemon on one core, and every process on the machine's cores.
 
 ``--listing N`` skips the ingest: the peers start once (to form their peerset) and stop; every peer's state
 then gets the same N pins (``state import`` on each peer, keeping the peerset), allocated round-robin with
@@ -118,7 +119,9 @@ async def listings(peers: list[Peer], paths: tuple[str, ...] = ("/allocations", 
     await settle(peers)
     for path in paths:
         cpu0 = [cpu_seconds(p) for p in peers]
+        own0 = os.times()
         n, dt, first = await stream_count(peers[0].rest + path)
+        own1 = os.times()
         if path == "/pins" and n:  # a merged item must show every peer (a listing of one peer is cheaper)
             shown = len(json.loads(first)["peer_map"])
             if shown != len(peers):
@@ -129,8 +132,21 @@ async def listings(peers: list[Peer], paths: tuple[str, ...] = ("/allocations", 
                + " per peer") if n else "-"
         print(f"GET {path}: {n} items in {dt:.2f} s = {n / dt:,.0f} items/s ({per}); "
               f"RSS (MB): {[round(rss_mb(p)) for p in peers]}")
+        if n:
+            print("  " + ceilings(cpus[0], cpu + (own1.user + own1.system) - (own0.user + own0.system), n, "items"))
         if expected and n != expected:
             print(f"  INCOMPLETE: {n} of {expected} items (the stream ended with an error trailer?)")
+
+
+def ceilings(one: float, total: float, n: int, unit: str) -> str:
+    """The rates the CPU time allows, for work that cost ``one`` CPU seconds in the busiest daemon and
+    ``total`` in every process (daemons and this load generator) for ``n`` units: a daemon runs its Python on
+    about one core (one interpreter lock), and all of them share the machine's cores. No tuning of waits
+    beats the lower of the two; compare them with the goals (approximate: a daemon's disk syncs and SQLite
+    calls run outside the lock)."""
+    cores = os.cpu_count() or 1
+    return (f"ceilings from CPU time: {n / one:,.0f} {unit}/s for the busiest daemon on one core, "
+            f"{cores * n / total:,.0f} {unit}/s for every process on {cores} cores")
 
 
 def ctl_listings(peer: Peer, expected: int) -> None:
@@ -237,6 +253,7 @@ async def run(args: argparse.Namespace) -> tuple[float, float] | None:
             result = (rate, sum(cpu) / args.pins * 1e3)
             print(f"  load generator CPU {own / args.pins * 1e3:.2f} ms/pin; machine busy "
                   f"{(busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]):.0%} of {os.cpu_count()} cores")
+            print("  " + ceilings(max(cpu), sum(cpu) + own, args.pins, "pins"))
             print(f"RSS after ingest (MB): {[round(rss_mb(p)) for p in peers]}")
             await asyncio.sleep(2)  # let the trackers settle
         await listings(peers, tuple(p for p in args.paths.split(",") if p), args.listing or args.pins)
