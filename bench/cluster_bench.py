@@ -30,6 +30,7 @@ import asyncio
 import hashlib
 import json
 import os
+import re
 import shutil
 import sqlite3
 import statistics
@@ -66,11 +67,13 @@ def cpu_seconds(peer: Peer) -> float:
     return float("nan") if pid is None else process_cpu_seconds(pid)
 
 
-def machine_busy() -> tuple[float, float]:
-    """(busy, total) CPU jiffies of the whole machine so far, from /proc/stat."""
+def machine_busy() -> tuple[float, float, float]:
+    """(busy, total, stolen) CPU jiffies of the whole machine so far, from /proc/stat. ``stolen`` is the time a
+    virtual machine's CPUs waited for the host (counted in ``busy``): CPU this machine did not get."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = fields[3] + fields[4]
-    return sum(fields) - idle, sum(fields)
+    steal = fields[7] if len(fields) > 7 else 0
+    return sum(fields) - idle, sum(fields), steal
 
 
 def bulk_load(peers: list[Peer], n: int) -> None:
@@ -136,6 +139,22 @@ async def listings(peers: list[Peer], paths: tuple[str, ...] = ("/allocations", 
             print("  " + ceilings(cpus[0], cpu + (own1.user + own1.system) - (own0.user + own0.system), n, "items"))
         if expected and n != expected:
             print(f"  INCOMPLETE: {n} of {expected} items (the stream ended with an error trailer?)")
+
+
+_RAFT_STOPPED = re.compile(r"Raft stopped: this peer sent (\d+) commands carrying (\d+) pinset changes")
+
+
+def raft_batching(peers: list[Peer]) -> str:
+    """How many pins a Raft command carried, from the line each stopped daemon logs: the CPU per pin falls as
+    commands carry more (the daemons' CPU per command is several times that per pin)."""
+    commands = changes = 0
+    for peer in peers:
+        for m in _RAFT_STOPPED.finditer(peer.log_path.read_text(errors="replace")):
+            commands, changes = commands + int(m[1]), changes + int(m[2])
+    if not commands:
+        return "Raft batching: no 'Raft stopped' line in the peers' logs"
+    return (f"Raft batching: {commands} commands carried {changes} pinset changes "
+            f"({changes / commands:.1f} a command; the peers' whole runs, start-up included)")
 
 
 def ceilings(one: float, total: float, n: int, unit: str) -> str:
@@ -252,7 +271,8 @@ async def run(args: argparse.Namespace) -> tuple[float, float] | None:
                   f"(per peer {[round(c / args.pins * 1e3, 2) for c in cpu]})")
             result = (rate, sum(cpu) / args.pins * 1e3)
             print(f"  load generator CPU {own / args.pins * 1e3:.2f} ms/pin; machine busy "
-                  f"{(busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]):.0%} of {os.cpu_count()} cores")
+                  f"{(busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]):.0%} of {os.cpu_count()} cores, of which "
+                  f"{(busy1[2] - busy0[2]) / max(1, busy1[1] - busy0[1]):.0%} stolen by the host")
             print("  " + ceilings(max(cpu), sum(cpu) + own, args.pins, "pins"))
             print(f"RSS after ingest (MB): {[round(rss_mb(p)) for p in peers]}")
             await asyncio.sleep(2)  # let the trackers settle
@@ -262,6 +282,8 @@ async def run(args: argparse.Namespace) -> tuple[float, float] | None:
             ctl_listings(peers[0], args.listing or args.pins)
     finally:
         stop_network(peers)
+        if result is not None:
+            print(raft_batching(peers))
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
     return result
