@@ -151,12 +151,13 @@ async def throughput(s: aiohttp.ClientSession, peers: list[Peer], n: int, quick:
     dt = time.perf_counter() - t
     print(f"one client, 1000 pins per request: {n} pins in {dt:.2f}s = {n / dt:,.0f} pins/s")
 
-    t = time.perf_counter()
+    t, c0 = time.perf_counter(), cpu_s(peers)
     r1 = await load(s, peers[1], min(n, 2000), 1, 3)
     dt = time.perf_counter() - t
     print(f"one writer in a peer process, one pin at a time: {r1['count']} pins in {dt:.2f}s = "
           f"{r1['count'] / dt:,.0f} pins/s "
-          f"(p50 {r1['p50'] * 1000:.1f} ms, p99 {r1['p99'] * 1000:.1f} ms)")
+          f"(p50 {r1['p50'] * 1000:.1f} ms, p99 {r1['p99'] * 1000:.1f} ms); "
+          f"peers' CPU {(cpu_s(peers) - c0) / max(1, r1['count']) * 1e3:.3f} ms/pin summed over the 3 peers")
     await concurrent_writers(s, peers, n)
 
     ks = keys(min(n, 20000), 9)

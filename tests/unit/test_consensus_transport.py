@@ -183,6 +183,17 @@ def test_sealed_connections_over_real_sockets() -> None:
         client.send(big)
         _pump(poller, lambda: len(got) == 2)
         assert got == [{"type": "hello"}, big]
+        # connections read through one receive buffer per thread: interleaved large messages stay whole
+        other = SealedConnection(poller, encryptor=auth.for_connection("server"))
+        assert other.connect("127.0.0.1", server.port)
+        other.send({"type": "hello"})  # a first frame is small (a peer that has not authenticated yet)
+        _pump(poller, lambda: len(got) == 3)
+        bigs = [{"from": k, "entries": [(os.urandom(900), i, k) for i in range(400)]} for k in range(4)]
+        for k, message in enumerate(bigs):
+            (client if k % 2 else other).send(message)
+        _pump(poller, lambda: len(got) == 7)
+        assert sorted(got[3:], key=lambda m: m["from"]) == bigs
+        other.disconnect()
 
         # an oversized first frame from an unauthenticated peer is refused before it is buffered
         raw = socket.create_connection(("127.0.0.1", server.port))
