@@ -53,8 +53,6 @@ def advertise_host(bind_host: str, cfg: ServiceConfig) -> str:
     return "127.0.0.1"
 
 
-
-
 class Daemon:
     """One running peer: owns every component's lifecycle."""
 
