@@ -296,7 +296,7 @@ def test_a_journal_of_an_older_version_loads_and_its_new_records_get_checksums(t
     import pysyncobj.journal as pj
     import pysyncobj.syncobj as ps
 
-    from pincluster.consensus import journal
+    from pincluster.consensus import journal, safe_pickle
     from pincluster.consensus.journal import repair_torn_tail
 
     journal.install()
@@ -318,6 +318,7 @@ def test_a_journal_of_an_older_version_loads_and_its_new_records_get_checksums(t
     reread = pj.FileJournal(str(path))  # the older version's view: the trailer follows the pickle
     assert len(reread) == 6 and reread[5][0].endswith(b"pcJ\x01")
     assert pickle.loads(reread[5][0][1:]) == (0, (b"ops 6",))
+    assert safe_pickle.safe_loads(reread[5][0][1:]) == (0, (b"ops 6",))  # what a daemon unpickles with
     reread._destroy()
     # a torn record of the older format: its size fields are there, its command is zeros
     start, n = _records(path)[4]
