@@ -51,10 +51,10 @@ def test_go_written_section_and_unknown_keys() -> None:
 @pytest.mark.parametrize(
     ("raw", "key"),
     [
-        ({"network_timeout": "ten seconds"}, "consensus.raft.network_timeout"),
-        ({"network_timeout": 10}, "consensus.raft.network_timeout"),
-        ({"backups_rotate": "6"}, "consensus.raft.backups_rotate"),
-        ({"init_peerset": "QmA"}, "consensus.raft.init_peerset"),
+        ({"network_timeout": "ten seconds"}, "raft.network_timeout"),
+        ({"network_timeout": 10}, "raft.network_timeout"),
+        ({"backups_rotate": "6"}, "raft.backups_rotate"),
+        ({"init_peerset": "QmA"}, "raft.init_peerset"),
         ({"compaction_min_entries": 1}, "raft.compaction_min_entries"),
         ({"compaction_max_bytes": -1}, "raft.compaction_max_bytes"),
         ({"election_timeout": "10ms", "heartbeat_timeout": "10ms", "leader_lease_timeout": "5ms"},

@@ -25,8 +25,8 @@ __all__ = ["RaftConfig", "raft_config", "syncobj_options"]
 
 def raft_config(raw: Mapping[str, Any] | None = None) -> RaftConfig:
     """The section read from a ``consensus.raft`` JSON object and checked (for tools and tests that have no
-    ``service.json``); errors name the key."""
-    cfg = decode_section(RaftConfig, dict(raw or {}), RaftConfig(), "consensus.raft")
+    ``service.json``), as ``load_config`` reads it: errors name the key the same way (``raft.<key>``)."""
+    cfg = decode_section(RaftConfig, dict(raw or {}), RaftConfig(), RaftConfig.COMPONENT)
     cfg.validate()
     return cfg
 
