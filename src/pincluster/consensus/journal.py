@@ -228,11 +228,17 @@ def _add_checked(journal: Any, command: bytes, idx: int, term: int) -> None:
     journal._FileJournal__journal[-1] = (command, idx, term)
 
 
+def _has_trailer(command: bytes) -> bool:
+    """Whether a command as the file holds it ends with the checksum trailer (a PySyncObj command never ends
+    with the mark: it is a one-byte no-op or a pickle)."""
+    return len(command) > _TRAILER.size and command.endswith(_MARK)
+
+
 def _strip_trailers(journal: Any) -> None:
     """The entries a file journal loaded, without their trailers (``repair_torn_tail`` checked them)."""
     entries: list[tuple[bytes, int, int]] = journal._FileJournal__journal
     for i, (command, idx, term) in enumerate(entries):
-        if len(command) > _TRAILER.size and command.endswith(_MARK):
+        if _has_trailer(command):
             entries[i] = (command[: -_TRAILER.size], idx, term)
 
 
@@ -240,13 +246,12 @@ def _record_ok(m: mmap.mmap, pos: int, n: int) -> bool:
     """Whether the record at ``pos`` (``n`` bytes of index, term and command) is whole: its checksum matches,
     or, without a trailer (written by an older version, or by this one after a downgrade), it looks like a
     PySyncObj command: a one-byte no-op, or a pickle, which ends with its STOP opcode (zeros do not)."""
-    body = pos + 4
-    end = body + n
-    if n >= _IDX_TERM.size + _TRAILER.size and m[end - 4 : end] == _MARK:
-        crc: int = _SIZE.unpack_from(m, end - _TRAILER.size)[0]
-        return zlib.crc32(m[body : end - _TRAILER.size]) == crc
-    size = n - _IDX_TERM.size
-    return (size == 1 and m[body + _IDX_TERM.size] == _NO_OP) or (size > 1 and m[end - 1] == _PICKLE_STOP)
+    record = m[pos + 4 : pos + 4 + n]
+    command = record[_IDX_TERM.size :]
+    if _has_trailer(command):
+        crc: int = _SIZE.unpack_from(record, n - _TRAILER.size)[0]
+        return zlib.crc32(record[: n - _TRAILER.size]) == crc
+    return (len(command) == 1 and command[0] == _NO_OP) or (len(command) > 1 and command[-1] == _PICKLE_STOP)
 
 
 @contextlib.contextmanager
