@@ -45,27 +45,34 @@ def kubo_disabled() -> bool:
     return os.environ.get("PINCLUSTER_NO_KUBO", "") not in ("", "0")
 
 
-def kubo_binary() -> Path:
-    """Path of the pinned kubo binary, building it on first use (skips the test if kubo is disabled)."""
-    if kubo_disabled():
-        pytest.skip("PINCLUSTER_NO_KUBO=1: tests against a real kubo daemon are disabled")
-    env_bin = os.environ.get("PINCLUSTER_KUBO_BIN")
+def go_binary(script: str, bin_env: str, off_env: str, what: str) -> Path:
+    """The binary that ``tests/<script>`` builds once and caches (``$<bin_env>`` when set); skips the test
+    when ``$<off_env>`` is set, fails it when the build fails."""
+    if os.environ.get(off_env, "") not in ("", "0"):
+        pytest.skip(f"{off_env}=1: tests against {what} are disabled")
+    env_bin = os.environ.get(bin_env)
     if env_bin:
         return Path(env_bin)
     try:
-        out = subprocess.run(
-            ["bash", str(TESTS_DIR / "kubo.sh")],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=_BUILD_TIMEOUT,
-        )
+        out = subprocess.run(["bash", str(TESTS_DIR / script)], check=True, capture_output=True, text=True,
+                             timeout=_BUILD_TIMEOUT)
     except subprocess.CalledProcessError as exc:
-        pytest.fail(f"building kubo with tests/kubo.sh failed (exit {exc.returncode}):\n{exc.stderr[-3000:]}")
+        pytest.fail(f"building {what} with tests/{script} failed (exit {exc.returncode}):\n{exc.stderr[-3000:]}")
     path = Path(out.stdout.strip().splitlines()[-1])
     if not path.is_file():
-        pytest.fail(f"tests/kubo.sh printed {path}, which is not a file")
+        pytest.fail(f"tests/{script} printed {path}, which is not a file")
     return path
+
+
+def kubo_binary() -> Path:
+    """Path of the pinned kubo binary, building it on first use (skips the test if kubo is disabled)."""
+    return go_binary("kubo.sh", "PINCLUSTER_KUBO_BIN", "PINCLUSTER_NO_KUBO", "a real kubo daemon")
+
+
+def go_ctl_binary() -> Path:
+    """IPFS Cluster's own ``ipfs-cluster-ctl`` 1.1.6 (Go), built on first use (``PINCLUSTER_NO_GO_CTL=1``
+    skips the tests that compare it with ours; ``PINCLUSTER_GO_CTL_BIN`` points at an existing binary)."""
+    return go_binary("goctl.sh", "PINCLUSTER_GO_CTL_BIN", "PINCLUSTER_NO_GO_CTL", "the Go ipfs-cluster-ctl")
 
 
 def kubo_cli(repo: Path) -> Callable[..., bytes]:

@@ -10,12 +10,14 @@ Cluster tutorials teach; a network that already exists is restarted as it is.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import json
 import os
 import secrets
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -80,8 +82,10 @@ class Peer:
 
     @property
     def rest(self) -> str:
+        """The REST API's URL: https when the peer serves it over TLS (``ssl_cert_file``)."""
         parts = self.rest_multiaddr.split("/")
-        return f"http://{parts[2]}:{parts[4]}"
+        scheme = "https" if self.service["api"]["restapi"].get("ssl_cert_file") else "http"
+        return f"{scheme}://{parts[2]}:{parts[4]}"
 
     @property
     def cluster_addr(self) -> str:
@@ -152,9 +156,18 @@ class Peer:
     def api(self, method: str, path: str, body: bytes | None = None, timeout: float = 30) -> tuple[int, Any]:
         """One REST call; returns (status, decoded JSON, or a list for NDJSON streams, or None)."""
         req = urllib.request.Request(self.rest + path, data=body, method=method)
+        conf = self.service["api"]["restapi"]
+        for user, password in (conf.get("basic_auth_credentials") or {}).items():  # the first user will do
+            req.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
+            break
+        # a local network's certificate is its own (self-signed): encrypted, not verified
+        tls = None
+        if req.type == "https":
+            tls = ssl.create_default_context()
+            tls.check_hostname, tls.verify_mode = False, ssl.CERT_NONE
         streamed = False
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
+            with urllib.request.urlopen(req, timeout=timeout, context=tls) as resp:
                 raw = resp.read()
                 status = resp.status
                 streamed = "X-Stream-Error" in resp.headers.get("Trailer", "")

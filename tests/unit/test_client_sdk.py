@@ -220,6 +220,11 @@ async def test_host_failover_and_wait_for() -> None:
     dead = broken.sockets[0].getsockname()[1]
     a, _ = await start_api()
     try:
+        async with Client(f"/ip4/127.0.0.1/tcp/{dead}") as cl:  # alone, it says what happened and a likely why
+            with pytest.raises(TransportError) as got:
+                await cl.version()
+            assert str(got.value).startswith(f"http://127.0.0.1:{dead} closed the connection without answering "
+                                             "(an HTTPS server answers plain HTTP that way")
         async with Client(f"/ip4/127.0.0.1/tcp/{dead},{a.url}") as cl:
             assert (await cl.version()).version == "1.1.6"
             assert cl.endpoint.port == a.addresses[0].tcp_host_port()[1]

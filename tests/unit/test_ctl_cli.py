@@ -228,9 +228,17 @@ async def test_local_errors(api: FakeAPI) -> None:
     r = await ctl(api, "--host", "/ip4/1.2.3.4/udp/1", "id", host=False)
     assert r.code == 1 and r.err.startswith("error parsing host multiaddress: ")
     r = await ctl(api, "frobnicate")
-    assert (r.code, r.out) == (3, "No help topic for 'frobnicate'\n")
+    assert (r.code, r.out, r.err) == (3, "", "No help topic for 'frobnicate'\n")  # stderr, as Go's ctl
     r = await ctl(api, "peers", "add", str(P1))
-    assert (r.code, r.out) == (3, "No help topic for 'add'\n")
+    assert (r.code, r.out, r.err) == (3, "", "No help topic for 'add'\n")
+    r = await ctl(api, "pin", "add", "QmBad")
+    assert r.code == 1 and r.err.startswith('error : invalid path "/ipfs/QmBad": ')
+    r = await ctl(api, "pin", "rm", "")
+    assert (r.code, r.err) == (1, 'error : invalid path "/ipfs/": path does not have enough components\n')
+    r = await ctl(api, "pin", "update", str(C1), "/foo/bar")
+    assert r.code == 1 and r.err.startswith('error : invalid path "/foo/bar": unknown namespace "foo"')
+    r = await ctl(api, "add", "--nocopy", "some-file")
+    assert (r.code, r.err) == (1, "error : nocopy option is only valid for URLs\n")
     r = await ctl(api, "id", "--nope")
     assert r.code == 1 and r.err.startswith("Incorrect Usage: ")
     assert api.seen == []  # none of these reached the API
@@ -301,6 +309,24 @@ async def test_pin_rm_sleeps_then_prints_status_and_update(api: FakeAPI) -> None
     r = await ctl(api, "pin", "update", str(C1), str(C2), "--name", "v2", "--no-status")
     q = api.calls("POST", f"/pins/ipfs/{C2}")[0].query
     assert r.code == 0 and q["pin-update"] == str(C1) and q["name"] == "v2"
+    # a CID followed by a path is a path under /ipfs/, as Go's client reads it (pin rm, add and update alike)
+    api.on("DELETE", f"/pins/ipfs/{C1}/sub/dir", Answer(body=pin_obj(C2)))
+    r = await ctl(api, "pin", "rm", f"{C1}/sub/dir", "--no-status")
+    assert (r.code, r.out) == (0, format_pin(pin_obj(C2)))
+    api.on("POST", f"/pins/ipfs/{C2}/x", Answer(body=pin_obj(C2)))
+    r = await ctl(api, "pin", "update", str(C1), f"{C2}/x", "--no-status")
+    assert r.code == 0 and api.calls("POST", f"/pins/ipfs/{C2}/x")[0].query["pin-update"] == str(C1)
+
+
+async def test_commands_lists_every_command_in_go_order(api: FakeAPI) -> None:
+    """Go's ``walkCommands``: definition order, parents first, hidden ``commands`` and ``help`` included;
+    ``sync`` is pincluster's own."""
+    r = await ctl(api, "commands")
+    assert r.code == 0
+    assert r.out.splitlines() == [f"ipfs-cluster-ctl {c}" for c in (
+        "id", "peers", "peers ls", "peers rm", "add", "pin", "pin add", "pin rm", "pin update", "pin ls", "status",
+        "recover", "sync", "version", "health", "health graph", "health metrics", "health alerts",
+        "health bandwidth", "ipfs", "ipfs gc", "commands", "help")]
 
 
 async def test_pin_ls(api: FakeAPI) -> None:

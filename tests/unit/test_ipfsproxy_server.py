@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.http_writer import StreamWriter
-from test_restapi_auth import make_cert
 from test_restapi_fakes import FakeCluster
+from tests.certs import make_cert
 
 from pincluster.api.ipfsproxy.server import SERVER_HEADER, IPFSProxy
 from pincluster.client.transport import Endpoint, Transport, TransportError

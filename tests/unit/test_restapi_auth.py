@@ -3,9 +3,6 @@ and on HTTPS (a self-signed RSA certificate made here), with the real client aga
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
-import os
 import ssl
 import tempfile
 import time
@@ -14,11 +11,8 @@ from datetime import timedelta
 
 import jwt
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from test_restapi_fakes import FakeCluster, cid_of, new_peer, start_api
+from tests.certs import make_cert
 
 from pincluster.api.common.auth import TokenIssuer
 from pincluster.api.rest.server import ROUTES, RestAPI
@@ -33,26 +27,6 @@ pytestmark = [
 ]
 
 USERS = {"admin": "s3cret", "bob": "hunter2"}
-
-
-def make_cert(folder: str) -> tuple[str, str]:
-    """A self-signed RSA-2048 certificate for 127.0.0.1 (Go's client needs RSA suites)."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=5))
-            .not_valid_after(now + timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-            .sign(key, hashes.SHA256()))
-    cert_file, key_file = os.path.join(folder, "cert.pem"), os.path.join(folder, "key.pem")
-    with open(cert_file, "wb") as f:
-        f.write(cert.public_bytes(serialization.Encoding.PEM))
-    with open(key_file, "wb") as f:
-        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                                  serialization.NoEncryption()))
-    return cert_file, key_file
 
 
 @pytest.fixture(scope="module")

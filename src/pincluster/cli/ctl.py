@@ -72,7 +72,7 @@ class DeadlineExceeded(CLIError):
 
 
 class NoHelpTopic(click.ClickException):
-    """An unknown subcommand: urfave/cli prints ``No help topic for '<x>'`` on stdout and exits 3."""
+    """An unknown subcommand: urfave/cli prints ``No help topic for '<x>'`` on stderr and exits 3."""
 
     exit_code = 3
 
@@ -80,7 +80,7 @@ class NoHelpTopic(click.ClickException):
         super().__init__(f"No help topic for '{name}'")
 
     def show(self, file: IO[Any] | None = None) -> None:
-        click.echo(self.format_message())
+        click.echo(self.format_message(), err=True)
 
 
 class APIExit(click.ClickException):
@@ -294,6 +294,10 @@ class CtlGroup(click.Group):
             raise NoHelpTopic(name)
         return super().resolve_command(ctx, args)
 
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """In the order they are defined, as Go's ctl lists them (click sorts them by name)."""
+        return list(self.commands)
+
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 118}
 
@@ -368,17 +372,22 @@ def _cid(text: str) -> CID:
 
 
 def _ipfs_path(arg: str) -> str:
-    """A pin argument as an IPFS path: CIDs become ``/ipfs/<cid>`` (the ctl always uses the path routes)."""
-    if not arg:
-        fail("parsing path", "need a CID or an /ipfs/, /ipns/ or /ipld/ path")
-    if not arg.startswith("/"):
-        return "/ipfs/" + str(_cid(arg))
-    parts = arg.strip("/").split("/")
-    if len(parts) < 2 or parts[0] not in ("ipfs", "ipns", "ipld") or not parts[1]:
-        fail("parsing path", f"invalid path {arg!r}: use /ipfs/<cid>[/…], /ipns/<name>[/…] or /ipld/<cid>[/…]")
+    """A pin argument as an IPFS path, as Go's client reads it: an argument that is not a path is taken as
+    one under ``/ipfs/``, so ``<cid>`` and ``<cid>/sub/dir`` both work (the ctl always uses the path routes).
+    A path that does not parse stops the command with ``error : invalid path "<path>": <why>``, as Go's."""
+    path = arg if arg.startswith("/") else "/ipfs/" + arg
+    parts = path[1:].split("/")
+    if len(parts) < 2 or not parts[1]:
+        fail("", f'invalid path "{path}": path does not have enough components')
+    if parts[0] not in ("ipfs", "ipns", "ipld"):
+        fail("", f'invalid path "{path}": unknown namespace "{parts[0]}" (use /ipfs/<cid>[/…], /ipns/<name>[/…] '
+                 "or /ipld/<cid>[/…])")
     if parts[0] != "ipns":
-        _cid(parts[1])
-    return arg
+        try:
+            CID.decode(parts[1])
+        except InvalidInput as err:
+            fail("", f'invalid path "{path}": {err}')
+    return path
 
 
 def _duration_ns(text: str, doing: str) -> int:
@@ -529,17 +538,6 @@ def peers_rm(c: Ctl, peer_id: str) -> None:
     c.run(go)
 
 
-@cli.command(context_settings=CONTEXT)
-@pass_ctl
-def version(c: Ctl) -> None:
-    """Print the version of the contacted cluster peer."""
-
-    async def go(client: Client) -> None:
-        c.emit(await client.version(), format_version)
-
-    c.run(go)
-
-
 # --- add --------------------------------------------------------------------------------------------------------
 def _is_url(p: str) -> bool:
     return p.startswith(("http://", "https://"))
@@ -676,6 +674,8 @@ def add(c: Ctl, paths: tuple[str, ...], recursive: bool, quiet: bool, quieter: b
         fail("", f"format parameter is invalid: {fmt!r} (use unixfs or car)")
     if layout not in ("", "balanced", "trickle"):
         fail("", f"layout parameter is invalid: {layout!r} (use balanced or trickle)")
+    if nocopy and not all(map(_is_url, paths)):
+        fail("", "nocopy option is only valid for URLs")  # Go's client: the filestore only takes URLs here
     _check_paths(paths, recursive)
     timeout = _wait_timeout(wait_timeout)
     pin_opts = PinOptions(replication_factor_min=rmin, replication_factor_max=rmax, name=name,
@@ -924,6 +924,17 @@ def sync(c: Ctl, cids: tuple[str, ...], local: bool) -> None:
 
 
 # --- health, ipfs -----------------------------------------------------------------------------------------------------
+@cli.command(context_settings=CONTEXT)
+@pass_ctl
+def version(c: Ctl) -> None:
+    """Print the version of the contacted cluster peer."""
+
+    async def go(client: Client) -> None:
+        c.emit(await client.version(), format_version)
+
+    c.run(go)
+
+
 @cli.group(cls=CtlGroup, invoke_without_command=True, context_settings=CONTEXT)
 @click.pass_context
 def health(ctx: click.Context) -> None:
@@ -1016,9 +1027,10 @@ def ipfs_gc(c: Ctl, local: bool) -> None:
 
 # --- help topics (urfave/cli style) -----------------------------------------------------------------------------------
 def _command_paths(group: click.Group, prefix: str) -> Iterable[str]:
-    for name in sorted(group.commands):
-        cmd = group.commands[name]
-        if cmd.hidden:
+    """Every command in the order defined, as Go's ``walkCommands``: hidden ones too (``commands``, ``help``),
+    not the ``h`` alias (urfave/cli's ``help, h`` is one command)."""
+    for name, cmd in group.commands.items():
+        if name == "h":
             continue
         yield f"{prefix} {name}"
         if isinstance(cmd, click.Group):

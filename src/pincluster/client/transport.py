@@ -191,9 +191,12 @@ class Transport:
 
     async def _next_event(self, conn: _Conn) -> Any:
         while True:
+            unanswered = conn.h11.their_state is h11.SEND_RESPONSE
             try:
                 event = conn.h11.next_event()
             except h11.RemoteProtocolError as exc:
+                if unanswered and conn.h11.trailing_data == (b"", True):  # EOF before any byte of an answer
+                    raise TransportError(self._closed_unanswered()) from None
                 raise TransportError(f"bad HTTP from {self.endpoint}: {exc}") from None
             if event is not h11.NEED_DATA:
                 return event
@@ -202,6 +205,12 @@ class Transport:
             except (OSError, ssl.SSLError) as exc:
                 raise TransportError(f"connection to {self.endpoint} failed: {exc}") from None
             conn.h11.receive_data(data)
+
+    def _closed_unanswered(self) -> str:
+        why = f"{self.endpoint} closed the connection without answering"
+        if self.endpoint.scheme == "http" and not self.endpoint.unix_path:
+            why += " (an HTTPS server answers plain HTTP that way: if it is one, use https, e.g. ctl --https)"
+        return why
 
     async def _send(self, conn: _Conn, event: Any) -> None:
         data = conn.h11.send(event)
@@ -270,7 +279,7 @@ class Transport:
                 if isinstance(event, h11.ConnectionClosed):
                     if sender is not None and sender.done() and sender.exception() is not None:
                         raise sender.exception()  # type: ignore[misc]
-                    raise TransportError(f"{self.endpoint} closed the connection without answering")
+                    raise TransportError(self._closed_unanswered())
         except h11.LocalProtocolError as exc:
             if sender is not None:
                 sender.cancel()
