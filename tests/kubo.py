@@ -8,7 +8,8 @@ Use from a test module::
 or start one yourself with ``KuboDaemon(tmpdir).start()`` / ``.stop()``. kubo is initialised with
 ``ipfs init --profile test`` (every listener on 127.0.0.1 port 0, no bootstrap, no mDNS), so the RPC port is
 read back from ``$IPFS_PATH/api`` and parallel test runs never collide. ``PINCLUSTER_NO_KUBO=1`` skips tests
-that need kubo; ``PINCLUSTER_KUBO_BIN`` points at an existing binary instead of building one.
+that need kubo; ``PINCLUSTER_KUBO_BIN`` points at an existing binary instead of building one. The same way,
+``go_cluster_binary`` gives IPFS Cluster's own Go programs, which some tests run beside ours.
 
 For a cluster peer, ``KuboDaemon.for_cluster(root, secret)`` makes the kubo of a **private** network: its
 ``swarm.key`` is derived from the cluster secret exactly as ``ipfs-cluster-service init`` derives the embedded
@@ -45,16 +46,16 @@ def kubo_disabled() -> bool:
     return os.environ.get("PINCLUSTER_NO_KUBO", "") not in ("", "0")
 
 
-def go_binary(script: str, bin_env: str, off_env: str, what: str) -> Path:
-    """The binary that ``tests/<script>`` builds once and caches (``$<bin_env>`` when set); skips the test
-    when ``$<off_env>`` is set, fails it when the build fails."""
+def go_binary(script: str, bin_env: str, off_env: str, what: str, *args: str) -> Path:
+    """The binary that ``tests/<script> args…`` builds once and caches (``$<bin_env>`` when set); skips the
+    test when ``$<off_env>`` is set, fails it when the build fails."""
     if os.environ.get(off_env, "") not in ("", "0"):
         pytest.skip(f"{off_env}=1: tests against {what} are disabled")
     env_bin = os.environ.get(bin_env)
     if env_bin:
         return Path(env_bin)
     try:
-        out = subprocess.run(["bash", str(TESTS_DIR / script)], check=True, capture_output=True, text=True,
+        out = subprocess.run(["bash", str(TESTS_DIR / script), *args], check=True, capture_output=True, text=True,
                              timeout=_BUILD_TIMEOUT)
     except subprocess.CalledProcessError as exc:
         pytest.fail(f"building {what} with tests/{script} failed (exit {exc.returncode}):\n{exc.stderr[-3000:]}")
@@ -69,10 +70,12 @@ def kubo_binary() -> Path:
     return go_binary("kubo.sh", "PINCLUSTER_KUBO_BIN", "PINCLUSTER_NO_KUBO", "a real kubo daemon")
 
 
-def go_ctl_binary() -> Path:
-    """IPFS Cluster's own ``ipfs-cluster-ctl`` 1.1.6 (Go), built on first use (``PINCLUSTER_NO_GO_CTL=1``
-    skips the tests that compare it with ours; ``PINCLUSTER_GO_CTL_BIN`` points at an existing binary)."""
-    return go_binary("goctl.sh", "PINCLUSTER_GO_CTL_BIN", "PINCLUSTER_NO_GO_CTL", "the Go ipfs-cluster-ctl")
+def go_cluster_binary(name: str) -> Path:
+    """IPFS Cluster's own ``ipfs-cluster-ctl`` or ``ipfs-cluster-service`` 1.1.6 (Go), built on first use by
+    ``tests/gocluster.sh``. ``PINCLUSTER_NO_GO_CLUSTER=1`` skips the tests that run them beside ours;
+    ``PINCLUSTER_GO_CTL_BIN`` / ``PINCLUSTER_GO_SERVICE_BIN`` point at existing binaries."""
+    env = "PINCLUSTER_GO_CTL_BIN" if name == "ipfs-cluster-ctl" else "PINCLUSTER_GO_SERVICE_BIN"
+    return go_binary("gocluster.sh", env, "PINCLUSTER_NO_GO_CLUSTER", f"IPFS Cluster's Go {name}", name)
 
 
 def kubo_cli(repo: Path) -> Callable[..., bytes]:

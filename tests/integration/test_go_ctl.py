@@ -1,4 +1,4 @@
-"""IPFS Cluster's own ``ipfs-cluster-ctl`` 1.1.6 (the Go original, built by ``tests/goctl.sh``) against a
+"""IPFS Cluster's own ``ipfs-cluster-ctl`` 1.1.6 (the Go original, built by ``tests/gocluster.sh``) against a
 pincluster cluster, side by side with ours: "tools written for IPFS Cluster must work against ours", and ours
 must print what the original prints.
 
@@ -10,7 +10,7 @@ Each command runs with the Go ctl, then with ours; stdout, stderr and the exit c
 things allowed to differ are instants: a status's time is the moment the peer answered, and a pin's ``Added``
 time is that of the command that made it (``_same_but_times``). Where the two differ on purpose (pincluster
 refuses input that Go takes silently, or says more in an error), the test says so and checks ours.
-Skipped with ``PINCLUSTER_NO_GO_CTL=1``.
+Skipped with ``PINCLUSTER_NO_GO_CLUSTER=1``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from tests.integration.cluster_harness import Peer, clean_env, running_cluster, 
 from pincluster.localnet import CTL
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from kubo import go_ctl_binary  # type: ignore[import-not-found,unused-ignore]
+from kubo import go_cluster_binary  # type: ignore[import-not-found,unused-ignore]
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -42,7 +42,7 @@ _TIMES = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z|\d{4}-\d\d-\d\d 
 
 @pytest.fixture(scope="module")
 def go_ctl() -> Path:
-    return go_ctl_binary()
+    return go_cluster_binary("ipfs-cluster-ctl")
 
 
 @pytest.fixture(scope="module")

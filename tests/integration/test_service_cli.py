@@ -51,6 +51,9 @@ def test_init_twice_needs_force(tmp_path: Path) -> None:
         "machine and start the daemon with LIBP2P_FORCE_PNET=1 (every peer's key is the same: it derives from "
         "the secret)\n"
     )
+    # a relative -c: the messages name the files by their absolute paths, as Go's (filepath.Abs)
+    rel = run("-c", "relative/peer", "init", "--ipfs", "external", cwd=tmp_path)
+    assert rel.stderr.startswith(f"configuration written to {tmp_path}/relative/peer/service.json.\n"), rel.stderr
     service = (d / "service.json").read_bytes()
     identity = (d / "identity.json").read_bytes()
     cfg = json.loads(service)

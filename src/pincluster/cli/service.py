@@ -103,7 +103,8 @@ def cli(ctx: click.Context, config_dir: str, force: bool, debug: bool, loglevel:
         setup_logging(loglevel, debug)
     except InvalidInput as err:
         fail("setting up logging", err)
-    ctx.obj = ServiceContext(Path(config_dir).expanduser(), force, debug, loglevel)
+    # absolute, as Go's filepath.Abs: every message names the files wherever the command ran
+    ctx.obj = ServiceContext(Path(os.path.abspath(Path(config_dir).expanduser())), force, debug, loglevel)
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())
         ctx.exit(1)

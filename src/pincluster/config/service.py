@@ -152,7 +152,9 @@ class ServiceConfig:
             raise ConfigError(
                 f"consensus.{name}",
                 f"{name} consensus is not supported by pincluster yet; this peer needs a consensus.raft "
-                "section (run 'ipfs-cluster-service init --consensus raft' in a new folder)",
+                "section (run 'ipfs-cluster-service init --consensus raft' in a new folder; to bring an IPFS "
+                "Cluster pinset over, export it there with IPFS Cluster's `ipfs-cluster-service state export` "
+                "and import it into the new folder with `ipfs-cluster-service state import`)",
             )
         return name
 

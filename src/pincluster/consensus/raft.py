@@ -66,6 +66,7 @@ from pincluster.consensus.transport import (
 from pincluster.errors import InvalidInput, NotFound, PeerError, StateError, Timeout, Unavailable
 from pincluster.observe import tracing
 from pincluster.state.store import (
+    GO_RAFT_FILES,
     OP_DELETE,
     OP_PUT,
     Op,
@@ -73,6 +74,7 @@ from pincluster.state.store import (
     SQLiteState,
     SQLiteStore,
     read_snapshot_info,
+    refuse_go_raft_data,
 )
 from pincluster.types.multiaddr import Multiaddr
 
@@ -130,7 +132,8 @@ def clean_raft_folder(folder: Path | str, backups_rotate: int = 6) -> Path | Non
     folder = Path(folder)
     if not folder.exists():
         return None
-    has_data = (folder / DUMP_FILE).exists() or (folder / STATE_FILE).exists()
+    # IPFS Cluster's (Go) Raft files count as state too: moving over from Go, its pinset is kept as a backup
+    has_data = any((folder / name).exists() for name in (DUMP_FILE, STATE_FILE, *GO_RAFT_FILES))
     if not has_data or backups_rotate <= 0:
         shutil.rmtree(folder)
         return None
@@ -354,6 +357,7 @@ class RaftConsensus:
         self._changed = asyncio.Event()
         self._wake = asyncio.Event()
         self._window = asyncio.Semaphore(self._max_inflight)
+        refuse_go_raft_data(self.folder)  # a Go peer's folder would otherwise start as an empty pinset
         self.folder.mkdir(parents=True, exist_ok=True)
         if (self.folder / DUMP_FILE).exists():
             # PySyncObj only logs a snapshot it cannot load: refuse one of another format version here, before

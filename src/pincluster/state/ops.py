@@ -115,6 +115,7 @@ def self_raft_spec(cfg: ServiceConfig, peer_id: str) -> str:
 
 def _state_source(data: Path) -> Path | None:
     """The database holding the newest pinset in ``data``: the state, or the snapshot when it is ahead."""
+    state_store.refuse_go_raft_data(data)
     state, dump = data / STATE_FILE, data / DUMP_FILE
     candidates = [p for p in (state, dump) if p.is_file()]
     if not candidates:
@@ -464,6 +465,7 @@ def upgrade_data_folder(data: Path) -> UpgradeResult:
     transaction. A version newer than this release, or one with no migration path, raises
     ``StateVersionError`` before anything is touched.
     """
+    state_store.refuse_go_raft_data(data)
     target = state_store.FORMAT_VERSION
     versions = _versions(data)
     if not versions:

@@ -256,6 +256,32 @@ class StateVersionError(StateError):
         )
 
 
+#: What IPFS Cluster (Go) keeps in its Raft data folder: hashicorp/raft's BoltDB log and its snapshots.
+GO_RAFT_FILES: Final = ("raft.db", "snapshots")
+
+
+class GoRaftDataError(StateError):
+    """The data folder holds IPFS Cluster's (Go) Raft state, which this program cannot read: a peer moved over
+    from the Go release in place. Starting on it would show an empty pinset, so it is refused with the way
+    across (Go's export, then our import: the two formats are the same)."""
+
+    def __init__(self, folder: Path, found: Sequence[str]) -> None:
+        self.folder = folder
+        super().__init__(
+            f"{folder} holds the Raft state of IPFS Cluster (Go) ({', '.join(found)}), which pincluster cannot "
+            "read. To keep its pinset: with every peer stopped, run IPFS Cluster's own `ipfs-cluster-service "
+            "state export -f pins.json` on this folder, then pincluster's `ipfs-cluster-service state import "
+            f"pins.json` (it moves {folder.name} to {folder.name}.old.0 and imports the pins), on every peer"
+        )
+
+
+def refuse_go_raft_data(folder: Path) -> None:
+    """Raise :class:`GoRaftDataError` when ``folder`` holds IPFS Cluster's (Go) Raft files."""
+    found = [name for name in GO_RAFT_FILES if (folder / name).exists()]
+    if found:
+        raise GoRaftDataError(folder, found)
+
+
 class SnapshotSuperseded(StateError):
     """A snapshot was dropped because a newer one arrived while it was being written."""
 
