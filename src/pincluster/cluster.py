@@ -25,7 +25,7 @@ from pincluster.allocator.balanced import BalancedAllocator
 from pincluster.api.interface import AddParams
 from pincluster.clock import SYSTEM_CLOCK, Clock
 from pincluster.config import ServiceConfig
-from pincluster.errors import InvalidInput, NotFound, PinclusterError, Unavailable
+from pincluster.errors import NOT_IN_PINSET, InvalidInput, NotFound, PinclusterError, Unavailable
 from pincluster.informer.disk import DiskInformer
 from pincluster.informer.interface import Informer
 from pincluster.informer.pinqueue import PinQueueInformer
@@ -74,7 +74,6 @@ from pincluster.types.status import PinMode, PinType, TrackerStatus
 
 log = logging.getLogger("pincluster.cluster")
 
-NOT_IN_PINSET = "pin is not part of the pinset"
 STATUS_TIMEOUT = 15.0
 #: Pins per NDJSON chunk of ``GET /allocations`` (~60 KB).
 LISTING_CHUNK = 200
@@ -803,9 +802,7 @@ class Cluster:
         """Status or Recover on the peers that matter for ``cid`` (spec §4.5, §4.6)."""
         members = await self.member_ids()
         pin = await self.pinset.get(cid)
-        if pin is None:
-            if method == "PinTracker.Recover":
-                raise NotFound(NOT_IN_PINSET)
+        if pin is None:  # Go's answer to both: every member "unpinned" (only a local recover is a 404)
             blank = Pin(cid=cid, allocations=(), timestamp=go_now())
             infos = [await self._remote_info(blank, p, TrackerStatus.UNPINNED) for p in members]
             return GlobalPinInfo.from_pin_infos(infos)

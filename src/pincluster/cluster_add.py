@@ -86,7 +86,7 @@ async def add_content(
             CID(b"\x12\x20" + bytes(32)), rmin, rmax, priority=opts.user_allocations or ()
         )
     sink = None if params.import_options.only_hash else ClusterBlockSink(cluster, destinations)
-    shown = tuple(destinations) if sink is not None and rmin != -1 else ()
+    shown = tuple(destinations) if sink is not None else ()  # where the blocks went, as Go shows (rf -1 too)
     root: CID | None = None
     if params.format == "car":
         car_out = await _import_car(entries, sink)

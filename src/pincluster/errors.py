@@ -38,6 +38,10 @@ class NotFound(PinclusterError, LookupError):
     """The thing asked for does not exist."""
 
 
+#: Go's error text for a CID that is not in the pinset (which its REST API turns into a 404 by the text alone).
+NOT_IN_PINSET = "pin is not part of the pinset"
+
+
 class Unavailable(PinclusterError):
     """A component or a remote peer cannot be reached right now; retrying may help."""
 

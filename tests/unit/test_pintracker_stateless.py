@@ -309,7 +309,7 @@ async def test_recover_pinned_is_noop_and_unknown_is_not_found(env: Env) -> None
     env.ipfs.pins[p.cid.bytes] = IPFSPinStatus.RECURSIVE
     assert (await env.tracker.recover(p.cid)).status is S.PINNED
     assert len(env.tracker._ops) == 0
-    with pytest.raises(NotFound, match="not part of the pinset"):
+    with pytest.raises(NotFound, match=r"^pin is not part of the pinset$"):  # Go's text, exactly
         await env.tracker.recover(cid_of(999))
 
 

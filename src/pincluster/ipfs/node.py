@@ -18,7 +18,6 @@ import fcntl
 import hashlib
 import logging
 import os
-import socket
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
@@ -170,18 +169,11 @@ class IpfsNode:
         return self.config.peer_id
 
     def swarm_addrs(self) -> list[Multiaddr]:
-        """Dialable swarm addresses with /p2p/<id>; a 0.0.0.0 listener is listed once per local address."""
+        """Dialable swarm addresses with /p2p/<id> (the host lists a 0.0.0.0 listener once per interface
+        address)."""
         if self.host is None:
             return []
-        out: list[Multiaddr] = []
-        for ma in self.host.addrs:
-            if ma.value_for("ip4") == "0.0.0.0":
-                _host, port = ma.tcp_host_port()
-                for ip in _local_ipv4s():
-                    out.append(Multiaddr.from_host_port(ip, port).with_p2p(self.peer_id))
-            else:
-                out.append(ma if ma.peer_id is not None else ma.with_p2p(self.peer_id))
-        return out
+        return [ma if ma.peer_id is not None else ma.with_p2p(self.peer_id) for ma in self.host.addrs]
 
     def getter(self, *, cache: bool = True, timeout: float | None = None) -> FetchSession:
         """A BlockGetter over local blocks then peers, timing out ``timeout`` s after the last block received."""
@@ -264,12 +256,3 @@ def _lock_repo(repo: Path) -> IO[bytes]:
     return fh
 
 
-def _local_ipv4s() -> list[str]:
-    """Loopback plus the host's own IPv4 addresses (from its name; no traffic is sent)."""
-    ips = ["127.0.0.1"]
-    with contextlib.suppress(OSError):
-        for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET):
-            ip = str(info[4][0])
-            if ip not in ips and not ip.startswith("127."):
-                ips.append(ip)
-    return ips

@@ -14,6 +14,8 @@ import os
 import socket
 from collections.abc import Awaitable, Callable
 
+import psutil
+
 from pincluster.errors import InvalidInput, PinclusterError, Unavailable
 from pincluster.p2p.errors import ConnectFailed, HandshakeError
 from pincluster.p2p.handshake import Handshaker, SecureChannel, parse_protocol
@@ -85,7 +87,7 @@ class Host:
             self._servers.append(srv)
             for sock in srv.sockets:
                 h, p = sock.getsockname()[:2]
-                self.addrs.append(Multiaddr.from_host_port(h, p).with_p2p(self.peer_id))
+                self.addrs += [a.with_p2p(self.peer_id) for a in interface_addrs(Multiaddr.from_host_port(h, p))]
         log.info("p2p host %s (%s) listening on %s", self.peer_id, self.protocol, [str(a) for a in self.addrs])
 
     async def close(self) -> None:
@@ -332,6 +334,30 @@ def _family(ma: Multiaddr) -> int:
     if ma.has("ip6") or ma.has("dns6"):
         return socket.AF_INET6
     return socket.AF_UNSPEC
+
+
+def interface_addrs(ma: Multiaddr) -> list[Multiaddr]:
+    """``ma`` as libp2p lists a host's addresses: an unspecified IP (0.0.0.0, ::) becomes each address of that
+    family on the machine's interfaces (loopback included, link-local IPv6 left out), so that ``id`` shows
+    addresses another peer can dial; a specific address, or interfaces that cannot be read, give ``ma``."""
+    if not _unspecified(ma):
+        return [ma]
+    family = socket.AF_INET if ma.value_for("ip4") is not None else socket.AF_INET6
+    _host, port = ma.tcp_host_port()
+    out: list[Multiaddr] = []
+    try:
+        interfaces = psutil.net_if_addrs()
+    except (OSError, RuntimeError):
+        return [ma]
+    for addrs in interfaces.values():
+        for a in addrs:
+            ip = a.address.partition("%")[0]
+            if a.family != family or ip.lower().startswith("fe80:"):
+                continue
+            candidate = Multiaddr.from_host_port(ip, port)
+            if candidate not in out:
+                out.append(candidate)
+    return out or [ma]
 
 
 def _unspecified(ma: Multiaddr) -> bool:

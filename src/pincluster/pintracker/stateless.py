@@ -36,7 +36,7 @@ from typing import Any
 from pincluster.aio import cancel_and_wait
 from pincluster.clock import SYSTEM_CLOCK, Clock
 from pincluster.config.sections import StatelessTrackerConfig
-from pincluster.errors import NotFound, Unavailable
+from pincluster.errors import NOT_IN_PINSET, NotFound, Unavailable
 from pincluster.ipfsconn.interface import IPFSError
 from pincluster.observe import tracing
 from pincluster.pintracker.interface import QUEUE_FULL_ERROR, PinsetReader, TrackerIPFS
@@ -325,7 +325,7 @@ class StatelessPinTracker:
             return await self.status(cid)
         pin = await self._pinset.get(cid)
         if pin is None:
-            raise NotFound(f"pin is not part of the pinset: {cid} (pin it first)")
+            raise NotFound(NOT_IN_PINSET)  # Go's text, as every other answer about a CID outside the pinset
         info = await self._pin_status(pin)
         if info.status is TrackerStatus.UNEXPECTEDLY_UNPINNED:
             self._enqueue(pin, OpType.PIN)

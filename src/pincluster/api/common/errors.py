@@ -11,16 +11,13 @@ from collections.abc import Callable, Mapping, Sequence
 
 from aiohttp import web
 
-from pincluster.errors import InvalidInput, NotFound
+from pincluster.errors import NOT_IN_PINSET, InvalidInput, NotFound
 from pincluster.types.codec import to_json
 from pincluster.types.models import Error
 
 __all__ = ["NOT_IN_PINSET", "ErrorBody", "error_body", "error_response", "json_response", "status_for"]
 
 log = logging.getLogger("pincluster.restapi")
-
-#: Go's error text that ``SendResponse`` turns into 404 automatically.
-NOT_IN_PINSET = "pin is not part of the pinset"
 
 JSON_CT = "application/json"
 
