@@ -82,12 +82,12 @@ class Daemon:
         from pincluster.ipfsconn.ipfshttp import IPFSHTTPConnector
         from pincluster.p2p.host import Host
         from pincluster.rpc.core import RPC
-        from pincluster.state.store import refuse_go_raft_data
+        from pincluster.state.ops import refuse_unreadable_state
 
         cfg = load_config(self.folder)
         cfg.require_supported_consensus()
         if not self.options.bootstrap:  # (--bootstrap moves the old folder away, a Go one too, and joins anew)
-            refuse_go_raft_data(cfg.raft_data_path())  # before any listener opens: a moved-over Go peer
+            refuse_unreadable_state(cfg.raft_data_path())  # before any listener opens or anything is written
         self.config = cfg
         if cfg.metrics.enable_stats or self.options.stats:  # Go: --stats forces observations.metrics.enable_stats
             from pincluster.observe.metrics import Metrics, MetricsExporter

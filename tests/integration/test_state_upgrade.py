@@ -128,6 +128,7 @@ def test_v1_folder_is_refused_then_upgraded_and_served(tmp_path: Path) -> None:
         assert refused.returncode != 0
         for text in ("format version 1", f"format version {FORMAT_VERSION}", UPGRADE):
             assert text in refused.stderr, refused.stderr
+        assert "listening" not in refused.stderr  # refused before any port was bound
         assert digests(raft) == before  # the refused start changed nothing, and added nothing
         assert sorted(p.name for p in raft.iterdir()) == sorted(DATA_FILES)
         assert not list(tmp_path.glob("peer0/raft.bak.*"))

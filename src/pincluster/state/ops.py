@@ -429,20 +429,37 @@ def cleanup_state(config_folder: Path) -> tuple[Path, Path | None]:
 # -- upgrade -------------------------------------------------------------------------------------------------
 
 
+def _version_of(p: Path) -> int | None:
+    """The format version of the state database ``p`` (None: not there, or no state in it yet)."""
+    if not p.is_file():
+        return None
+    try:
+        return state_store.read_format_version(p)
+    except StateError:
+        raise
+    except Exception as exc:  # sqlite3.DatabaseError and friends: not a state database
+        raise StateError(f"cannot read the format version of {p}: {exc}") from exc
+
+
 def _versions(data: Path) -> dict[Path, int]:
     out: dict[Path, int] = {}
     for name in (STATE_FILE, DUMP_FILE):
-        p = data / name
-        if p.is_file():
-            try:
-                v = state_store.read_format_version(p)
-            except StateError:
-                raise
-            except Exception as exc:  # sqlite3.DatabaseError and friends: not a state database
-                raise StateError(f"cannot read the format version of {p}: {exc}") from exc
-            if v is not None:
-                out[p] = v
+        v = _version_of(data / name)
+        if v is not None:
+            out[data / name] = v
     return out
+
+
+def refuse_unreadable_state(data: Path) -> None:
+    """Raise, before a daemon opens anything, when the Raft folder ``data`` holds state this release cannot
+    run on: IPFS Cluster's (Go) Raft files, or a state or snapshot of another format version (the error names
+    both versions and the command to run)."""
+    state_store.refuse_go_raft_data(data)
+    # the snapshot first: it has a rollback journal, so reading it leaves no file behind (the state's WAL would)
+    for path in (data / DUMP_FILE, data / STATE_FILE):
+        v = _version_of(path)
+        if v is not None and v != state_store.FORMAT_VERSION:
+            raise state_store.StateVersionError(path, v, state_store.FORMAT_VERSION)
 
 
 def backup_data_folder(data: Path, now: Callable[[], float] = time.time) -> Path:
