@@ -356,3 +356,22 @@ def test_export_reads_the_snapshot_when_it_is_ahead_of_the_state(folder: Path) -
     dump = (data / ops.DUMP_FILE).read_bytes()
     assert len(export_bytes(folder).splitlines()) == 30
     assert (data / ops.DUMP_FILE).read_bytes() == dump  # read-only: the snapshot is left as it was
+
+
+def test_refuse_unreadable_state_before_a_daemon_starts(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a daemon checks before it binds anything: another format version, or IPFS Cluster's (Go) Raft files,
+    are refused; a state it cannot read from here is left to the normal open (which recovers a WAL, or says why)."""
+    data = ops.raft_data_folder(folder)
+    ops.refuse_unreadable_state(data)  # nothing there yet
+    ops.import_state(folder, io.BytesIO(ndjson(make_pins(2))))
+    ops.refuse_unreadable_state(data)  # current
+    monkeypatch.setattr(store_mod, "FORMAT_VERSION", store_mod.FORMAT_VERSION + 1)
+    with pytest.raises(StateVersionError, match=f"{ops.DUMP_FILE} has format version"):
+        ops.refuse_unreadable_state(data)  # the snapshot is read first
+    monkeypatch.undo()
+    (data / ops.DUMP_FILE).unlink()
+    (data / ops.STATE_FILE).write_bytes(b"not a database at all")
+    ops.refuse_unreadable_state(data)  # not decided here
+    (data / "snapshots").mkdir()
+    with pytest.raises(store_mod.GoRaftDataError, match=r"holds the Raft state of IPFS Cluster \(Go\) \(snapshots\)"):
+        ops.refuse_unreadable_state(data)

@@ -457,7 +457,10 @@ def refuse_unreadable_state(data: Path) -> None:
     state_store.refuse_go_raft_data(data)
     # the snapshot first: it has a rollback journal, so reading it leaves no file behind (the state's WAL would)
     for path in (data / DUMP_FILE, data / STATE_FILE):
-        v = _version_of(path)
+        try:
+            v = _version_of(path)
+        except StateError:
+            continue  # not readable from here (read-only): opening it to run (recovery included) decides
         if v is not None and v != state_store.FORMAT_VERSION:
             raise state_store.StateVersionError(path, v, state_store.FORMAT_VERSION)
 
