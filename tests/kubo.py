@@ -42,14 +42,18 @@ _BUILD_TIMEOUT = 1800.0
 _START_TIMEOUT = 60.0
 
 
+def _switched_off(env: str) -> bool:
+    return os.environ.get(env, "") not in ("", "0")
+
+
 def kubo_disabled() -> bool:
-    return os.environ.get("PINCLUSTER_NO_KUBO", "") not in ("", "0")
+    return _switched_off("PINCLUSTER_NO_KUBO")
 
 
 def go_binary(script: str, bin_env: str, off_env: str, what: str, *args: str) -> Path:
     """The binary that ``tests/<script> args…`` builds once and caches (``$<bin_env>`` when set); skips the
     test when ``$<off_env>`` is set, fails it when the build fails."""
-    if os.environ.get(off_env, "") not in ("", "0"):
+    if _switched_off(off_env):
         pytest.skip(f"{off_env}=1: tests against {what} are disabled")
     env_bin = os.environ.get(bin_env)
     if env_bin:

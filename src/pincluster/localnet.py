@@ -157,9 +157,10 @@ class Peer:
         """One REST call; returns (status, decoded JSON, or a list for NDJSON streams, or None)."""
         req = urllib.request.Request(self.rest + path, data=body, method=method)
         conf = self.service["api"]["restapi"]
-        for user, password in (conf.get("basic_auth_credentials") or {}).items():  # the first user will do
+        creds = conf.get("basic_auth_credentials") or {}
+        if creds:  # the first user will do
+            user, password = next(iter(creds.items()))
             req.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
-            break
         # a local network's certificate is its own (self-signed): encrypted, not verified
         tls = None
         if req.type == "https":

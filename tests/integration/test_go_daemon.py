@@ -9,7 +9,6 @@ Skipped with ``PINCLUSTER_NO_GO_CLUSTER=1`` or ``PINCLUSTER_NO_KUBO=1``.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 from tests.integration.cluster_harness import wait_for
 
-from pincluster.localnet import SERVICE
+from pincluster.localnet import SERVICE, clean_env
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from kubo import KuboDaemon, go_cluster_binary, kubo_binary  # type: ignore[import-not-found,unused-ignore]
@@ -47,9 +46,7 @@ def _mask(text: str) -> str:
 
 
 def _env(name: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLUSTER_", "IPFS_CLUSTER_"))}
-    env.update({"CLUSTER_SECRET": "5a" * 32, "CLUSTER_PEERNAME": name, "GOLOG_LOG_LEVEL": "error"})
-    return env
+    return clean_env({"CLUSTER_SECRET": "5a" * 32, "CLUSTER_PEERNAME": name, "GOLOG_LOG_LEVEL": "error"})
 
 
 def _start(binary: Path | str, folder: Path, name: str, log: Path) -> subprocess.Popen[bytes]:

@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.integration.cluster_harness import wait_for
 
-from pincluster.localnet import SERVICE
+from pincluster.localnet import SERVICE, clean_env
 from pincluster.p2p.keys import PrivateKey
 from pincluster.types.cid import CID
 
@@ -41,8 +40,7 @@ def go_service() -> Path:
 
 
 def run(binary: Path | str, folder: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLUSTER_", "IPFS_CLUSTER_"))}
-    env.update({"CLUSTER_SECRET": SECRET, "CLUSTER_PEERNAME": "moved", "GOLOG_LOG_LEVEL": "error"})
+    env = clean_env({"CLUSTER_SECRET": SECRET, "CLUSTER_PEERNAME": "moved", "GOLOG_LOG_LEVEL": "error"})
     return subprocess.run([str(binary), "-c", str(folder), *args], capture_output=True, text=True, timeout=60,
                           env=env, cwd=cwd, stdin=subprocess.DEVNULL)
 
@@ -197,16 +195,15 @@ def test_go_and_ours_exclude_each_other_on_one_folder(go_service: Path, tmp_path
     assert (folder / "cluster.lock").stat().st_size == 0  # Go refuses a lock file with content
     ok(run(go_service, folder, "state", "export"))
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLUSTER_", "IPFS_CLUSTER_"))}
     log = tmp_path / "go-daemon.log"
     with log.open("w") as out:
-        daemon = subprocess.Popen([str(go_service), "-c", str(folder), "daemon"], stdout=out, stderr=out, env=env,
-                                  stdin=subprocess.DEVNULL)
+        daemon = subprocess.Popen([str(go_service), "-c", str(folder), "daemon"], stdout=out, stderr=out,
+                                  env=clean_env(), stdin=subprocess.DEVNULL)
     try:
-        wait_for = time.monotonic() + 30
-        while "listening on" not in log.read_text():  # Go takes the lock before it listens
-            assert daemon.poll() is None and time.monotonic() < wait_for, log.read_text()
-            time.sleep(0.1)
+        # Go takes the lock before it listens
+        wait_for(lambda: daemon.poll() is not None or "listening on" in log.read_text(), "Go's daemon listening",
+                 timeout=30)
+        assert daemon.poll() is None, log.read_text()
         for args in (("daemon",), ("state", "export")):
             res = run(SERVICE, folder, *args)
             assert res.returncode == 1, res.stderr

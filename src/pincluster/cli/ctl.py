@@ -923,7 +923,7 @@ def sync(c: Ctl, cids: tuple[str, ...], local: bool) -> None:
     c.run(go)
 
 
-# --- health, ipfs -----------------------------------------------------------------------------------------------------
+# --- version (defined here: Go's ctl lists it after recover), health, ipfs ------------------------------------------
 @cli.command(context_settings=CONTEXT)
 @pass_ctl
 def version(c: Ctl) -> None:

@@ -169,11 +169,9 @@ class IpfsNode:
         return self.config.peer_id
 
     def swarm_addrs(self) -> list[Multiaddr]:
-        """Dialable swarm addresses with /p2p/<id> (the host lists a 0.0.0.0 listener once per interface
-        address)."""
-        if self.host is None:
-            return []
-        return [ma if ma.peer_id is not None else ma.with_p2p(self.peer_id) for ma in self.host.addrs]
+        """Dialable swarm addresses with /p2p/<id>, as the host lists them (a 0.0.0.0 listener once per
+        interface address)."""
+        return [] if self.host is None else list(self.host.addrs)
 
     def getter(self, *, cache: bool = True, timeout: float | None = None) -> FetchSession:
         """A BlockGetter over local blocks then peers, timing out ``timeout`` s after the last block received."""
