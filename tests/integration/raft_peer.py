@@ -15,12 +15,34 @@ import logging
 import os
 import signal
 import sys
+import threading
 
 from aiohttp import web
 
 from pincluster.consensus.config import raft_config
 from pincluster.consensus.raft import RaftConsensus, RaftPeer
 from pincluster.errors import PinclusterError
+from pincluster.state.store import SQLiteStore
+
+#: Set by ``POST /hold_after_snapshot``: each Raft snapshot written from then on stays as it is on the disk, and
+#: PySyncObj is never told it is done, so the journal keeps the entries it holds (the moment between a snapshot's
+#: rename and the journal's compaction, held until the test kills the peer).
+HOLD_AFTER_SNAPSHOT = threading.Event()
+held_snapshots = 0
+
+
+def _hold_after_snapshot() -> None:
+    original = SQLiteStore.snapshot_to
+
+    def snapshot_to(self: SQLiteStore, *args: object, **kwargs: object) -> object:
+        global held_snapshots
+        info = original(self, *args, **kwargs)  # type: ignore[arg-type]
+        if HOLD_AFTER_SNAPSHOT.is_set():
+            held_snapshots += 1
+            threading.Event().wait()  # the snapshot thread never returns: only a kill ends this moment
+        return info
+
+    SQLiteStore.snapshot_to = snapshot_to  # type: ignore[assignment,method-assign]
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -42,6 +64,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 async def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    _hold_after_snapshot()
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format=f"%(asctime)s {args.peer_id} %(name)s %(levelname)s %(message)s"
     )
@@ -171,6 +194,10 @@ async def main(argv: list[str]) -> int:
             {"count": count, "elapsed": elapsed, "p50": lat[len(lat) // 2], "p99": lat[int(len(lat) * 0.99)]}
         )
 
+    async def hold_after_snapshot(_req: web.Request) -> web.Response:
+        HOLD_AFTER_SNAPSHOT.set()
+        return web.json_response({"held": held_snapshots})
+
     async def shutdown(_req: web.Request) -> web.Response:
         stop.set()
         return web.json_response({"ok": True})
@@ -188,6 +215,7 @@ async def main(argv: list[str]) -> int:
             web.post("/wait_sync", wait_sync),
             web.post("/shutdown", shutdown),
             web.post("/load", load),
+            web.post("/hold_after_snapshot", hold_after_snapshot),
         ]
     )
     runner = web.AppRunner(app, access_log=None)

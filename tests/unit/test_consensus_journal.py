@@ -329,3 +329,50 @@ def test_a_journal_of_an_older_version_loads_and_its_new_records_get_checksums(t
     loaded = pj.FileJournal(str(path))
     assert [loaded[i][0] for i in range(len(loaded))] == commands[:4]
     loaded._destroy()
+
+
+def _snapshot(tmp_path: Path, prev: tuple[int, int], last: tuple[int, int]) -> str:
+    """A snapshot file whose Raft metadata names ``prev`` and ``last`` (index, term) as its two entries."""
+    import msgspec
+
+    from pincluster.state.store import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "state.sqlite")
+    dump = tmp_path / "snapshot.sqlite"
+    extra = {name: msgspec.msgpack.encode([b"c%d" % i, i, t]) for name, (i, t) in (("raft_prev", prev),
+                                                                                   ("raft_last", last))}
+    store.snapshot_to(dump, {**extra, "raft_cluster": b"[]"})
+    store.close()
+    return str(dump)
+
+
+@pytest.mark.parametrize(
+    ("entries", "snapshot", "after"),
+    [
+        # the peer stopped between the snapshot at 5 and the compaction: 1-3 go, 4-8 stay
+        ([(i, 1) for i in range(1, 9)], ((4, 1), (5, 1)), [(i, 1) for i in range(4, 9)]),
+        # the two entries end the journal: nothing after them to keep, the journal still starts with them
+        ([(i, 1) for i in range(1, 6)], ((4, 1), (5, 1)), [(4, 1), (5, 1)]),
+        # already compacted: left as it is
+        ([(i, 1) for i in range(4, 9)], ((4, 1), (5, 1)), [(i, 1) for i in range(4, 9)]),
+        # the journal ends before the snapshot: left to PySyncObj, which replaces it with the snapshot's entries
+        ([(i, 1) for i in range(1, 5)], ((4, 1), (5, 1)), [(i, 1) for i in range(1, 5)]),
+        # the entries at those indexes are of another term (not the snapshot's): left to PySyncObj (it clears)
+        ([(1, 1), (2, 1), (3, 1), (4, 2), (5, 2), (6, 2)], ((4, 1), (5, 1)),
+         [(1, 1), (2, 1), (3, 1), (4, 2), (5, 2), (6, 2)]),
+    ],
+)
+def test_a_restart_keeps_the_journal_entries_after_the_snapshot(
+    tmp_path: Path, entries: list[tuple[int, int]], snapshot: tuple[tuple[int, int], tuple[int, int]],
+    after: list[tuple[int, int]],
+) -> None:
+    """PySyncObj clears a journal that does not start with its snapshot's two entries; when the journal holds
+    them after older ones (a stop between the snapshot and the compaction), only the older ones go."""
+    from pincluster.consensus.config import raft_config
+    from pincluster.consensus.raft import RaftConsensus
+
+    config = raft_config({"listen_multiaddress": "/ip4/127.0.0.1/tcp/9098"})
+    raft = RaftConsensus(peer_id="QmSelf", config=config, secret=b"\x33" * 32, data_folder=tmp_path)
+    j = make(entries, term=2)
+    raft._journal_from_snapshot(j, _snapshot(tmp_path, *snapshot))
+    assert ids(j) == after

@@ -21,7 +21,9 @@ How the PySyncObj hazards measured in FINDINGS.md are handled here:
   serializer checker refuses a compaction that would leave the journal shorter than the snapshot;
 - compaction pickling the state: the snapshot is a ``VACUUM INTO`` copy of the database made by a background
   thread (``serializeChecker``), so the Raft thread only starts it; threshold 100k entries, 2 min, or 16 MiB
-  of entries (PySyncObj keeps the journal in memory);
+  of entries (PySyncObj keeps the journal in memory). At start, PySyncObj cleared a journal that did not begin
+  with the snapshot's last two entries, the entries after them too (a stop between the snapshot and the
+  compaction); such a journal now drops only what is before them (``_journal_from_snapshot``);
 - the journal: every peer syncs its journal before a message that tells another peer it holds entries (the
   leader's append-entries, a follower's answer; ``sync_journal``, see ``transport.SecretTCPTransport.send``),
   so a committed entry is on the disk of a majority; a write is acknowledged only after the acknowledging peer
@@ -203,6 +205,14 @@ class _PinsetSyncObj(SyncObj):  # type: ignore[misc]
                 next_index[node] = before
             return
         super()._SyncObj__onMessageReceived(node, message)
+
+    def _SyncObj__loadDumpFile(self, clearJournal: bool) -> None:
+        """PySyncObj's loader of a snapshot; at a restart (not a snapshot from the leader, which replaces the
+        log), a journal holding the snapshot's two entries first drops what is before them, so that PySyncObj
+        keeps the entries after them (``RaftConsensus._journal_from_snapshot``)."""
+        if not clearJournal:
+            self._owner._journal_from_snapshot(self._SyncObj__raftLog, self._SyncObj__conf.fullDumpFile)
+        super()._SyncObj__loadDumpFile(clearJournal)
 
     @replicated  # type: ignore[misc,untyped-decorator]
     def apply_ops(self, blob: bytes) -> None:
@@ -678,6 +688,34 @@ class RaftConsensus:
                 log.warning("Raft journal ends before the snapshot just written; keeping the journal as it is")
                 return int(SERIALIZER_STATE.FAILED)
         return int(st)
+
+    def _journal_from_snapshot(self, journal: Any, dump: str) -> None:
+        """Raft thread, at a restart, before PySyncObj loads its snapshot: when the journal holds the snapshot's
+        two entries (the one before the last applied, and that one) after others, drop the others.
+
+        Our snapshot reaches the disk a moment before the journal entries it holds are dropped (PySyncObj drops
+        them at its next tick, then the file is rewritten). PySyncObj clears a journal that does not start with
+        those two entries, and with it every entry after them: committed, acknowledged, and after a power loss
+        perhaps in no state (a state commit of entries in the synced journal skips its fsync). Every peer
+        snapshots at about the same index, so one power loss could take them from every peer. Raft keeps the
+        entries after a snapshot's last one when the log holds that entry (§7); so does this."""
+        try:
+            info = read_snapshot_info(dump)
+            prev = _entry_decoder.decode(info.extra["raft_prev"])
+            last = _entry_decoder.decode(info.extra["raft_last"])
+        except (StateError, KeyError, msgspec.DecodeError, msgspec.ValidationError):
+            return  # PySyncObj's load (``_deserialize``) says what is wrong with the snapshot
+        n = len(journal)
+        pos = prev[1] - int(journal[0][1]) if n else 0
+        if pos <= 0 or pos + 1 >= n:
+            return  # the journal starts with them already, or ends before the snapshot: PySyncObj's case
+        if any((bytes(e[0]), int(e[1]), int(e[2])) != want for e, want in ((journal[pos], prev),
+                                                                          (journal[pos + 1], last))):
+            return
+        log.info("Raft journal: starts %d entries before the snapshot at index %d (the peer stopped before the "
+                 "journal was compacted); dropping those, keeping the %d after the snapshot", pos, last[1],
+                 n - pos - 2)
+        journal.deleteEntriesTo(pos)
 
     def _deserialize(self, filename: str) -> tuple[Any, Any, Any]:
         """PySyncObj's deserializer hook: our own snapshot at restart, or one just received from the leader."""
