@@ -67,6 +67,26 @@ def cpu_seconds(peer: Peer) -> float:
     return float("nan") if pid is None else process_cpu_seconds(pid)
 
 
+def io_written(peer: Peer) -> tuple[int, int]:
+    """(bytes the peer's daemon sent to storage, its write system calls) so far, from /proc/PID/io. Pages written
+    through its journal's shared mapping count when the kernel writes them back."""
+    pid = peer.running_pid()
+    if pid is None:
+        return 0, 0
+    fields = dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
+    return int(fields["write_bytes"]) - int(fields["cancelled_write_bytes"]), int(fields["syscw"])
+
+
+def disk_sectors_written() -> int:
+    """512-byte sectors written to the machine's disks so far (/proc/diskstats, whole disks only)."""
+    total = 0
+    for line in Path("/proc/diskstats").read_text().splitlines():
+        f = line.split()
+        if re.fullmatch(r"(sd[a-z]+|vd[a-z]+|xvd[a-z]+|nvme\d+n\d+)", f[2]):
+            total += int(f[9])
+    return total
+
+
 def machine_busy() -> tuple[float, float, float]:
     """(busy, total, stolen) CPU jiffies of the whole machine so far, from /proc/stat. ``stolen`` is the time a
     virtual machine's CPUs waited for the host (counted in ``busy``): CPU this machine did not get."""
@@ -260,10 +280,12 @@ async def run(args: argparse.Namespace) -> tuple[float, float] | None:
             start_network(peers, timeout=600)
         print(f"3 peers up; RSS (MB): {[round(rss_mb(p)) for p in peers]}")
         if not args.listing:
-            cpu0 = [cpu_seconds(p) for p in peers]
+            cpu0, io0, disk0 = [cpu_seconds(p) for p in peers], [io_written(p) for p in peers], disk_sectors_written()
             busy0, own0 = machine_busy(), os.times()
             rate = await ingest(peers, args.pins, args.clients, args.rf)
             cpu = [cpu_seconds(p) - c for p, c in zip(peers, cpu0, strict=True)]
+            io = [(b - b0, w - w0) for (b, w), (b0, w0) in zip([io_written(p) for p in peers], io0, strict=True)]
+            disk = (disk_sectors_written() - disk0) * 512
             busy1, own1 = machine_busy(), os.times()
             own = (own1.user + own1.system) - (own0.user + own0.system)
             print(f"REST ingest: {args.pins} pins (rf {args.rf}), {args.clients} clients over 3 peers: "
@@ -274,6 +296,9 @@ async def run(args: argparse.Namespace) -> tuple[float, float] | None:
                   f"{(busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]):.0%} of {os.cpu_count()} cores, of which "
                   f"{(busy1[2] - busy0[2]) / max(1, busy1[1] - busy0[1]):.0%} stolen by the host")
             print("  " + ceilings(max(cpu), sum(cpu) + own, args.pins, "pins"))
+            print(f"  written to storage per pin: daemons {[round(b / args.pins / 1024, 1) for b, _ in io]} KiB "
+                  f"in {[round(w / args.pins, 2) for _, w in io]} write calls; the machine's disks "
+                  f"{disk / args.pins / 1024:.1f} KiB")
             print(f"RSS after ingest (MB): {[round(rss_mb(p)) for p in peers]}")
             await asyncio.sleep(2)  # let the trackers settle
         await listings(peers, tuple(p for p in args.paths.split(",") if p), args.listing or args.pins)

@@ -86,6 +86,32 @@ def test_raft_term_and_vote_are_stored_with_fsync(tmp_path: Path, monkeypatch: p
     assert not (tmp_path / "journal.meta.tmp").exists()
 
 
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="reads /proc/self/fd")
+def test_a_snapshot_received_from_the_leader_is_synced_before_and_after_its_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PySyncObj writes the snapshot a leader sends into a temporary file and renames it over the follower's
+    own, syncing neither; after install() the file is synced before the rename and its folder after."""
+    import os
+
+    from pysyncobj.serializer import Serializer
+
+    from pincluster.consensus import journal
+
+    journal.install()
+    dump = tmp_path / "snapshot.sqlite"
+    dump.write_bytes(b"the previous snapshot")
+    synced: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real_fsync(fd))[1])
+    monkeypatch.setattr(os, "replace", lambda a, b: (synced.append(f"replace {Path(a).name}"), real_replace(a, b))[1])
+    ser = Serializer(str(dump), 1024, False, None, None, None)
+    assert not ser.setTransmissionData((b"the leader's ", True, False))
+    assert ser.setTransmissionData((b"snapshot", False, True))
+    assert dump.read_bytes() == b"the leader's snapshot"
+    assert synced == [str(dump) + ".1.tmp", "replace snapshot.sqlite.1.tmp", str(tmp_path)]
+
+
 @pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="the fdatasync path is Linux's")
 def test_journal_sync_is_fdatasync_of_the_journal_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """mmap.flush holds the GIL through msync (the whole peer waited on the disk); after install() a journal

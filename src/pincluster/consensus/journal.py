@@ -388,15 +388,35 @@ def _sync_mapped_file(rf: Any) -> None:
     os.fdatasync(rf._ResizableFile__f.fileno())
 
 
+def _durable_replace(old: str, new: str) -> None:
+    """PySyncObj's ``atomicReplace`` (``os.rename`` on POSIX) of a snapshot file, with the syncs it lacks: the
+    file's data before the rename, the directory after it.
+
+    A follower renames the snapshot the leader sent over its own, then clears its journal and takes (and
+    syncs, and vouches for) the entries after the snapshot. Without the syncs a power loss after that could
+    leave a torn snapshot, which the peer refuses to start on, or the previous one, which the new journal does
+    not match (PySyncObj then clears the journal: entries this peer vouched for would be gone)."""
+    fd = os.open(old, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(old, new)
+    _fsync_dir(new)
+
+
 def install() -> None:
     """Make PySyncObj create every journal wrapped in ``ConflictOnlyJournal``, store its term/vote file
-    durably, and sync its journal file without holding the GIL on Linux (idempotent)."""
+    durably, sync a snapshot received from the leader before and after renaming it, and sync its journal file
+    without holding the GIL on Linux (idempotent)."""
     import pysyncobj.journal as pj
+    import pysyncobj.serializer as pser
     import pysyncobj.syncobj as ps
 
     if getattr(ps.createJournal, "_pincluster", False):
         return
     pj.MetaStorer.storeMeta = _store_meta_durably
+    pser.atomicReplace = _durable_replace
     if sys.platform.startswith("linux"):
         pj.ResizableFile.flush = _sync_mapped_file
     logging.getLogger("pysyncobj.syncobj").addFilter(_DeferredTruncationFilter())
