@@ -208,6 +208,13 @@ def test_kubo_cli_through_proxy(cluster: list[Peer], tmp_path: Path) -> None:
     assert cid == VECTORS["files"]["hello_world_nl"]["cid"]
     eventually(lambda: cid in allocations(p2))
     assert kubo_cli(binary, p0, home, "cat", cid).encode() == b"hello world\n"
+    folder = tmp_path / "folder"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "a.txt").write_bytes(b"hello world\n")
+    root = kubo_cli(binary, p0, home, "add", "-r", "-Q", str(folder)).strip()
+    sub = kubo_cli(binary, p0, home, "ls", root).split()  # the embedded node's ls, through the proxy
+    assert sub[1:] == ["-", "sub/"] and sub[0].startswith("Qm")
+    assert kubo_cli(binary, p0, home, "ls", f"{root}/sub") == f"{cid} 12 a.txt\n"
 
     other = tmp_path / "other.bin"
     other.write_bytes(os.urandom(3000))

@@ -14,7 +14,7 @@ from tests.vectors import VECTORS, content, gen
 
 from pincluster.errors import InvalidInput, NotFound
 from pincluster.ipfs.dagpb import PBLink, decode_node, encode_node
-from pincluster.ipfs.unixfs.exporter import NotAFile, cat, get_tar, ls
+from pincluster.ipfs.unixfs.exporter import NotAFile, cat, get_tar, lookup, ls
 from pincluster.ipfs.unixfs.importer import AddEvent, AddOptions, ImportEntry, import_bytes, import_entries
 from pincluster.ipfs.unixfs.layout import MAX_LINKS
 from pincluster.ipfs.unixfs.pb import DataType, UnixFSData, decode_data
@@ -100,7 +100,7 @@ async def test_directory_tree_vector_and_kubo_event_order() -> None:
     ]
     # exporter: ls and get round-trip
     root = CID.decode(tree["cid"])
-    names = [(lk.name, lk.type) for lk in await ls(store, root)]
+    names = [(lk.name, lk.type) async for lk in ls(store, root)]
     assert names == [("a.txt", 2), ("b.bin", 2), ("empty.txt", 2), ("sub", 1)]
     tar_bytes = b"".join([c async for c in get_tar(store, root, "out")])
     with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tf:
@@ -344,10 +344,15 @@ async def test_hamt_threshold_and_export() -> None:
     fs = decode_data(root_node.data or b"")
     assert (fs.type, fs.fanout, fs.hash_type) == (DataType.HAMT_SHARD, 256, 0x22)
     assert all(len(lk.name or "") >= 2 for lk in root_node.links)
-    listed = await ls(store, hamt_root)
+    listed = [lk async for lk in ls(store, hamt_root)]
     want = {e.path[2:] for e in _many(1121)[1:]}
     assert {lk.name for lk in listed} == want and len(listed) == 1121
     assert all(lk.type == 2 for lk in listed)
+    by_name = {lk.name: lk.cid for lk in listed}
+    for name in sorted(want)[::97]:  # found by the name's hash, level by level, as kubo finds it
+        assert await lookup(store, hamt_root, name) == by_name[name]
+    assert await lookup(store, hamt_root, "0007-" + "n" * 194) is None
+    assert await lookup(store, basic_root, sorted(want)[3]) == by_name[sorted(want)[3]]
     tar_bytes = b"".join([c async for c in get_tar(store, hamt_root, "d")])
     with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tf:
         names = [m.name for m in tf.getmembers() if m.isfile()]

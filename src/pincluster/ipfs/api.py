@@ -39,6 +39,8 @@ from pincluster.types.cid import (
     hash_digest,
     multihash_encode,
 )
+from pincluster.types.codec import go_json_plain
+from pincluster.types.gotime import format_time, from_unix_nano
 from pincluster.types.multiaddr import Multiaddr
 
 if TYPE_CHECKING:
@@ -111,7 +113,7 @@ def parse_cid(text: str) -> CID:
 
 
 def error_body(message: str, code: int = 0) -> bytes:
-    return json.dumps({"Message": message, "Code": code, "Type": "error"}, separators=(",", ":")).encode() + b"\n"
+    return go_json_plain({"Message": message, "Code": code, "Type": "error"}) + b"\n"
 
 
 def error_response(message: str, status: int = 500, code: int = 0) -> web.Response:
@@ -119,7 +121,7 @@ def error_response(message: str, status: int = 500, code: int = 0) -> web.Respon
 
 
 def json_response(obj: Any) -> web.Response:
-    return web.Response(body=json.dumps(obj, separators=(",", ":")).encode() + b"\n", content_type="application/json")
+    return web.Response(body=go_json_plain(obj) + b"\n", content_type="application/json")
 
 
 class Output:
@@ -156,7 +158,7 @@ class Output:
             await self.flush()
 
     async def send(self, obj: Any, *, flush: bool = False) -> None:
-        await self.write(json.dumps(obj, separators=(",", ":")).encode() + b"\n", flush=flush)
+        await self.write(go_json_plain(obj) + b"\n", flush=flush)
 
     async def flush(self) -> None:
         await self.start()
@@ -178,6 +180,24 @@ class Output:
             await self.resp.write(b"0\r\n" + trailer + b"\r\n")
         await self.resp.write_eof()
         return self.resp
+
+
+def _go_quote(text: str) -> str:
+    """Go's ``%q`` of a path segment, as kubo's messages quote it."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+#: Go's zero ``time.Time`` as JSON: what kubo's ``ls`` shows for an entry without a stored mtime.
+_GO_ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def _ls_json(lk: Any) -> dict[str, Any]:
+    """kubo's ``LsLink`` JSON of an ``exporter.LsLink``. ``ModTime`` is in UTC (Go's shows the daemon's zone)."""
+    mtime = _GO_ZERO_TIME
+    if lk.mtime is not None and 0 <= lk.mtime[1] <= 999_999_999:  # boxo's ModTime: other nanos give zero
+        mtime = format_time(from_unix_nano(lk.mtime[0] * 1_000_000_000 + lk.mtime[1]))
+    return {"Name": lk.name, "Hash": str(lk.cid), "Size": lk.size, "Type": lk.type, "Target": lk.target,
+            "Mode": lk.mode, "ModTime": mtime}
 
 
 def _cid_text(raw: bytes) -> str:
@@ -238,7 +258,7 @@ class ApiServer:
             "swarm/disconnect": self.swarm_disconnect, "swarm/peers": self.swarm_peers,
             "swarm/addrs/local": self.swarm_addrs_local, "dag/get": self.dag_get, "resolve": self.resolve,
             "dag/import": self.dag_import, "dag/export": self.dag_export,
-            "config/show": self.config_show, "config": self.config_get,
+            "config/show": self.config_show, "config": self.config_get, "ls": self.ls,
         }
         for name, handler in routes.items():
             self.app.router.add_route("*", f"/api/v0/{name}", self._post_only(handler))
@@ -318,17 +338,16 @@ class ApiServer:
         cid = parse_cid(parts[0])
         if len(parts) == 1:
             return cid
+        from pincluster.ipfs.unixfs.exporter import lookup
+
         getter = self._getter()
         for name in parts[1:]:
             if cid.codec != DAG_PB:
-                raise NotFound(f"no link named {name!r} under {cid} (not a dag-pb node)")
-            node = dagpb.decode_node(await getter.get(cid))
-            for link in node.links:
-                if link.name == name:
-                    cid = link.cid
-                    break
-            else:
-                raise NotFound(f"no link named {name!r} under {cid}")
+                raise NotFound(f"no link named {_go_quote(name)} under {cid} (not a dag-pb node)")
+            found = await lookup(getter, cid, name)  # a HAMT-sharded directory is searched by the name's hash
+            if found is None:
+                raise NotFound(f"no link named {_go_quote(name)} under {cid}")
+            cid = found
         return cid
 
     # -- commands ------------------------------------------------------------------------------------------
@@ -412,6 +431,31 @@ class ApiServer:
         length = None if length_opt < 0 else length_opt
         getter = self._getter()
         return await stream_bytes(req, _closing(cat(getter, cid, offset, length), getter), "text/plain")
+
+    async def ls(self, req: web.Request) -> web.StreamResponse:
+        """kubo's ``ls``: each path's entries sorted by name in one object; with ``stream``, one object per entry
+        as the directory is walked (a HAMT-sharded one in shard order)."""
+        from pincluster.ipfs.unixfs.exporter import ls
+
+        paths = args(req)
+        if not paths:
+            raise ArgError('argument "ipfs-path" is required')
+        resolve = opt_bool(req, "resolve-type", True) or opt_bool(req, "size", True)
+        getter = self._getter()
+        if not opt_bool(req, "stream", False, "s"):
+            objects = []
+            for path in paths:
+                links = [_ls_json(lk) async for lk in ls(getter, await self._resolve(path), resolve)]
+                links.sort(key=lambda lk: lk["Name"])  # Go's strings.Compare: UTF-8 byte order, as code points
+                objects.append({"Hash": path, "Links": links})
+            return json_response({"Objects": objects})
+
+        async def entries() -> AsyncIterator[dict[str, Any]]:
+            for path in paths:
+                async for lk in ls(getter, await self._resolve(path), resolve):
+                    yield {"Objects": [{"Hash": path, "Links": [_ls_json(lk)]}]}
+
+        return await stream_items(req, entries())
 
     async def get(self, req: web.Request) -> web.StreamResponse:
         from pincluster.ipfs.unixfs.exporter import get_tar
@@ -618,7 +662,7 @@ class ApiServer:
             while True:
                 cid, t = pending
                 val = {} if quiet else {"Type": t}
-                await out.write(sep + json.dumps(str(cid)).encode() + b":" + json.dumps(val).encode())
+                await out.write(sep + go_json_plain(str(cid)) + b":" + go_json_plain(val))
                 sep = b","
                 try:
                     pending = await anext(items)

@@ -272,6 +272,35 @@ def _add_parts(writer: aiohttp.MultipartWriter, path: Path, rel: str, hidden: bo
         part.headers["Content-Disposition"] = disp
 
 
+@main.command("ls")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("-v", "--headers", is_flag=True, help="Print table headers (Hash, Size, Name).")
+@click.option("--resolve-type", type=click.BOOL, default=True, is_flag=False, flag_value=True,
+              help="Resolve linked objects to find out their types (--resolve-type=false: do not).")
+@click.option("--size", type=click.BOOL, default=True, is_flag=False, flag_value=True,
+              help="Resolve linked objects to find out their file size (--size=false: do not).")
+@click.option("-s", "--stream", is_flag=True, help="List each entry as the directory is walked.")
+@click.option("-l", "--long", "long_", is_flag=True, help="Show the file mode and modification time too.")
+@click.pass_obj
+def ls(obj: Ctx, paths: tuple[str, ...], headers: bool, resolve_type: bool, size: bool, stream: bool,
+       long_: bool) -> None:
+    """List directory contents (or a file's chunks) as kubo's ``ipfs ls`` prints them."""
+    from datetime import UTC, datetime
+
+    from pincluster.ipfs.lstext import LsPrinter
+
+    params = [("arg", p) for p in paths] + [("resolve-type", str(resolve_type).lower()),
+                                             ("size", str(size).lower()), ("stream", str(stream).lower())]
+    printer = LsPrinter(len(paths), headers=headers, size=size, long=long_, stream=stream, now=datetime.now(UTC))
+
+    async def go(url: str) -> None:
+        async for out in _lines(url, "ls", params):
+            for line in printer.lines(out.get("Objects") or []):
+                click.echo(line)
+
+    run(obj, go)
+
+
 @main.command()
 @click.argument("path")
 @click.option("-o", "--offset", type=int, default=0)

@@ -73,6 +73,7 @@ __all__ = [
     "from_msgpack",
     "global_head_json",
     "global_text_pretty",
+    "go_json_plain",
     "iter_json_values",
     "ndjson_batches",
     "ndjson_lines",
@@ -600,6 +601,13 @@ def _go_escape(data: bytes) -> bytes:
     ):
         return data  # a few fast scans beat one regex with an alternation (and ``find`` beats ``in`` on bytes)
     return _GO_ESCAPE_RE.sub(lambda m: _GO_ESCAPES[m.group(0)], data)
+
+
+def go_json_plain(obj: Any) -> bytes:
+    """Compact JSON of plain values (dicts in their own key order, lists, strings, numbers) as Go's
+    ``encoding/json`` writes a struct with those fields: UTF-8 as it is, ``<``, ``>``, ``&``, U+2028 and U+2029
+    escaped (kubo's RPC answers)."""
+    return _go_escape(msgspec.json.encode(obj))
 
 
 def to_json(obj: Any) -> bytes:

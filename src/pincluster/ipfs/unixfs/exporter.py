@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pincluster.errors import InvalidInput
 from pincluster.ipfs.blockstore import BlockGetter
 from pincluster.ipfs.dagpb import PBLink, PBNode, decode_node
-from pincluster.ipfs.unixfs.hamt import shard_entries
+from pincluster.ipfs.unixfs.hamt import name_hash, shard_entries
 from pincluster.ipfs.unixfs.pb import DataType, UnixFSData, UnixFSError, decode_data
 from pincluster.types.cid import CID, DAG_PB, RAW
 
-__all__ = ["LsLink", "NotAFile", "cat", "get_tar", "ls", "stat_node"]
+__all__ = ["LsLink", "NotAFile", "cat", "get_tar", "lookup", "ls"]
 
 PREFETCH = 8
 
@@ -32,14 +32,17 @@ class NotAFile(InvalidInput):
 
 @dataclass(frozen=True)
 class LsLink:
-    """One ``ipfs ls`` entry. ``type`` is the UnixFS type number (1 dir, 2 file…), -1 if not resolved;
-    ``size`` is the file size for files (0 for directories), ``tsize`` the link's cumulative size."""
+    """One ``ipfs ls`` entry, as kubo reports it: ``type`` 1 directory, 2 file, 4 symlink, 0 not known (a link
+    not resolved, or not UnixFS); ``size`` a file's size (0 for a directory), a symlink's target length, or a
+    raw link's size; ``mode`` Go ``os.FileMode`` bits (0: none stored); ``mtime`` (seconds, nanoseconds)."""
 
     name: str
     cid: CID
-    tsize: int
-    type: int
     size: int
+    type: int
+    target: str = ""
+    mode: int = 0
+    mtime: tuple[int, int] | None = None
 
 
 def _decode(cid: CID, data: bytes) -> tuple[PBNode | None, UnixFSData]:
@@ -58,14 +61,6 @@ def _file_size(fs: UnixFSData) -> int:
     if fs.filesize is not None:
         return fs.filesize
     return len(fs.data or b"") + sum(fs.blocksizes)
-
-
-async def stat_node(getter: BlockGetter, cid: CID) -> tuple[int, int]:
-    """``(unixfs type, file size)`` of the node at ``cid`` (size 0 for directories)."""
-    _node, fs = _decode(cid, await getter.get(cid))
-    if fs.type in (DataType.FILE, DataType.RAW):
-        return int(DataType.FILE), _file_size(fs)
-    return int(fs.type), 0
 
 
 async def _pieces(
@@ -203,25 +198,91 @@ async def get_tar(getter: BlockGetter, cid: CID, name: str) -> AsyncIterator[byt
     yield b"\0" * 1024
 
 
-async def ls(getter: BlockGetter, cid: CID, resolve_type: bool = True) -> list[LsLink]:
-    """The links of a directory (or of a file's chunks), like ``ipfs ls``; a HAMT-sharded directory lists its
-    entries (in shard order). With ``resolve_type`` each child's root block is fetched (concurrently) to
-    report its type and file size."""
+async def ls(getter: BlockGetter, cid: CID, resolve: bool = True) -> AsyncIterator[LsLink]:
+    """The entries of a directory (a HAMT-sharded one in shard order), or the chunk links of a file, as kubo's
+    ``ls`` gives them (``coreapi.UnixfsAPI.Ls``). A raw link is a file whose size is the link's; with
+    ``resolve`` each dag-pb child's root block is read (up to ``PREFETCH`` ahead, in order) for its type,
+    size, symlink target, mode and mtime; without, those stay zero."""
     node, fs = _decode(cid, await getter.get(cid))
     if node is None:
-        return []
-    if fs.type == DataType.HAMT_SHARD:
-        named = [(entry, link) async for entry, link in _hamt_walk(getter, node.links, fs.fanout or 256)]
-    else:
-        named = [(link.name or "", link) for link in node.links]
-    sem = asyncio.Semaphore(16)
+        return
+    named: AsyncIterator[tuple[str, PBLink]] = (
+        _hamt_walk(getter, node.links, fs.fanout or 256) if fs.type == DataType.HAMT_SHARD
+        else _plain_links(node.links)
+    )
+    pending: deque[tuple[str, PBLink, asyncio.Future[bytes] | None]] = deque()
+    try:
+        async for name, link in named:
+            want = resolve and link.cid.codec == DAG_PB
+            pending.append((name, link, asyncio.ensure_future(getter.get(link.cid)) if want else None))
+            if len(pending) >= PREFETCH:
+                yield await _ls_link(*pending.popleft())
+        while pending:
+            yield await _ls_link(*pending.popleft())
+    finally:
+        for _name, _link, fut in pending:
+            if fut is not None:
+                fut.cancel()
 
-    async def one(i: int) -> LsLink:
-        name, link = named[i]
-        if not resolve_type:
-            return LsLink(name, link.cid, link.tsize or 0, -1, 0)
-        async with sem:
-            typ, size = await stat_node(getter, link.cid)
-        return LsLink(name, link.cid, link.tsize or 0, typ, size)
 
-    return list(await asyncio.gather(*(one(i) for i in range(len(named)))))
+async def _plain_links(links: tuple[PBLink, ...]) -> AsyncIterator[tuple[str, PBLink]]:
+    for link in links:
+        yield link.name or "", link
+
+
+#: Go's ``os.FileMode`` bits that ``FSNode.Mode`` sets besides the permissions.
+_GO_MODE_DIR, _GO_MODE_SYMLINK = 1 << 31, 1 << 27
+
+
+async def _ls_link(name: str, link: PBLink, block: asyncio.Future[bytes] | None) -> LsLink:
+    """boxo's ``processLink``: the entry for ``link``, from the child's block when it was read."""
+    if link.cid.codec == RAW:
+        return LsLink(name, link.cid, link.tsize or 0, int(DataType.FILE))
+    if block is None:
+        return LsLink(name, link.cid, 0, 0)
+    _node, fs = _decode(link.cid, await block)
+    if fs.type in (DataType.FILE, DataType.RAW):
+        return LsLink(name, link.cid, fs.filesize or 0, int(DataType.FILE), "", _go_mode(fs, 0), fs.mtime)
+    if fs.type in (DataType.DIRECTORY, DataType.HAMT_SHARD, DataType.METADATA):
+        return LsLink(name, link.cid, 0, int(DataType.DIRECTORY), "", _go_mode(fs, _GO_MODE_DIR), fs.mtime)
+    if fs.type == DataType.SYMLINK:
+        target = (fs.data or b"").decode("utf-8", "replace")
+        return LsLink(name, link.cid, len(fs.data or b""), int(DataType.SYMLINK), target,
+                      _go_mode(fs, _GO_MODE_SYMLINK), fs.mtime)
+    return LsLink(name, link.cid, 0, 0)
+
+
+def _go_mode(fs: UnixFSData, kind: int) -> int:
+    """boxo's ``FSNode.Mode``: Go ``os.FileMode`` bits of the node's UnixFS permissions (0 when it has none)."""
+    perms = (fs.mode or 0) & 0xFFF
+    if not perms:
+        return 0
+    return (perms & 0x1FF) | ((perms & 0xC00) << 12) | ((perms & 0x200) << 11) | kind
+
+
+async def lookup(getter: BlockGetter, cid: CID, name: str) -> CID | None:
+    """The CID of entry ``name`` of the directory at ``cid`` (a basic or a HAMT-sharded one: its hash picks the
+    slot at each level, as boxo's ``hamt.Shard.Find``), or of a dag-pb node's link of that name; None when
+    there is none."""
+    node, fs = _decode(cid, await getter.get(cid))
+    if node is None:
+        return None
+    if fs.type != DataType.HAMT_SHARD:
+        return next((link.cid for link in node.links if link.name == name), None)
+    fanout = fs.fanout or 256
+    bits = fanout.bit_length() - 1
+    if fanout != 1 << bits:
+        raise UnixFSError(f"{cid}: HAMT fanout {fanout} is not a power of two")
+    pad = len(f"{fanout - 1:X}")
+    h = int.from_bytes(name_hash(name), "big")
+    for depth in range(64 // bits):
+        slot = f"{(h >> (64 - (depth + 1) * bits)) & (fanout - 1):0{pad}X}"
+        found = next((link for link in node.links if (link.name or "").startswith(slot)), None)
+        if found is None:
+            return None
+        if found.name != slot:
+            return found.cid if found.name == slot + name else None
+        node, cfs = _decode(found.cid, await getter.get(found.cid))
+        if node is None or cfs.type != DataType.HAMT_SHARD:
+            raise UnixFSError(f"{found.cid}: expected a HAMT shard")
+    raise UnixFSError(f"{cid}: HAMT deeper than its hash")

@@ -1,0 +1,66 @@
+"""pincluster's embedded IPFS node (``pincluster-ipfs daemon``) as a subprocess, for tests that run it beside
+a real kubo daemon (``tests/kubo.py``)."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pincluster.types.multiaddr import Multiaddr
+
+
+class EmbeddedNode:
+    """pincluster's embedded IPFS node as a subprocess on free 127.0.0.1 ports."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.repo = root / "repo"
+        self.proc: subprocess.Popen[str] | None = None
+        self.api_multiaddr = ""
+        self.api_url = ""
+        self.peer_id = ""
+
+    def _cmd(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "pincluster.ipfs.cli", "--repo", str(self.repo), *args]
+
+    def start(self) -> EmbeddedNode:
+        subprocess.run(
+            self._cmd("init", "--api-addr", "/ip4/127.0.0.1/tcp/0", "--swarm-addr", "/ip4/127.0.0.1/tcp/0"),
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        self.proc = subprocess.Popen(self._cmd("daemon"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + 60
+        seen: list[str] = []
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            seen.append(line)
+            if m := re.match(r"RPC API server listening on (\S+)", line):
+                self.api_multiaddr = m.group(1)
+                host, port = Multiaddr(self.api_multiaddr).tcp_host_port()
+                self.api_url = f"http://{host}:{port}"
+            elif m := re.match(r"peer identity: (\S+)", line):
+                self.peer_id = m.group(1)
+            elif line.startswith("Daemon is ready"):
+                return self
+        self.stop()
+        raise RuntimeError("embedded IPFS node did not start:\n" + "".join(seen)[-3000:])
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
