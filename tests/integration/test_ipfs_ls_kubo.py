@@ -1,4 +1,4 @@
-"""``ls`` and paths through HAMT-sharded directories: the embedded node answers as a real kubo daemon does.
+"""``ls``, ``dag stat`` and paths through HAMT-sharded directories: the embedded node answers as a real kubo does.
 
 kubo adds the content (files of one and several chunks, a sub-directory, a symlink, a Unicode name, CIDv1 with
 raw leaves, a file with its mode and mtime kept, a directory big enough that kubo shards it); each root goes to
@@ -191,3 +191,18 @@ def test_the_ls_command_prints_what_kubos_prints(pair: Pair) -> None:
         assert ours.returncode == 0, ours.stderr
         assert ours.stdout == theirs, f"ls {argv}:\nkubo:\n{theirs[:1500]}\nours:\n{ours.stdout[:1500]}"
     assert "-rwsr-xr-x" in pair.kubo.ipfs("ls", "-l", kept)  # the long listing shows a kept mode
+
+
+def test_dag_stat_reads_the_same(pair: Pair) -> None:
+    """``dag stat``: the progress after every block (depth-first, as kubo walks), the final summary with the
+    size two roots share and their ratio (a float32 as Go writes it)."""
+    tree, hamt = pair.roots["tree"], pair.roots["hamt"]
+    lines = _same(pair, "dag/stat", [("arg", tree)])
+    assert len(lines) > 5 and lines[-1]["UniqueBlocks"] == len(lines) - 1
+    _same(pair, "dag/stat", [("arg", tree), ("progress", "false")])
+    final = _same(pair, "dag/stat", [("arg", tree), ("arg", f"{tree}/big.bin"), ("arg", pair.roots["tree1"]),
+                                     ("progress", "false")])[-1]
+    assert final["SharedSize"] > 0 and final["Ratio"] != 1  # the test covers them
+    _same(pair, "dag/stat", [("arg", hamt), ("progress", "false")])
+    (ks, kb), (os_, ob) = pair.both("stats/repo", [])
+    assert ks == os_ == 200 and json.loads(ob).keys() == json.loads(kb).keys()

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import decimal
 import json
 import logging
 import platform
+import struct
 import urllib.parse
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 from aiohttp import BodyPartReader, MultipartReader, hdrs, web
 
 from pincluster.errors import InvalidInput, NotFound, PinclusterError
@@ -259,6 +262,7 @@ class ApiServer:
             "swarm/addrs/local": self.swarm_addrs_local, "dag/get": self.dag_get, "resolve": self.resolve,
             "dag/import": self.dag_import, "dag/export": self.dag_export,
             "config/show": self.config_show, "config": self.config_get, "ls": self.ls,
+            "dag/stat": self.dag_stat, "stats/repo": self.repo_stat,
         }
         for name, handler in routes.items():
             self.app.router.add_route("*", f"/api/v0/{name}", self._post_only(handler))
@@ -978,6 +982,45 @@ class ApiServer:
         getter = self._getter()
         return await stream_bytes(req, _closing(export_car(getter, root), getter), "application/vnd.ipld.car")
 
+    async def dag_stat(self, req: web.Request) -> web.StreamResponse:
+        """kubo's ``dag stat``: each root's blocks (each once, depth-first in link order) and their size; over all
+        roots the distinct blocks, their size, the size the roots share and the ratio. With ``progress`` (the
+        default over HTTP, as in kubo) the summary so far follows every block, then the final one."""
+        paths = args(req)
+        if not paths:
+            raise ArgError('argument "root" is required')
+        progress = opt_bool(req, "progress", True, "p")
+        getter = self._getter()
+
+        async def events() -> AsyncIterator[dict[str, Any]]:
+            every: set[CID] = set()
+            total = visited = 0
+            stats: list[dict[str, Any]] = []
+            for path in paths:
+                root = await self._resolve(path)
+                mine: dict[str, Any] = {"Cid": str(root), "Size": 0, "NumBlocks": 0}
+                stats.append(mine)
+                seen: set[CID] = set()
+                stack = [root]
+                while stack:
+                    cid = stack.pop()
+                    if cid in seen:
+                        continue
+                    seen.add(cid)
+                    data = await getter.get(cid)
+                    mine["Size"] += len(data)
+                    mine["NumBlocks"] += 1
+                    if cid not in every:
+                        every.add(cid)
+                        total += len(data)
+                    visited += len(data)
+                    if progress:
+                        yield _dag_stat_summary(stats, total)
+                    stack.extend(child for child, _name in reversed(_links(cid, data)))
+            yield _dag_stat_summary(stats, total, unique=len(every), visited=visited)
+
+        return await stream_items(req, events())
+
     async def resolve(self, req: web.Request) -> web.StreamResponse:
         path = one_arg(req, "name")
         cid = await self._resolve(path)
@@ -1105,6 +1148,34 @@ def _verify_item(item: Any) -> tuple[CID, bool, list[tuple[CID, str]]]:
     ok = bool(getattr(item, "ok", True))
     bad = list(getattr(item, "bad_nodes", None) or getattr(item, "bad", None) or [])
     return cid, ok, bad
+
+
+def _dag_stat_summary(stats: list[dict[str, Any]], total: int, *, unique: int = 0, visited: int = 0) -> dict[str, Any]:
+    """kubo's ``DagStatSummary`` JSON (its ``omitempty`` fields left out when zero); ``unique`` and ``visited``
+    (bytes over all roots, a block shared by two counted twice) only in the final one, which has the ratio."""
+    out: dict[str, Any] = {}
+    if unique:
+        out["UniqueBlocks"] = unique
+    if total:
+        out["TotalSize"] = total
+    if unique and visited - total:
+        out["SharedSize"] = visited - total
+    if unique and total:
+        out["Ratio"] = msgspec.Raw(_go_float32(visited / total).encode())
+    if stats:
+        out["DagStats"] = [{"Cid": st["Cid"], **{k: st[k] for k in ("Size", "NumBlocks") if st[k]}} for st in stats]
+    return out
+
+
+def _go_float32(x: float) -> str:
+    """Go's JSON of a ``float32`` (``strconv.FormatFloat(f, 'f', -1, 32)`` for the values ``dag stat`` has): the
+    shortest decimal that reads back as the same float32."""
+    f32 = struct.unpack("<f", struct.pack("<f", x))[0]
+    for digits in range(1, 10):
+        text = f"{f32:.{digits}g}"
+        if struct.unpack("<f", struct.pack("<f", float(text)))[0] == f32:
+            break
+    return format(decimal.Decimal(text), "f")
 
 
 def _codec_name(code: int) -> str:
