@@ -467,6 +467,57 @@ def test_a_power_loss_between_a_snapshot_and_the_journal_compaction_loses_no_ack
             p.stop()
 
 
+def _small_tmpfs(folder: Path, size: str) -> bool:
+    """Mount a tmpfs of ``size`` on ``folder`` (a disk that fills up); False where mounting is not allowed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                             capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return res.returncode == 0
+
+
+def test_a_peer_whose_disk_fills_stops_saying_so_and_catches_up_once_it_has_room(tmp_path: Path) -> None:
+    """One peer's data folder on a 3 MB disk, the others' on a large one. When it fills, the peer stops with a
+    message that says so and what to do (it was killed by SIGBUS, without a word: its journal is a shared
+    mapping, and the file grew into holes the full disk could not back); the other two go on acknowledging
+    writes. Given room and restarted, it has every acknowledged write."""
+    c = Cluster(tmp_path)
+    small = c.peers[2].data
+    if not _small_tmpfs(small, "3M"):
+        pytest.skip("cannot mount a tmpfs here (needs root): no small disk to fill")
+    try:
+        for p in c.peers:
+            c.start(p)
+        c.leader()
+        acked: list[str] = []
+        full = c.peers[2]
+        assert full.proc is not None
+        for i in range(200):
+            r = c.peers[i % 2].post("/pin", {"keys": keys(100, "f")}, timeout=30)
+            acked += r["acked"]
+            if full.proc.poll() is not None and i % 10 == 9:
+                break
+        code = full.proc.wait(30)
+        log_text = full.log_path.read_text()
+        assert code == 74, (code, log_text[-2000:])  # EX_IOERR, not -7 (SIGBUS)
+        stop = [line for line in log_text.splitlines() if "cannot be written" in line]
+        assert len(stop) == 1 and "This peer stops now, with nothing lost" in stop[0], log_text[-3000:]
+        assert "No space left on device" in stop[0] or "disk is full" in stop[0], stop
+        assert "Traceback" not in log_text, log_text[-3000:]  # one line that says it all
+        assert len(acked) >= 2000 and not r["failed"], r  # the other two went on
+        full.proc = None
+        subprocess.run(["mount", "-o", "remount,size=64M", str(small)], check=True, timeout=10)
+        c.start(full)
+        wait(lambda: full.post("/has", {"keys": acked})["missing"] == [], 60, "the peer to have every write")
+        c.converged()
+    finally:
+        for p in c.peers:
+            p.stop()
+        subprocess.run(["umount", "-l", str(small)], capture_output=True, timeout=10)
+
+
 def test_state_format_version_refusal(tmp_path: Path) -> None:
     p = Peer(tmp_path, "old")
     p.data.mkdir(parents=True)

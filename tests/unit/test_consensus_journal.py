@@ -402,3 +402,77 @@ def test_a_restart_keeps_the_journal_entries_after_the_snapshot(
     j = make(entries, term=2)
     raft._journal_from_snapshot(j, _snapshot(tmp_path, *snapshot))
     assert ids(j) == after
+
+
+class _Stopped(Exception):
+    """``os._exit`` in the tests below: the peer stopped."""
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "posix_fallocate"), reason="no posix_fallocate here")
+def test_a_full_disk_stops_the_peer_when_the_journal_would_grow_into_a_hole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PySyncObj grows its mapped journal file by ftruncate (a hole a full disk cannot back: SIGBUS at the write).
+    After install() the new space is reserved first; a full disk stops the peer there, saying so, with nothing
+    written."""
+    import errno
+    import os
+
+    import pysyncobj.journal as pj
+
+    from pincluster.consensus import journal
+
+    journal.install()
+    fj = pj.FileJournal(str(tmp_path / "journal"))
+    fj.add(b"first", 1, 1)
+    size = os.path.getsize(tmp_path / "journal")
+    reserved: list[tuple[int, int]] = []
+    real = os.posix_fallocate
+    monkeypatch.setattr(os, "posix_fallocate", lambda fd, off, n: (reserved.append((off, n)), real(fd, off, n))[1])
+    for i in range(2, 200):  # past the file's size: it grows, reserved
+        fj.add(b"entry %d" % i * 20, i, 1)
+    assert reserved and reserved[0][0] == size and os.path.getsize(tmp_path / "journal") == sum(reserved[-1])
+
+    def full(fd: int, off: int, n: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def exit_(code: int) -> None:
+        raise _Stopped(code)
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    monkeypatch.setattr(os, "_exit", exit_)
+    with pytest.raises(_Stopped) as stopped:
+        for i in range(200, 2000):
+            fj.add(b"entry %d" % i * 20, i, 1)
+    assert stopped.value.args == (journal.DISK_FULL_EXIT,)
+    assert "the Raft journal cannot be written" in caplog.text and "No space left on device" in caplog.text
+    monkeypatch.undo()
+    fj._destroy()
+
+
+def test_a_full_disk_stops_the_peer_before_a_term_or_vote_it_cannot_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import errno
+    import os
+
+    import pysyncobj.journal as pj
+
+    from pincluster.consensus import journal
+
+    journal.install()
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def exit_(code: int) -> None:
+        raise _Stopped(code)
+
+    monkeypatch.setattr(os, "fsync", full)
+    monkeypatch.setattr(os, "_exit", exit_)
+    with pytest.raises(_Stopped):
+        pj.MetaStorer(str(tmp_path / "journal.meta")).storeMeta({"currentTerm": 8, "votedForNodeId": "x"})
+    assert "the Raft term and vote cannot be written" in caplog.text
+    monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(errno.EIO, "I/O error")))
+    with pytest.raises(OSError, match="I/O error"):  # other errors are PySyncObj's to log and retry
+        pj.MetaStorer(str(tmp_path / "journal.meta")).storeMeta({"currentTerm": 8, "votedForNodeId": "x"})

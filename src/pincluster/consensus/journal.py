@@ -24,9 +24,12 @@ record torn by a power loss is found at the next start even where its size field
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import mmap
 import os
+import shutil
+import sqlite3
 import struct
 import sys
 import zlib
@@ -369,12 +372,17 @@ def _store_meta_durably(storer: Any, meta: Any) -> None:
 
     path = storer.getPath()
     tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(dumps(meta))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(dumps(meta))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path)
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        stop_on_full_disk("the Raft term and vote", path, exc)  # never vote or campaign on a term not stored
 
 
 def _sync_mapped_file(rf: Any) -> None:
@@ -405,6 +413,73 @@ def _durable_replace(old: str, new: str) -> None:
     _fsync_dir(new)
 
 
+def _reserving_write(rf: Any, offset: int, values: bytes) -> None:
+    """PySyncObj's ``ResizableFile.write``, with the space the file grows by reserved (``posix_fallocate``).
+
+    The journal is a shared mapping of a file that grows by ``ftruncate``: a sparse hole. A write into a hole on
+    a full filesystem has no block to land in, and the kernel kills the process with SIGBUS (seen: a peer whose
+    disk filled died with exit -7 and not a word in its log). With the space reserved as the file grows, a full
+    disk shows up as ENOSPC there, before anything is written, and the peer stops itself saying so
+    (``stop_on_full_disk``)."""
+    mm = rf._ResizableFile__mm
+    end = offset + len(values)
+    if end > mm.size():
+        current = new = mm.size()
+        while end > new:
+            new = max(int(new * rf._ResizableFile__resizeFactor), end)
+        fd = rf._ResizableFile__f.fileno()
+        try:
+            os.posix_fallocate(fd, current, new - current)
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            stop_on_full_disk("the Raft journal", str(rf._ResizableFile__fileName), exc)
+        try:
+            mm.resize(new)
+        except (SystemError, OSError):
+            rf._ResizableFile__extand(max(0, new - os.fstat(fd).st_size))  # remaps the file, grown above
+        mm = rf._ResizableFile__mm
+    mm[offset:end] = values
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the disk (or the user's quota) is full: ENOSPC/EDQUOT, or SQLite's "database or
+    disk is full"."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return isinstance(exc, sqlite3.OperationalError) and "disk is full" in str(exc)
+
+
+def stop_on_full_disk(what: str, path: str, exc: BaseException) -> None:
+    """A write the peer cannot do without (``what``, at ``path``) failed for lack of space: stop the peer at once,
+    saying why and what to do.
+
+    Nothing that was not written is vouched for, so the peer's data is as it was, and once it has room again it
+    catches up from the other peers. Going on would be worse: PySyncObj adds an entry to its list before writing
+    it, and takes a new term before storing it, so it would vouch for entries and votes it does not have; and a
+    peer whose state cannot be written takes requests it never answers."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        free = f"{shutil.disk_usage(folder).free / 1e6:.1f} MB free"
+    except OSError:
+        free = "free space unknown"
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    _log.critical("%s cannot be written (%s): %s (%s in %s). This peer stops now, with nothing lost: free some "
+                  "space there and start it again; it catches up from the other peers.",
+                  what, path, reason, free, folder)
+    logger: logging.Logger | None = _log
+    while logger is not None:  # the line must reach the log before the process ends
+        for handler in logger.handlers:
+            with contextlib.suppress(Exception):
+                handler.flush()
+        logger = logger.parent if logger.propagate else None
+    os._exit(DISK_FULL_EXIT)
+
+
+#: The exit status of a peer stopped by a full disk (``stop_on_full_disk``): EX_IOERR.
+DISK_FULL_EXIT = 74
+
+
 def install() -> None:
     """Make PySyncObj create every journal wrapped in ``ConflictOnlyJournal``, store its term/vote file
     durably, sync a snapshot received from the leader before and after renaming it, and sync its journal file
@@ -419,6 +494,8 @@ def install() -> None:
     pser.atomicReplace = _durable_replace
     if sys.platform.startswith("linux"):
         pj.ResizableFile.flush = _sync_mapped_file
+    if hasattr(os, "posix_fallocate"):
+        pj.ResizableFile.write = _reserving_write
     logging.getLogger("pysyncobj.syncobj").addFilter(_DeferredTruncationFilter())
     original = ps.createJournal
 

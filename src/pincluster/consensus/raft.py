@@ -554,15 +554,29 @@ class RaftConsensus:
             # Entries already on the disk in this peer's synced journal survive a power loss there (a restart
             # applies the journal above the state's applied index), so their commit needs no fsync of its own.
             fsync = bool(entries) and entries[-1][0] > self._journal_synced_index()
+            failures, reported = 0, 0.0
             try:
                 while entries:
                     try:
                         results = store.apply_many([(i, t, ops) for i, t, ops, _n in entries], fsync=fsync)
                         if fsync:
                             self.group_commits_fsynced += 1
+                        if failures:
+                            log.warning("writing to the state works again, after %d failed attempts", failures)
                         break
-                    except Exception:
-                        log.exception("writing %d Raft entries to the state failed", len(entries))
+                    except Exception as exc:
+                        if raft_journal.is_disk_full(exc):
+                            raft_journal.stop_on_full_disk("the state", str(store.path), exc)
+                        failures += 1
+                        # Retried every 0.2 s until it works (nothing is acknowledged meanwhile): the traceback
+                        # once, then a line every 30 s, not a traceback per attempt.
+                        if failures == 1:
+                            log.exception("writing %d Raft entries to the state failed; retrying until it works",
+                                          len(entries))
+                            reported = time.monotonic()
+                        elif time.monotonic() - reported >= 30:
+                            log.error("writing to the state still fails after %d attempts: %s", failures, exc)
+                            reported = time.monotonic()
                         if self._writer_stop:
                             ok = False
                             break

@@ -303,6 +303,14 @@ def _connect(path: Path | str, *, readonly: bool = False) -> sqlite3.Connection:
     return conn
 
 
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back the transaction a failed write left open. A COMMIT that failed (a full disk: "database or
+    disk is full") has already ended it, and a ROLLBACK then raises "no transaction is active", which would
+    hide the real error."""
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
 def _read_meta(conn: sqlite3.Connection) -> dict[str, object]:
     try:
         rows = conn.execute("SELECT key, value FROM meta").fetchall()
@@ -420,7 +428,7 @@ class SQLiteStore:
                     )
                 w.execute("COMMIT")
             except BaseException:
-                w.execute("ROLLBACK")
+                _rollback(w)
                 raise
             if index:
                 self._applied_index = index
@@ -489,7 +497,7 @@ class SQLiteStore:
                     stored = int(w.execute("SELECT count(*) FROM bulk_last").fetchone()[0])
                     w.execute("COMMIT")
                 except BaseException:
-                    w.execute("ROLLBACK")
+                    _rollback(w)
                     raise
             finally:
                 for table in ("bulk", "bulk_alloc", "bulk_exp", "bulk_last"):
@@ -672,7 +680,7 @@ class SQLiteStore:
                     )
                 w.execute("COMMIT")
             except BaseException:
-                w.execute("ROLLBACK")
+                _rollback(w)
                 raise
             self._applied_index, self._applied_term = index_now, term_now
             return out
@@ -763,7 +771,7 @@ def upgrade(path: Path | str, migrations: Mapping[int, Callable[[sqlite3.Connect
                 conn.execute("UPDATE meta SET value = ? WHERE key = 'format_version'", (version + 1,))
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise
             log.info("upgraded the state in %s from format version %d to %d", p, version, version + 1)
             version += 1
