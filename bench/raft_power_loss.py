@@ -11,7 +11,10 @@ snapshots had to bring back), the rounds where a peer restarted between a snapsh
 journal (``_journal_from_snapshot``), and any write missing. Exits 1 at the first round that loses one, keeping
 its folder.
 
-Usage: .venv/bin/python bench/raft_power_loss.py [--rounds 25] [--seed N]
+``--at-snapshot`` kills a moment (0–10 ms) after any peer logs a snapshot written, which is when its journal
+still holds the entries the snapshot does: where PySyncObj lost writes (``RaftConsensus._journal_from_snapshot``).
+
+Usage: .venv/bin/python bench/raft_power_loss.py [--rounds 25] [--seed N] [--at-snapshot]
 """
 
 from __future__ import annotations
@@ -29,7 +32,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "integ
 import test_consensus_raft as harness  # the Raft tests' peer harness
 
 
-def one_round(rng: random.Random, root: Path) -> tuple[int, int, bool, list[int]]:
+def _snapshots_logged(c: harness.Cluster) -> int:
+    return sum(p.log_path.read_text().count("Raft snapshot at index") for p in c.peers)
+
+
+def _kill_after_next_snapshot(c: harness.Cluster, rng: random.Random, limit: float = 10.0) -> None:
+    """Kill every peer a moment after any of them logs a snapshot written (the moment before its journal is
+    compacted), or at a random moment if none does within ``limit`` seconds."""
+    before = _snapshots_logged(c)
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline and _snapshots_logged(c) == before:
+        time.sleep(0.002)
+    time.sleep(rng.uniform(0, 0.01))
+    for p in c.peers:
+        p.kill()
+
+
+def one_round(rng: random.Random, root: Path, at_snapshot: bool) -> tuple[int, int, bool, list[int]]:
     """(acknowledged writes, of which after the copy, whether a peer restarted in the snapshot-compaction
     window, missing writes per peer)."""
     c = harness.Cluster(root)
@@ -58,9 +77,12 @@ def one_round(rng: random.Random, root: Path) -> tuple[int, int, bool, list[int]
         with lock:
             before = len(acked)
         copies = [harness._state_copy(c, p, "copy") for p in c.peers]
-        time.sleep(rng.uniform(0.5, 3.0))
-        for p in c.peers:
-            p.kill()
+        if at_snapshot:
+            _kill_after_next_snapshot(c, rng)
+        else:
+            time.sleep(rng.uniform(0.5, 3.0))
+            for p in c.peers:
+                p.kill()
         stop.set()
         for t in threads:
             t.join(10)
@@ -87,12 +109,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=25)
     ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--at-snapshot", action="store_true",
+                    help="kill a moment after a peer logs a snapshot written, not at a random moment")
     args = ap.parse_args()
     rng = random.Random(args.seed)
     total = after = windows = 0
     for r in range(args.rounds):
         root = Path(tempfile.mkdtemp(prefix="pincluster-power-loss-"))
-        acked, late, window, missing = one_round(rng, root)
+        acked, late, window, missing = one_round(rng, root, args.at_snapshot)
         total, after, windows = total + acked, after + late, windows + window
         print(f"round {r}: {acked} writes acknowledged, {late} after the copy; "
               f"{'a peer restarted between a snapshot and its compaction; ' if window else ''}missing {missing}",
