@@ -185,6 +185,15 @@ class Output:
         return self.resp
 
 
+def _bootstrap_addr(text: str) -> Multiaddr:
+    """A bootstrap address argument, or kubo's error for one that does not parse."""
+    try:
+        return Multiaddr(text)
+    except InvalidInput as exc:
+        reason = str(exc).partition("': ")[2] or str(exc)
+        raise PinclusterError(f"failed to parse multiaddr {_go_quote(text)}: {reason}") from None
+
+
 def _go_quote(text: str) -> str:
     """Go's ``%q`` of a path segment, as kubo's messages quote it."""
     return json.dumps(text, ensure_ascii=False)
@@ -262,7 +271,10 @@ class ApiServer:
             "swarm/addrs/local": self.swarm_addrs_local, "dag/get": self.dag_get, "resolve": self.resolve,
             "dag/import": self.dag_import, "dag/export": self.dag_export,
             "config/show": self.config_show, "config": self.config_get, "ls": self.ls,
-            "dag/stat": self.dag_stat, "stats/repo": self.repo_stat,
+            "dag/stat": self.dag_stat, "stats/repo": self.repo_stat, "bootstrap": self.bootstrap_list,
+            "bootstrap/list": self.bootstrap_list, "bootstrap/add": self.bootstrap_add,
+            "bootstrap/add/default": self.bootstrap_add_default, "bootstrap/rm": self.bootstrap_rm,
+            "bootstrap/rm/all": self.bootstrap_rm,
         }
         for name, handler in routes.items():
             self.app.router.add_route("*", f"/api/v0/{name}", self._post_only(handler))
@@ -1025,6 +1037,47 @@ class ApiServer:
         path = one_arg(req, "name")
         cid = await self._resolve(path)
         return json_response({"Path": f"/ipfs/{cid}"})
+
+    # bootstrap --------------------------------------------------------------------------------------------------
+    async def bootstrap_list(self, req: web.Request) -> web.StreamResponse:
+        return json_response({"Peers": [str(a) for a in self.node.config.bootstrap]})
+
+    async def bootstrap_add(self, req: web.Request) -> web.StreamResponse:
+        """kubo's ``bootstrap add``: each address must name its peer (``/p2p/<id>``); answers the ones given."""
+        added: list[Multiaddr] = []
+        for text in args(req):
+            addr = _bootstrap_addr(text)
+            if addr.peer_id is None:
+                raise PinclusterError(f"invalid bootstrap address: {text}")
+            if addr not in added:
+                added.append(addr)
+        if not added:
+            raise PinclusterError("no bootstrap peers to add")
+        self.node.set_bootstrap(added + [a for a in self.node.config.bootstrap if a not in added])  # kubo's order
+        return json_response({"Peers": [str(a) for a in added]})
+
+    async def bootstrap_add_default(self, req: web.Request) -> web.StreamResponse:
+        raise PinclusterError("cannot add default bootstrap peers: this node has none (its swarm is a private "
+                              "network); add specific peer addresses instead")
+
+    async def bootstrap_rm(self, req: web.Request) -> web.StreamResponse:
+        """kubo's ``bootstrap rm``: the addresses given (``/p2p/<id>`` alone: every address of that peer), or with
+        ``all`` every one; answers those removed."""
+        current = list(self.node.config.bootstrap)
+        if req.path.endswith("/rm/all") or opt_bool(req, "all", False):
+            gone = current
+        else:
+            gone = []
+            for text in args(req):
+                addr = _bootstrap_addr(text)
+                if addr.peer_id is None:
+                    raise PinclusterError("invalid p2p multiaddr")
+                whole_peer = addr.without_p2p() == addr  # ``/p2p/<id>`` alone
+                gone += [a for a in current
+                         if a not in gone and (a == addr or (whole_peer and a.peer_id == addr.peer_id))]
+        if gone:
+            self.node.set_bootstrap([a for a in current if a not in gone])
+        return json_response({"Peers": [str(a) for a in gone]})
 
     async def config_show(self, req: web.Request) -> web.StreamResponse:
         return json_response(self.node.config.to_json(secrets=False))

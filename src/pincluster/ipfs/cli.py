@@ -453,6 +453,51 @@ def swarm_peers(obj: Ctx) -> None:
     run(obj, go)
 
 
+@main.group()
+def bootstrap() -> None:
+    """The peers this node keeps connected (its config's Bootstrap list)."""
+
+
+def _print_peers(prefix: str, res: Any) -> None:
+    """kubo's ``bootstrapWritePeers``: one line per address, sorted, after ``prefix``."""
+    for peer in sorted(res.get("Peers") or []):
+        click.echo(prefix + peer)
+
+
+@bootstrap.command("list")
+@click.pass_obj
+def bootstrap_list(obj: Ctx) -> None:
+    """Show the bootstrap list."""
+    async def go(url: str) -> None:
+        _print_peers("", await _json(url, "bootstrap/list", []))
+
+    run(obj, go)
+
+
+@bootstrap.command("add")
+@click.argument("peers", nargs=-1)
+@click.pass_obj
+def bootstrap_add(obj: Ctx, peers: tuple[str, ...]) -> None:
+    """Add peers (``/ip4/…/tcp/…/p2p/<id>``) to the bootstrap list; dialled from now on."""
+    async def go(url: str) -> None:
+        _print_peers("added ", await _json(url, "bootstrap/add", [("arg", p) for p in peers]))
+
+    run(obj, go)
+
+
+@bootstrap.command("rm")
+@click.argument("peers", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Remove every peer.")
+@click.pass_obj
+def bootstrap_rm(obj: Ctx, peers: tuple[str, ...], all_: bool) -> None:
+    """Remove peers (``/p2p/<id>`` alone: every address of that peer) from the bootstrap list."""
+    async def go(url: str) -> None:
+        params = [("arg", p) for p in peers] + [("all", str(all_).lower())]
+        _print_peers("removed ", await _json(url, "bootstrap/rm", params))
+
+    run(obj, go)
+
+
 @swarm.command("addrs")
 @click.pass_obj
 def swarm_addrs(obj: Ctx) -> None:

@@ -188,6 +188,14 @@ class IpfsNode:
         self.host.peerstore.add_addrs(pid, [addr.without_p2p()])
         return pid
 
+    def set_bootstrap(self, addrs: Sequence[Multiaddr]) -> None:
+        """Replace the Bootstrap list (``bootstrap add|rm``): saved in the repo's config, and dialled from now on
+        (the loop reads the list each round; it starts if it was not running)."""
+        self.config.bootstrap = list(addrs)
+        self.config.save(self.repo)
+        if self.config.bootstrap and self._bootstrap_task is None and self.host is not None:
+            self._bootstrap_task = asyncio.create_task(self._bootstrap_loop(), name="ipfs-bootstrap")
+
     async def _bootstrap_loop(self) -> None:
         """Keep the Bootstrap peers connected: dial at start and retry every 10 s for those not connected."""
         assert self.host is not None
