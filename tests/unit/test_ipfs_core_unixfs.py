@@ -402,3 +402,14 @@ async def test_rabin_chunks_match_reference_loop() -> None:
     want = _slow_rabin_chunks(data, 1000, 16384, 20000)
     got = [len(c) async for c in rabin_chunks(pieces(data, (77_777,)), 1000, 16384, 20000)]
     assert got == want and len(set(got)) > 3 and 20000 in got
+
+
+async def test_lookup_follows_named_links_of_a_dag_pb_node_that_is_not_unixfs() -> None:
+    store = MemStore()
+    leaf = CID.v0(hashlib.sha256(b"leaf").digest())
+    for data in (None, b"\xff\xffnot unixfs"):
+        block = encode_node([PBLink(leaf, "child", 4)], data)
+        root = CID.v0(hashlib.sha256(block).digest())
+        await store.put_many([(root, block)])
+        assert await lookup(store, root, "child") == leaf
+        assert await lookup(store, root, "other") is None

@@ -263,11 +263,15 @@ def _go_mode(fs: UnixFSData, kind: int) -> int:
 async def lookup(getter: BlockGetter, cid: CID, name: str) -> CID | None:
     """The CID of entry ``name`` of the directory at ``cid`` (a basic or a HAMT-sharded one: its hash picks the
     slot at each level, as boxo's ``hamt.Shard.Find``), or of a dag-pb node's link of that name; None when
-    there is none."""
-    node, fs = _decode(cid, await getter.get(cid))
-    if node is None:
+    there is none (a dag-pb node that is not UnixFS is searched by link name too)."""
+    if cid.codec != DAG_PB:
         return None
-    if fs.type != DataType.HAMT_SHARD:
+    node = decode_node(await getter.get(cid))
+    try:
+        fs = decode_data(node.data) if node.data is not None else None
+    except UnixFSError:
+        fs = None
+    if fs is None or fs.type != DataType.HAMT_SHARD:
         return next((link.cid for link in node.links if link.name == name), None)
     fanout = fs.fanout or 256
     bits = fanout.bit_length() - 1
@@ -282,7 +286,8 @@ async def lookup(getter: BlockGetter, cid: CID, name: str) -> CID | None:
             return None
         if found.name != slot:
             return found.cid if found.name == slot + name else None
-        node, cfs = _decode(found.cid, await getter.get(found.cid))
-        if node is None or cfs.type != DataType.HAMT_SHARD:
+        child, cfs = _decode(found.cid, await getter.get(found.cid))
+        if child is None or cfs.type != DataType.HAMT_SHARD:
             raise UnixFSError(f"{found.cid}: expected a HAMT shard")
+        node = child
     raise UnixFSError(f"{cid}: HAMT deeper than its hash")
