@@ -1,6 +1,6 @@
 """kubo's ``ls`` text pieces: Go's tabwriter, ``formatMode``, ``formatModTime``, ``EscNonPrint``.
 
-The whole output is compared with kubo's own CLI in tests/integration/test_ipfs_ls_kubo.py; these pin the
+The whole output is compared with kubo's own CLI in tests/integration/test_ipfs_api_as_kubo.py; these pin the
 pieces where kubo is not built."""
 
 from __future__ import annotations
