@@ -240,3 +240,26 @@ def test_bootstrap_list_add_rm_read_the_same(pair: Pair) -> None:
         assert (ours.returncode, ours.stdout) == (0, theirs), (argv, theirs, ours.stdout, ours.stderr)
     (ks, kb), (os_, ob) = pair.both("bootstrap/add/default", [])
     assert ks == os_ == 500 and b"cannot add default bootstrap peers" in kb and b"add specific peer" in ob
+
+
+def test_refs_pin_ls_and_cat_read_the_same(pair: Pair) -> None:
+    """``refs`` in kubo's order (each link's edge, then the refs below it), with its unique, edges, format and
+    depth options; ``pin/ls`` of a recursive and of an indirect pin, listed whole or streamed, quiet or not;
+    ``cat`` of a part of a file and of a symlink (its target)."""
+    tree, tree1 = pair.roots["tree"], pair.roots["tree1"]
+    for params in ([("arg", tree)], [("arg", tree), ("recursive", "true")],
+                   [("arg", tree), ("recursive", "true"), ("unique", "true")], [("arg", tree), ("edges", "true")],
+                   [("arg", tree), ("format", "<src> <dst> <linkname>"), ("recursive", "true")],
+                   [("arg", tree1), ("max-depth", "2"), ("unique", "true")],
+                   [("arg", tree1), ("max-depth", "2"), ("recursive", "true"), ("unique", "true")],
+                   [("arg", tree), ("arg", tree1), ("recursive", "true"), ("unique", "true")],
+                   [("arg", pair.roots["hamt"])]):
+        _same(pair, "refs", params)
+    for params in ([("arg", tree), ("type", "recursive")], [("arg", f"{tree}/sub"), ("type", "indirect")],
+                   [("arg", f"{tree}/sub")], [("arg", f"{tree}/sub"), ("stream", "true")],
+                   [("arg", tree), ("quiet", "true")], [("arg", tree), ("stream", "true"), ("quiet", "true")]):
+        _same(pair, "pin/ls", params)
+    for params in ([("arg", f"{tree}/big.bin"), ("offset", "262140"), ("length", "20")], [("arg", f"{tree}/link")]):
+        theirs, ours = pair.both("cat", params)
+        assert ours == theirs and theirs[0] == 200, (params, theirs[:2], ours[:2])
+    assert pair.both("cat", [("arg", f"{tree}/link")])[1] == (200, b"a.txt")  # a symlink's target

@@ -653,15 +653,15 @@ class ApiServer:
         if ptype not in ("all", "direct", "indirect", "recursive"):
             raise ArgError(f"invalid type '{ptype}', must be one of {{direct, indirect, recursive, all}}")
         stream = opt_bool(req, "stream", False, "s")
-        quiet = opt_bool(req, "quiet", False, "q")
+        opt_bool(req, "quiet", False, "q")  # checked, and like kubo's, only its CLI's text leaves the type out
         cids = [await self._resolve(p) for p in args(req)]
         if stream and not cids and ptype in ("recursive", "direct"):
-            return await self._pin_ls_pages(req, ptype, quiet)
+            return await self._pin_ls_pages(req, ptype)
         items = self.node.pins.ls(ptype, cids).__aiter__()
         if stream:
             async def lines() -> AsyncIterator[dict[str, Any]]:
                 async for cid, t in items:
-                    yield {"Cid": str(cid)} if quiet else {"Cid": str(cid), "Type": t}
+                    yield {"Cid": str(cid), "Type": t}
 
             return await stream_items(req, lines())
         # Non-stream form: one {"Keys":{…}} object, still written incrementally to keep memory flat.
@@ -677,7 +677,7 @@ class ApiServer:
             pending: Any = first
             while True:
                 cid, t = pending
-                val = {} if quiet else {"Type": t}
+                val = {"Type": t, "Name": ""}  # kubo's PinLsType (no pin names here); ``quiet`` is for its CLI
                 await out.write(sep + go_json_plain(str(cid)) + b":" + go_json_plain(val))
                 sep = b","
                 try:
@@ -689,11 +689,11 @@ class ApiServer:
         await out.write(b"}}\n")
         return await out.finish(error)
 
-    async def _pin_ls_pages(self, req: web.Request, ptype: str, quiet: bool) -> web.StreamResponse:
+    async def _pin_ls_pages(self, req: web.Request, ptype: str) -> web.StreamResponse:
         """``pin/ls?stream=true`` of one pin type: the same lines as ``stream_items`` (``{"Cid":…,"Type":…}``;
         CID texts never need JSON escaping), written a database page at a time. The pin tracker lists every
         pin this way for each status listing."""
-        tail = '"}\n' if quiet else f'","Type":"{ptype}"}}\n'
+        tail = f'","Type":"{ptype}"}}\n'
         out = Output(req)
         try:
             async for page in self.node.pins.key_pages(ptype):
@@ -754,39 +754,51 @@ class ApiServer:
         unique = opt_bool(req, "unique", False, "u")
         edges = opt_bool(req, "edges", False, "e")
         fmt = opt_str(req, "format", "<dst>")
-        max_depth = opt_int(req, "max-depth", -1)
-        if recursive and "max-depth" not in req.query:
-            max_depth = -1
-        elif not recursive:
-            max_depth = 1 if "max-depth" not in req.query else max_depth
+        max_depth = opt_int(req, "max-depth", -1) if recursive else 1  # kubo: max-depth only with recursive
         if edges and fmt != "<dst>":
             raise ArgError("using format argument with edges is not allowed")
         if edges:
             fmt = "<src> -> <dst>"
         getter = self._getter()
-        seen: set[CID] = set()
+        seen: dict[CID, int] = {}  # with ``unique``: the smallest depth each CID was reached at
 
         def line(src: CID, dst: CID, name: str) -> dict[str, str]:
             text = fmt.replace("<src>", str(src)).replace("<dst>", str(dst)).replace("<linkname>", name)
             return {"Ref": text, "Err": ""}
 
+        def visit(cid: CID, depth: int) -> tuple[bool, bool]:
+            """kubo's ``RefWriter.visit``: (go deeper, write the edge)."""
+            if max_depth >= 0 and depth > max_depth:
+                return False, False
+            deeper = not (max_depth >= 0 and depth == max_depth)
+            if not unique:
+                return deeper, True
+            old = seen.get(cid)
+            if old is not None and (max_depth < 0 or old <= depth):
+                return False, False
+            seen[cid] = depth
+            return deeper, old is None
+
         async def walk() -> AsyncIterator[dict[str, str]]:
+            # kubo's RefWriter: each link's edge, then (depth first) the refs below it, before the next link. An
+            # explicit stack of (node, its links, next link, depth) keeps deep DAGs off the C stack.
             for root in roots:
-                # DFS pre-order like kubo's RefWriter; an explicit stack keeps deep DAGs off the C stack.
-                stack: list[tuple[CID, int]] = [(root, 0)]
+                stack = [(root, _links(root, await getter.get(root)), 0, 0)]
                 while stack:
-                    cid, depth = stack.pop()
-                    if max_depth >= 0 and depth >= max_depth:
+                    cid, kids, i, depth = stack[-1]
+                    if i >= len(kids):
+                        stack.pop()
                         continue
-                    children = _links(cid, await getter.get(cid))
-                    push: list[tuple[CID, int]] = []
-                    for child, name in children:
-                        if unique and child in seen:
-                            continue
-                        seen.add(child)
+                    stack[-1] = (cid, kids, i + 1, depth)
+                    child, name = kids[i]
+                    deeper, write = visit(child, depth + 1)
+                    if not deeper and not write:
+                        continue
+                    data = await getter.get(child)  # a ref printed is a block fetched, as kubo's
+                    if write:
                         yield line(cid, child, name)
-                        push.append((child, depth + 1))
-                    stack.extend(reversed(push))
+                    if deeper:
+                        stack.append((child, _links(child, data), 0, depth + 1))
 
         return await stream_items(req, walk())
 

@@ -113,10 +113,16 @@ async def cat(getter: BlockGetter, cid: CID, offset: int = 0, length: int | None
         raise InvalidInput(f"cannot specify negative length {length}")
     data = await getter.get(cid)
     _node, fs = _decode(cid, data)
-    size = _file_size(fs) if fs.type in (DataType.FILE, DataType.RAW) else 0
-    end = size if length is None else min(size, offset + length)
     if fs.type in (DataType.DIRECTORY, DataType.HAMT_SHARD):
         raise NotAFile("this dag node is a directory")
+    if fs.type == DataType.SYMLINK:  # kubo's cat gives a symlink's target
+        target = fs.data or b""
+        piece = target[offset:] if length is None else target[offset : offset + length]
+        if piece:
+            yield piece
+        return
+    size = _file_size(fs) if fs.type in (DataType.FILE, DataType.RAW) else 0
+    end = size if length is None else min(size, offset + length)
     if offset >= end:
         return
     async for piece in _pieces(getter, cid, data, offset, end):
