@@ -27,7 +27,7 @@ from aiohttp import BodyPartReader, MultipartReader, hdrs, web
 
 from pincluster.errors import InvalidInput, NotFound, PinclusterError
 from pincluster.ipfs import dagpb
-from pincluster.ipfs.car import CarError, CarReader, export_car
+from pincluster.ipfs.car import CarError, CarReader, dag_blocks, export_car
 from pincluster.types.cid import (
     BLAKE2B_256,
     BLAKE3,
@@ -1024,14 +1024,7 @@ class ApiServer:
                 root = await self._resolve(path)
                 mine: dict[str, Any] = {"Cid": str(root), "Size": 0, "NumBlocks": 0}
                 stats.append(mine)
-                seen: set[CID] = set()
-                stack = [root]
-                while stack:
-                    cid = stack.pop()
-                    if cid in seen:
-                        continue
-                    seen.add(cid)
-                    data = await getter.get(cid)
+                async for cid, data in dag_blocks(getter, root):  # ``dag export``'s walk: kubo's order for both
                     mine["Size"] += len(data)
                     mine["NumBlocks"] += 1
                     if cid not in every:
@@ -1040,7 +1033,6 @@ class ApiServer:
                     visited += len(data)
                     if progress:
                         yield _dag_stat_summary(stats, total)
-                    stack.extend(child for child, _name in reversed(_links(cid, data)))
             yield _dag_stat_summary(stats, total, unique=len(every), visited=visited)
 
         return await stream_items(req, events())
