@@ -274,7 +274,7 @@ class ApiServer:
             "dag/stat": self.dag_stat, "stats/repo": self.repo_stat, "bootstrap": self.bootstrap_list,
             "bootstrap/list": self.bootstrap_list, "bootstrap/add": self.bootstrap_add,
             "bootstrap/add/default": self.bootstrap_add_default, "bootstrap/rm": self.bootstrap_rm,
-            "bootstrap/rm/all": self.bootstrap_rm,
+            "bootstrap/rm/all": self.bootstrap_rm_all,
         }
         for name, handler in routes.items():
             self.app.router.add_route("*", f"/api/v0/{name}", self._post_only(handler))
@@ -1067,20 +1067,24 @@ class ApiServer:
     async def bootstrap_rm(self, req: web.Request) -> web.StreamResponse:
         """kubo's ``bootstrap rm``: the addresses given (``/p2p/<id>`` alone: every address of that peer), or with
         ``all`` every one; answers those removed."""
+        if opt_bool(req, "all", False):
+            return await self.bootstrap_rm_all(req)
         current = list(self.node.config.bootstrap)
-        if req.path.endswith("/rm/all") or opt_bool(req, "all", False):
-            gone = current
-        else:
-            gone = []
-            for text in args(req):
-                addr = _bootstrap_addr(text)
-                if addr.peer_id is None:
-                    raise PinclusterError("invalid p2p multiaddr")
-                whole_peer = addr.without_p2p() == addr  # ``/p2p/<id>`` alone
-                gone += [a for a in current
-                         if a not in gone and (a == addr or (whole_peer and a.peer_id == addr.peer_id))]
+        gone: list[Multiaddr] = []
+        for text in args(req):
+            addr = _bootstrap_addr(text)
+            if addr.peer_id is None:
+                raise PinclusterError("invalid p2p multiaddr")
+            whole_peer = addr.without_p2p() == addr  # ``/p2p/<id>`` alone
+            gone += [a for a in current if a not in gone and (a == addr or (whole_peer and a.peer_id == addr.peer_id))]
         if gone:
             self.node.set_bootstrap([a for a in current if a not in gone])
+        return json_response({"Peers": [str(a) for a in gone]})
+
+    async def bootstrap_rm_all(self, req: web.Request) -> web.StreamResponse:
+        gone = list(self.node.config.bootstrap)
+        if gone:
+            self.node.set_bootstrap([])
         return json_response({"Peers": [str(a) for a in gone]})
 
     async def config_show(self, req: web.Request) -> web.StreamResponse:
