@@ -33,6 +33,7 @@ from pincluster.informer.tags import TagsInformer
 from pincluster.ipfsconn.interface import IPFSConnector
 from pincluster.monitor.monitor import InformerPublisher, Monitor, ping_metric
 from pincluster.observe import tracing
+from pincluster.observe.bandwidth import BandwidthCounter
 from pincluster.p2p.host import Host
 from pincluster.pintracker.listing import PeerEntries, local_lines, merged_lines
 from pincluster.pintracker.rows import StatusRows
@@ -56,6 +57,7 @@ from pincluster.types.models import (
     IPFSID,
     AddedOutput,
     Alert,
+    Bandwidth,
     ConnectGraph,
     GlobalPinInfo,
     GlobalRepoGC,
@@ -200,8 +202,11 @@ class Cluster:
         consensus: Any,
         ipfs: IPFSConnector,
         clock: Clock = SYSTEM_CLOCK,
+        bandwidth: BandwidthCounter | None = None,
     ) -> None:
         self.config = config
+        #: The peer's byte counts per protocol (its host and Raft count into it), or None: no reporter.
+        self.bandwidth_counter = bandwidth
         self.folder = folder
         self.host = host
         self.rpc = rpc
@@ -296,6 +301,8 @@ class Cluster:
             asyncio.create_task(self._state_sync_loop(), name="cluster-state-sync"),
             asyncio.create_task(self._peer_watch_loop(), name="cluster-peer-watch"),
         ]
+        if self.bandwidth_counter is not None:
+            self._tasks.append(asyncio.create_task(self.bandwidth_counter.run(), name="cluster-bandwidth"))
         await self.publisher.start()
 
     async def _ready_then_recover(self) -> None:
@@ -1039,6 +1046,10 @@ class Cluster:
 
     async def metric_names(self) -> list[str]:
         return self.monitor.metric_names()
+
+    async def bandwidth(self) -> dict[str, Bandwidth] | None:
+        """This peer's traffic per protocol (``GET /health/bandwidth``); None when nothing counts it."""
+        return None if self.bandwidth_counter is None else self.bandwidth_counter.by_protocol()
 
     async def add(self, entries: AsyncIterable[Any], params: AddParams) -> AsyncIterator[AddedOutput]:
         from pincluster.cluster_add import add_content

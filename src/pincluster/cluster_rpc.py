@@ -15,6 +15,7 @@ from pincluster.types.cid import CID
 from pincluster.types.models import (
     ID,
     Alert,
+    Bandwidth,
     GlobalPinInfo,
     IPFSRepoStat,
     Metric,
@@ -98,6 +99,10 @@ class ClusterService:
     @rpc_method("Alerts")
     async def alerts(self) -> list[Alert]:
         return await self.c.alerts()
+
+    @rpc_method("BandwidthByProtocol")
+    async def bandwidth_by_protocol(self) -> dict[str, Bandwidth] | None:
+        return await self.c.bandwidth()
 
     @rpc_method("SendInformersMetrics")
     async def send_informers_metrics(self) -> None:

@@ -80,6 +80,7 @@ class Daemon:
         from pincluster.cluster_rpc import register_services
         from pincluster.consensus.raft import RaftConsensus
         from pincluster.ipfsconn.ipfshttp import IPFSHTTPConnector
+        from pincluster.observe.bandwidth import BandwidthCounter
         from pincluster.p2p.host import Host
         from pincluster.rpc.core import RPC
         from pincluster.state.ops import refuse_unreadable_state
@@ -117,12 +118,14 @@ class Daemon:
                 log.info("cluster: not listening on %s: pincluster peers speak TCP only", a)
         if not listen:
             raise ConfigError("cluster.listen_multiaddress", "needs a /tcp address (pincluster peers speak TCP)")
+        bandwidth = BandwidthCounter()  # the cluster's traffic per protocol (GET /health/bandwidth)
         self.host = Host(
             ident.private_key,
             cc.secret,
             f"/pincluster/rpc/{RPC_PROTOCOL_VERSION}",
             listen,
             peerstore_path=cfg.peerstore_path(),
+            bandwidth=bandwidth,
         )
         try:
             await self.host.start()
@@ -158,10 +161,12 @@ class Daemon:
             advertise_host=advertise_host(bind_host, cfg),
             bootstrap=bootstrap_raft,
             on_apply=lambda ops: cluster_box[0].on_apply(ops) if cluster_box else None,
+            bandwidth=bandwidth,
         )
         await self.consensus.start()
         self.cluster = Cluster(
-            config=cfg, folder=self.folder, host=self.host, rpc=self.rpc, consensus=self.consensus, ipfs=self.ipfs
+            config=cfg, folder=self.folder, host=self.host, rpc=self.rpc, consensus=self.consensus, ipfs=self.ipfs,
+            bandwidth=bandwidth,
         )
         cluster_box.append(self.cluster)
         self.rpc.set_trusted(lambda p: self.consensus.is_trusted_peer(str(p)))

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -448,13 +449,46 @@ def test_health_metrics(cluster: list[Peer], names: dict[str, str]) -> None:
     assert all(int(m["value"]) == m["weight"] > 0 for m in js)
     pings = parse_metrics(out(cluster[1], "health", "metrics", "ping"), "ping")
     assert sorted(p for p, _ in pings) == sorted(names.values())
-    # bandwidth: per-protocol lines, or nothing at all when the peer has no bandwidth reporter (JSON null)
-    bw = out(cluster[1], "health", "bandwidth")
-    for line in bw.split("\n")[:-1]:
-        full(rf" *\S+: In: +{HUMAN_BYTES}\. Out: +{HUMAN_BYTES}\. RateIn: \d+\.\d\dB/s\. RateOut: \d+\.\d\dB/s", line,
-             "bandwidth line")
-    (bw_js,) = json_stream(out(cluster[1], "--enc", "json", "health", "bandwidth"))
-    assert (bw_js is None and bw == "") or (isinstance(bw_js, dict) and len(bw.split("\n")) == len(bw_js) + 1)
+
+
+RPC_PROTO, RAFT_PROTO = "/pincluster/rpc/2.1", "/pincluster/raft/2"
+
+
+def test_health_bandwidth_counts_each_peers_rpc_and_raft_traffic(cluster: list[Peer]) -> None:
+    def report(peer: Peer) -> dict[str, dict[str, Any]]:
+        (js,) = json_stream(out(peer, "--enc", "json", "health", "bandwidth"))
+        assert isinstance(js, dict)
+        return js
+
+    before = [report(p) for p in cluster]
+    for js in before:  # three peers talk: each has moved bytes both ways on both
+        assert list(js) == [RAFT_PROTO, RPC_PROTO]
+        for st in js.values():
+            assert list(st) == ["total_in", "total_out", "rate_in", "rate_out"]
+            assert st["total_in"] > 0 and st["total_out"] > 0 and st["rate_in"] >= 0 and st["rate_out"] >= 0
+    # the text: a line per protocol, sorted, in the spec's format
+    lines = out(cluster[1], "health", "bandwidth").split("\n")
+    assert lines[-1] == "" and len(lines) == 3
+    for line, proto in zip(lines, (RAFT_PROTO, RPC_PROTO), strict=False):
+        full(rf" *{proto}: In: +{HUMAN_BYTES}\. Out: +{HUMAN_BYTES}\. RateIn: \d+\.\d\dB/s\. "
+             rf"RateOut: \d+\.\d\dB/s", line, "bandwidth line")
+    # 200 pins through peer 0: Raft carries each (its CID at least twice) from the leader to both followers
+    n = 200
+    cids = [str(CID.v1(RAW, sha256_multihash(os.urandom(16)))) for _ in range(n)]
+    _each_pin(cluster[0], cids, "POST")
+    after = [report(p) for p in cluster]
+    grown = sum(a[RAFT_PROTO]["total_out"] - b[RAFT_PROTO]["total_out"] for a, b in zip(after, before, strict=True))
+    assert grown >= 2 * n * 2 * len(CID.decode(cids[0]).bytes), (before, after)
+    # rates are per second, sampled each second: the leader's heartbeats alone keep its Raft rate_out above 0
+    assert max(a[RAFT_PROTO]["rate_out"] for a in after) > 0
+    _each_pin(cluster[0], cids, "DELETE")  # (the other tests list the pinset)
+
+
+def _each_pin(peer: Peer, cids: list[str], method: str) -> None:
+    for cid in cids:
+        with urllib.request.urlopen(urllib.request.Request(f"{peer.rest}/pins/{cid}", method=method),
+                                    timeout=30) as resp:
+            assert resp.status == 200
 
 
 def test_ipfs_gc(cluster: list[Peer], names: dict[str, str], tmp_path: Path) -> None:

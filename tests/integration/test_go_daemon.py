@@ -128,8 +128,7 @@ def test_the_two_daemons_answer_alike(hosts: tuple[Path, str, str], tmp_path: Pa
                  ("pin", "ls", "--filter", "meta-pin"), ("status", UNKNOWN, UNKNOWN),
                  ("add", "--no-pin", "-w", "r.bin"), ("add", "--local", "--raw-leaves", "r.bin")):
         same(hosts, *args, cwd=tmp_path)
-        # (JSON of id: the RPC protocol names differ; of bandwidth: ours has no reporter, `null` per the spec,
-        # where Go's reports `{}` or per-protocol totals)
+        # (JSON of id: the RPC protocol names differ; of bandwidth: the protocols differ, and their counts move)
         if args[0] not in ("add", "id", "peers", "--enc") and args[-1] != "bandwidth":
             same(hosts, "--enc", "json", *args, cwd=tmp_path)
     cid = _ctl(hosts[0], hosts[2], "add", "-Q", "r.bin", cwd=tmp_path)[1].strip()

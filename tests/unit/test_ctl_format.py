@@ -38,6 +38,7 @@ from pincluster.types.models import (
     IPFSID,
     AddedOutput,
     Alert,
+    Bandwidth,
     GlobalPinInfo,
     GlobalRepoGC,
     IPFSRepoGC,
@@ -293,9 +294,9 @@ def test_repo_gc() -> None:
 
 
 def test_bandwidth() -> None:
-    bw = {"/ipfs/id/1.0.0": {"total_in": 2048, "total_out": 5, "rate_in": 1.5, "rate_out": 0},
-          "/ipfscluster/1.0/rpc": {"total_in": 12_000_000, "total_out": 3_400_000, "rate_in": 10.123,
-                                   "rate_out": 2.5}}
+    bw = {"/ipfs/id/1.0.0": Bandwidth(total_in=2048, total_out=5, rate_in=1.5, rate_out=0),
+          "/ipfscluster/1.0/rpc": Bandwidth(total_in=12_000_000, total_out=3_400_000, rate_in=10.123,
+                                            rate_out=2.5)}
     assert format_bandwidth(bw) == (
         "           /ipfs/id/1.0.0: In:  2.0 kB. Out:     5 B. RateIn: 1.50B/s. RateOut: 0.00B/s\n"
         "     /ipfscluster/1.0/rpc: In:   12 MB. Out:  3.4 MB. RateIn: 10.12B/s. RateOut: 2.50B/s\n"

@@ -33,6 +33,7 @@ from pincluster.types.models import (
     ID,
     AddedOutput,
     Alert,
+    Bandwidth,
     Error,
     GlobalPinInfo,
     GlobalRepoGC,
@@ -335,18 +336,13 @@ def format_alert(obj: Alert, now_ns: int) -> str:
             f"Triggered at: {humanize_time(unix_nano(obj.triggered_at), now_ns)}\n")
 
 
-def format_bandwidth(obj: Mapping[str, Any] | None) -> str:
+def format_bandwidth(obj: Mapping[str, Bandwidth] | None) -> str:
     """Per libp2p protocol (sorted): totals humanized, rates in bytes per second."""
     out = []
-    for proto in sorted(obj or {}):
-        stats = obj[proto] if obj is not None else {}
-        if not isinstance(stats, Mapping):
-            stats = {}
-        tin = humanize_bytes(max(0, int(stats.get("total_in", 0) or 0)))
-        tout = humanize_bytes(max(0, int(stats.get("total_out", 0) or 0)))
-        rin = float(stats.get("rate_in", 0) or 0)
-        rout = float(stats.get("rate_out", 0) or 0)
-        out.append(f"{proto:>25}: In: {tin:>7}. Out: {tout:>7}. RateIn: {rin:.2f}B/s. RateOut: {rout:.2f}B/s\n")
+    for proto, st in sorted((obj or {}).items()):
+        tin, tout = humanize_bytes(max(0, st.total_in)), humanize_bytes(max(0, st.total_out))
+        out.append(f"{proto:>25}: In: {tin:>7}. Out: {tout:>7}. RateIn: {st.rate_in:.2f}B/s. "
+                   f"RateOut: {st.rate_out:.2f}B/s\n")
     return "".join(out)
 
 

@@ -38,6 +38,7 @@ from pincluster.types.models import (
     ID,
     AddedOutput,
     Alert,
+    Bandwidth,
     ConnectGraph,
     GlobalPinInfo,
     GlobalRepoGC,
@@ -520,8 +521,9 @@ class Client:
     async def alerts(self) -> list[Alert]:
         return await self._call("GET", "/health/alerts", list[Alert]) or []
 
-    async def bandwidth(self) -> dict[str, Any] | None:
-        return await self._call("GET", "/health/bandwidth", dict[str, Any] | None)  # type: ignore[no-any-return]
+    async def bandwidth(self) -> dict[str, Bandwidth] | None:
+        """The peer's traffic per protocol; None from a peer that does not count it."""
+        return await self._call("GET", "/health/bandwidth", dict[str, Bandwidth] | None)  # type: ignore[no-any-return]
 
     async def metrics(self, name: str) -> list[Metric]:
         return await self._call("GET", f"/monitor/metrics/{name}", list[Metric]) or []

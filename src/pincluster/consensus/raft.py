@@ -59,6 +59,7 @@ from pincluster.consensus import journal as raft_journal
 from pincluster.consensus import safe_pickle
 from pincluster.consensus.config import RaftConfig, syncobj_options
 from pincluster.consensus.transport import (
+    RAFT_PROTOCOL,
     PeerNode,
     RaftAuthenticator,
     SecretTCPTransport,
@@ -67,6 +68,7 @@ from pincluster.consensus.transport import (
 )
 from pincluster.errors import InvalidInput, NotFound, PeerError, StateError, Timeout, Unavailable
 from pincluster.observe import tracing
+from pincluster.observe.bandwidth import BandwidthCounter, ProtocolMeter
 from pincluster.state.store import (
     GO_RAFT_FILES,
     OP_DELETE,
@@ -180,6 +182,10 @@ class _PinsetSyncObj(SyncObj):  # type: ignore[misc]
         return self._owner.sync_journal
 
     @property
+    def bandwidth_meter(self) -> ProtocolMeter | None:
+        return self._owner.bandwidth_meter
+
+    @property
     def encryptor(self) -> Any:
         # PySyncObj's TCP code only checks that an encryptor exists; the transport installs per-connection ones.
         return self._owner.authenticator
@@ -252,6 +258,7 @@ class RaftConsensus:
         durable: bool = True,
         sync_journal: bool = True,
         send_per_tick: bool = True,
+        bandwidth: BandwidthCounter | None = None,
     ) -> None:
         if not 1 <= max_inflight <= MAX_INFLIGHT_LIMIT:
             raise InvalidInput(f"max_inflight must be between 1 and {MAX_INFLIGHT_LIMIT}, got {max_inflight}")
@@ -265,6 +272,8 @@ class RaftConsensus:
         self._retry_delay = config.commit_retry_delay.total_seconds()
         self.folder = Path(data_folder)
         self.authenticator = RaftAuthenticator(secret)
+        #: Counts the bytes of every Raft connection (``GET /health/bandwidth``), when given a counter.
+        self.bandwidth_meter = bandwidth.meter(RAFT_PROTOCOL) if bandwidth is not None else None
         self._bind_host, self._port = self._listen_host_port(config.listen_multiaddress)
         host = advertise_host or self._bind_host
         if host in ("0.0.0.0", "::"):

@@ -36,7 +36,7 @@ import struct
 import threading
 import time
 import zlib
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -50,6 +50,9 @@ from pysyncobj.transport import TCPTransport
 
 from pincluster.consensus import safe_pickle
 from pincluster.errors import InvalidInput, PeerError, Timeout, Unavailable
+
+if TYPE_CHECKING:
+    from pincluster.observe.bandwidth import ProtocolMeter
 
 log = logging.getLogger("pincluster.raft")
 
@@ -78,6 +81,8 @@ _WRITE = POLL_EVENT_TYPE.WRITE
 _ERROR = POLL_EVENT_TYPE.ERROR
 
 SECRET_MISMATCH = "does not share the same cluster.secret"
+#: The name Raft's traffic is counted under in ``GET /health/bandwidth`` (the frame format's version).
+RAFT_PROTOCOL = f"/pincluster/raft/{_FRAME_VERSION}"
 
 
 def _recv_buffer(size: int) -> memoryview:
@@ -307,6 +312,8 @@ class SealedConnection:
         self._sock: socket.socket | None = sock
         self._fileno: int | None = None
         self.remote = "unknown peer"
+        #: Where the bytes this connection moves are counted (``GET /health/bandwidth``), if anywhere.
+        self.meter: ProtocolMeter | None = None
         if sock is not None:
             self._fileno = sock.fileno()
             self._state = CONNECTION_STATE.CONNECTED
@@ -459,6 +466,8 @@ class SealedConnection:
                     if sent <= 0:
                         break
                     del wbuf[:sent]
+                    if self.meter is not None:
+                        self.meter.bytes_out += sent
             except (BlockingIOError, InterruptedError):
                 pass
             except OSError:
@@ -483,6 +492,8 @@ class SealedConnection:
                 self.disconnect()
                 return
             self._rbuf += view[:n]
+            if self.meter is not None:
+                self.meter.bytes_in += n
             if n < len(view):
                 break
         self._last_read = time.monotonic()
@@ -648,6 +659,7 @@ class SecretTCPTransport(TCPTransport):  # type: ignore[misc]
 
     def __init__(self, syncObj: Any, selfNode: Any, otherNodes: Any) -> None:
         self._auth: RaftAuthenticator = syncObj.authenticator
+        self._meter: ProtocolMeter | None = getattr(syncObj, "bandwidth_meter", None)
         self._sync_journal: bool = bool(getattr(syncObj, "sync_journal", True))
         self._flushed_mark: tuple[int, Any] = (0, None)
         self.journal_flushes = 0
@@ -721,6 +733,7 @@ class SecretTCPTransport(TCPTransport):  # type: ignore[misc]
     def _onNewIncomingConnection(self, conn: SealedConnection) -> None:
         super()._onNewIncomingConnection(conn)
         conn.encryptor = self._auth.for_connection(conn.remote)
+        conn.meter = self._meter
 
     def addNode(self, node: Any) -> None:
         """As PySyncObj's, with a ``SealedConnection`` for the nodes this peer dials."""
@@ -736,6 +749,7 @@ class SecretTCPTransport(TCPTransport):  # type: ignore[misc]
                 keepalive=conf.tcp_keepalive,
                 encryptor=self._auth.for_connection(f"peer {node.id}"),
             )
+            conn.meter = self._meter
             conn.setOnConnectedCallback(functools.partial(self._onOutgoingConnected, conn))
             conn.setOnMessageReceivedCallback(functools.partial(self._onMessageReceived, node))
             conn.setOnDisconnectedCallback(functools.partial(self._onDisconnected, conn))

@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import psutil
 
@@ -24,6 +25,9 @@ from pincluster.p2p.mux import Connection, Stream
 from pincluster.p2p.peerstore import Peerstore
 from pincluster.types.multiaddr import Multiaddr
 from pincluster.types.peer import PeerID
+
+if TYPE_CHECKING:
+    from pincluster.observe.bandwidth import BandwidthCounter
 
 __all__ = ["Host", "Stream"]
 
@@ -47,6 +51,7 @@ class Host:
         psk_name: str = "cluster.secret",
         peerstore_path: str | os.PathLike[str] | None = None,
         keepalive: float | None = 15.0,
+        bandwidth: BandwidthCounter | None = None,
     ) -> None:
         if psk == b"":
             psk = bytes(32)  # no private network (empty cluster.secret): every peer uses the same zero key
@@ -61,6 +66,8 @@ class Host:
         self.connect_timeout = connect_timeout
         self.psk_name = psk_name
         self.keepalive = keepalive
+        #: Counts the bytes of every connection, under this host's protocol name, when given.
+        self._meter = bandwidth.meter(protocol) if bandwidth is not None else None
         self.peerstore = Peerstore(peerstore_path)
         self._handlers: dict[str, StreamHandler] = {}
         self._conns: dict[PeerID, list[Connection]] = {}
@@ -274,6 +281,7 @@ class Host:
             _family, major, minor = parse_protocol(protocol)
         except HandshakeError:
             major = minor = 0
+        chan.meter = self._meter
         conn = Connection(
             chan, peer, initiator, self._handlers.get, self.max_message_size, self._conn_closed, where,
             keepalive=self.keepalive, remote_version=(major, minor),

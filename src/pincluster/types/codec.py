@@ -20,6 +20,8 @@ documented at ``pin_to_state`` and must stay stable (the state store versions it
 from __future__ import annotations
 
 import contextlib
+import decimal
+import math
 import re
 import typing
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Sequence
@@ -36,6 +38,7 @@ from pincluster.types.gotime import ZERO_TIME, GoTime, format_time, is_zero_time
 from pincluster.types.models import (
     MAX_DEPTH_FROM_MODE,
     Alert,
+    Bandwidth,
     ConnectGraph,
     GlobalPinInfo,
     GlobalRepoGC,
@@ -73,6 +76,7 @@ __all__ = [
     "from_msgpack",
     "global_head_json",
     "global_text_pretty",
+    "go_float_json",
     "go_json_plain",
     "iter_json_values",
     "ndjson_batches",
@@ -329,6 +333,13 @@ class _AlertOut(Struct, gc=False):
     triggered_at: str
 
 
+class _BandwidthOut(Struct, gc=False):
+    total_in: int
+    total_out: int
+    rate_in: msgspec.Raw
+    rate_out: msgspec.Raw
+
+
 class _ConnectGraphOut(Struct, gc=False):
     cluster_id: PeerID
     id_to_peername: dict[str, str] | None
@@ -545,7 +556,27 @@ def _ipfspin_in(w: _IPFSPinInfoIn) -> IPFSPinInfo:
     return IPFSPinInfo(cid=w.cid, type=IPFSPinStatus.from_string(w.type))
 
 
+def go_float_json(x: float) -> str:
+    """A ``float64`` as Go's ``encoding/json`` writes it: the shortest digits that read back as ``x`` (as
+    Python's ``repr``), in plain decimal for 1e-6 <= |x| < 1e21 and without a ``.0`` ("5", not "5.0"),
+    otherwise with an exponent ("1e+21"; a negative one loses its leading zero: "1e-7")."""
+    if not math.isfinite(x):
+        raise ValueError(f"JSON has no {x!r}")  # Go's encoder refuses these too
+    text = repr(x)
+    if x != 0 and not 1e-6 <= abs(x) < 1e21:
+        return text[:-2] + text[-1] if text[-4:-1] == "e-0" else text
+    if "e" in text:
+        text = format(decimal.Decimal(text), "f")
+    return text.removesuffix(".0")
+
+
+def _bandwidth_out(b: Bandwidth) -> _BandwidthOut:
+    return _BandwidthOut(b.total_in, b.total_out, msgspec.Raw(go_float_json(b.rate_in).encode()),
+                         msgspec.Raw(go_float_json(b.rate_out).encode()))
+
+
 _WIRE_OUT: Final[dict[type, Callable[[Any], Any]]] = {
+    Bandwidth: _bandwidth_out,
     Pin: _pin_out,
     PinOptions: _options_out,
     PinInfoShort: _short_out,

@@ -50,6 +50,7 @@ __all__ = [
     "VERSION",
     "AddedOutput",
     "Alert",
+    "Bandwidth",
     "ConnectGraph",
     "Error",
     "GlobalPinInfo",
@@ -575,6 +576,16 @@ class Alert(Struct, frozen=True, gc=False, kw_only=True):
         d = msgspec.structs.asdict(self)
         del d["triggered_at"]
         return Metric(**d)
+
+
+class Bandwidth(Struct, frozen=True, gc=False, kw_only=True):
+    """What one protocol moved: bytes in and out since start, and their rates in bytes per second
+    (``GET /health/bandwidth`` maps protocol names to these)."""
+
+    total_in: int = 0
+    total_out: int = 0
+    rate_in: float = 0.0
+    rate_out: float = 0.0
 
 
 class PingValue(Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
