@@ -325,3 +325,51 @@ async def test_cli_add_reproduces_every_kubo_vector(tmp_path: Path, daemons: lis
     assert got["dir_tree"] == tree["cid"]
     for rel, cid in tree["children_cids"].items():
         assert got[f"dir_tree/{rel}"] == cid, rel
+
+
+async def test_stats_bw_counts_what_the_swarm_moves(tmp_path: Path, daemons: list[Daemon]) -> None:
+    """kubo's ``stats bw``: B fetches 2 MB from A; both count it, in total, for the other peer and for the swarm
+    protocol, with per-second rates; the errors and the CLI's text are kubo's."""
+    a, b = Daemon(tmp_path / "a"), Daemon(tmp_path / "b")
+    await a.init("--swarm-key-gen")
+    await b.init("--swarm-key", str(a.repo / "swarm.key"))
+    daemons.extend([a, b])
+    await asyncio.gather(a.start(), b.start())
+    zero = {"TotalIn": 0, "TotalOut": 0, "RateIn": 0, "RateOut": 0}
+    assert await b.lines("stats/bw") == [zero]  # no connection yet: nothing moved (kubo's JSON: 0, not 0.0)
+    size = 2 * 1024 * 1024
+    root = await a.add("data.bin", os.urandom(size))
+    a_id, b_id = (await a.ok("id"))["ID"], (await b.ok("id"))["ID"]
+    await b.ok("swarm/connect", {"arg": (await a.ok("id"))["Addresses"][0]})
+    await b.lines("pin/add", {"arg": root})
+    await asyncio.sleep(1.3)  # a rate sample (once a second)
+    (b_total,) = await b.lines("stats/bw")
+    (a_total,) = await a.lines("stats/bw")
+    assert list(b_total) == ["TotalIn", "TotalOut", "RateIn", "RateOut"]
+    assert b_total["TotalIn"] > size and a_total["TotalOut"] > size and b_total["RateIn"] > 0
+    # one connection: what one side sent is what the other received, to the byte (give or take the moment)
+    assert abs(a_total["TotalOut"] - b_total["TotalIn"]) < 4096
+    (per_peer,) = await b.lines("stats/bw", {"peer": a_id})
+    (per_proto,) = await b.lines("stats/bw", {"proto": "/pincluster/ipfs/1.0"})
+    assert per_peer["TotalIn"] == per_proto["TotalIn"] and per_peer["TotalIn"] >= b_total["TotalIn"] - 4096
+    assert await b.lines("stats/bw", {"t": "/ipfs/bitswap"}) == [zero]  # a protocol it does not speak
+    assert await b.lines("stats/bw", {"p": b_id}) == [zero]  # itself: never a remote peer
+    status, body = await b.post("stats/bw", {"peer": a_id, "proto": "/x"})
+    assert (status, json.loads(body)) == (400, {"Message": "please only specify peer OR protocol", "Code": 1,
+                                                "Type": "error"})
+    status, body = await b.post("stats/bw", {"peer": "bad"})
+    assert status == 500 and json.loads(body)["Message"].startswith("failed to parse peer ID: ")
+    status, body = await b.post("stats/bw", {"interval": "xx"})
+    assert (status, json.loads(body)["Message"]) == (500, 'time: invalid duration "xx"')
+    # poll: a new object every interval, streamed, until the client hangs up
+    async with aiohttp.ClientSession() as s, s.post(f"{b.url}/api/v0/stats/bw",
+                                                     params={"poll": "true", "interval": "200ms"}) as r:
+        assert r.headers["X-Chunked-Output"] == "1"
+        got = [json.loads(await asyncio.wait_for(r.content.readline(), 5)) for _ in range(3)]
+    assert [list(x) for x in got] == [list(zero)] * 3 and all(x["TotalIn"] >= b_total["TotalIn"] for x in got)
+    # the CLI prints kubo's text
+    rc, out = await Daemon.cli("--repo", str(b.repo), "stats", "bw")
+    lines = out.splitlines()
+    assert rc == 0 and lines[0] == "Bandwidth" and [ln.split(":")[0] for ln in lines[1:]] == [
+        "TotalIn", "TotalOut", "RateIn", "RateOut"], out
+    assert lines[1] in ("TotalIn: 2.1 MB", "TotalIn: 2.2 MB") and lines[3].endswith("B/s"), out

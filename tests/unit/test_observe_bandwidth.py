@@ -63,6 +63,21 @@ async def test_the_sampler_runs_every_interval() -> None:
         task.cancel()
 
 
+def test_totals_and_unknown_names() -> None:
+    clock = FakeClock()
+    bw = BandwidthCounter(clock=clock)
+    bw.meter("/a").bytes_in += 10
+    bw.meter("/b").bytes_in += 5
+    bw.meter("/b").bytes_out += 7
+    bw.peer_meter("12D3KooWpeer").bytes_out += 7
+    clock._set(1.0)
+    bw.sample()
+    assert bw.totals() == Bandwidth(total_in=15, total_out=7, rate_in=15.0, rate_out=7.0)
+    assert bw.for_peer("12D3KooWpeer") == Bandwidth(total_out=7, rate_out=7.0)
+    assert bw.for_protocol("/none") == bw.for_peer("nobody") == Bandwidth()  # zeros, as libp2p's counter
+    assert "/none" not in bw.by_protocol()
+
+
 def test_bandwidth_json_is_what_go_writes() -> None:
     # Go 1.x encoding/json of the same values (api.Bandwidth, map keys sorted), by a Go program
     bw = {"/b": Bandwidth(total_in=3, rate_in=2.5), "/a": Bandwidth()}
@@ -121,6 +136,10 @@ async def test_a_connection_counts_what_crosses_it_on_both_ends() -> None:
         assert ma.bytes_out >= len(payload) and mb.bytes_out >= len(payload)
         assert (ma.bytes_out, ma.bytes_in) == (mb.bytes_in, mb.bytes_out)
         assert list(counters[0].by_protocol()) == ["/pincluster/test/1.0"]
+        # the same bytes again under the remote peer; the totals are every protocol's
+        assert counters[0].for_peer(str(b.peer_id)) == counters[0].for_protocol("/pincluster/test/1.0")
+        assert counters[1].for_peer(str(a.peer_id)).total_in == mb.bytes_in
+        assert counters[0].totals() == counters[0].for_protocol("/pincluster/test/1.0")
     finally:
         await a.close()
         await b.close()

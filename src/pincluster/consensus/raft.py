@@ -68,7 +68,7 @@ from pincluster.consensus.transport import (
 )
 from pincluster.errors import InvalidInput, NotFound, PeerError, StateError, Timeout, Unavailable
 from pincluster.observe import tracing
-from pincluster.observe.bandwidth import BandwidthCounter, ProtocolMeter
+from pincluster.observe.bandwidth import BandwidthCounter, Meter
 from pincluster.state.store import (
     GO_RAFT_FILES,
     OP_DELETE,
@@ -182,7 +182,7 @@ class _PinsetSyncObj(SyncObj):  # type: ignore[misc]
         return self._owner.sync_journal
 
     @property
-    def bandwidth_meter(self) -> ProtocolMeter | None:
+    def bandwidth_meter(self) -> Meter | None:
         return self._owner.bandwidth_meter
 
     @property

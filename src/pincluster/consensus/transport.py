@@ -52,7 +52,7 @@ from pincluster.consensus import safe_pickle
 from pincluster.errors import InvalidInput, PeerError, Timeout, Unavailable
 
 if TYPE_CHECKING:
-    from pincluster.observe.bandwidth import ProtocolMeter
+    from pincluster.observe.bandwidth import Meter
 
 log = logging.getLogger("pincluster.raft")
 
@@ -313,7 +313,7 @@ class SealedConnection:
         self._fileno: int | None = None
         self.remote = "unknown peer"
         #: Where the bytes this connection moves are counted (``GET /health/bandwidth``), if anywhere.
-        self.meter: ProtocolMeter | None = None
+        self.meter: Meter | None = None
         if sock is not None:
             self._fileno = sock.fileno()
             self._state = CONNECTION_STATE.CONNECTED
@@ -659,7 +659,7 @@ class SecretTCPTransport(TCPTransport):  # type: ignore[misc]
 
     def __init__(self, syncObj: Any, selfNode: Any, otherNodes: Any) -> None:
         self._auth: RaftAuthenticator = syncObj.authenticator
-        self._meter: ProtocolMeter | None = getattr(syncObj, "bandwidth_meter", None)
+        self._meter: Meter | None = getattr(syncObj, "bandwidth_meter", None)
         self._sync_journal: bool = bool(getattr(syncObj, "sync_journal", True))
         self._flushed_mark: tuple[int, Any] = (0, None)
         self.journal_flushes = 0

@@ -42,9 +42,10 @@ from pincluster.types.cid import (
     hash_digest,
     multihash_encode,
 )
-from pincluster.types.codec import go_json_plain
-from pincluster.types.gotime import format_time, from_unix_nano
+from pincluster.types.codec import go_float_json, go_json_plain
+from pincluster.types.gotime import format_time, from_unix_nano, parse_duration_ns
 from pincluster.types.multiaddr import Multiaddr
+from pincluster.types.peer import PeerID
 
 if TYPE_CHECKING:
     from pincluster.ipfs.node import IpfsNode
@@ -274,7 +275,7 @@ class ApiServer:
             "dag/stat": self.dag_stat, "stats/repo": self.repo_stat, "bootstrap": self.bootstrap_list,
             "bootstrap/list": self.bootstrap_list, "bootstrap/add": self.bootstrap_add,
             "bootstrap/add/default": self.bootstrap_add_default, "bootstrap/rm": self.bootstrap_rm,
-            "bootstrap/rm/all": self.bootstrap_rm_all,
+            "bootstrap/rm/all": self.bootstrap_rm_all, "stats/bw": self.stats_bw,
         }
         for name, handler in routes.items():
             self.app.router.add_route("*", f"/api/v0/{name}", self._post_only(handler))
@@ -819,6 +820,37 @@ class ApiServer:
             return json_response({"RepoSize": size, "StorageMax": smax})
         return json_response({"RepoSize": size, "StorageMax": smax, "NumObjects": num,
                               "RepoPath": str(self.node.repo), "Version": f"fs-repo@{REPO_VERSION}"})
+
+    async def stats_bw(self, req: web.Request) -> web.StreamResponse:
+        """kubo's ``stats bw``: the swarm's traffic in total, of one peer (``peer``) or of one protocol (``proto``,
+        ours is ``/pincluster/ipfs/1.0``); with ``poll``, again every ``interval`` until the client hangs up."""
+        self._host()  # online only, as kubo
+        has_peer = "peer" in req.query or "p" in req.query
+        has_proto = "proto" in req.query or "t" in req.query
+        if has_peer and has_proto:
+            raise ArgError("please only specify peer OR protocol")
+        peer = ""
+        if has_peer:
+            text = opt_str(req, "peer", "", "p")
+            try:
+                peer = str(PeerID.decode(text))
+            except InvalidInput as exc:
+                raise PinclusterError(f"failed to parse peer ID: {exc}") from None
+        proto = opt_str(req, "proto", "", "t")
+        interval = parse_duration_ns(opt_str(req, "interval", "1s", "i")) / 1e9
+        poll = opt_bool(req, "poll", False)
+        if poll and interval <= 0:
+            raise ArgError(f"interval must be above zero with poll, got {opt_str(req, 'interval', '1s', 'i')!r}")
+        bw = self.node.bandwidth
+        out = Output(req)
+        while True:
+            st = bw.for_peer(peer) if has_peer else bw.for_protocol(proto) if has_proto else bw.totals()
+            await out.send({"TotalIn": st.total_in, "TotalOut": st.total_out,
+                            "RateIn": msgspec.Raw(go_float_json(st.rate_in).encode()),
+                            "RateOut": msgspec.Raw(go_float_json(st.rate_out).encode())}, flush=True)
+            if not poll:
+                return await out.finish()
+            await asyncio.sleep(interval)
 
     async def repo_gc(self, req: web.Request) -> web.StreamResponse:
         from pincluster.ipfs.gc import gc

@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 import click
 
+from pincluster.cli.ctl_format import humanize_bytes
 from pincluster.errors import PinclusterError
 from pincluster.ipfs.config import NodeConfig
 from pincluster.ipfs.swarmkey import generate_swarm_key, load_swarm_key
@@ -545,6 +546,39 @@ def repo_gc(obj: Ctx, quiet: bool) -> None:
 def repo_version(obj: Ctx) -> None:
     async def go(url: str) -> None:
         click.echo(f"fs-repo@{(await _json(url, 'repo/version', []))['Version']}")
+
+    run(obj, go)
+
+
+@main.group()
+def stats() -> None:
+    """Statistics of the node."""
+
+
+@stats.command("bw")
+@click.option("-p", "--peer", default=None, help="Specify a peer to print bandwidth for.")
+@click.option("-t", "--proto", default=None, help="Specify a protocol to print bandwidth for.")
+@click.option("--poll", is_flag=True, help="Print bandwidth at an interval.")
+@click.option("-i", "--interval", default="1s", show_default=True,
+              help="Time interval to wait between updating output, if 'poll' is true.")
+@click.pass_obj
+def stats_bw(obj: Ctx, peer: str | None, proto: str | None, poll: bool, interval: str) -> None:
+    """The swarm's traffic (in total, of one peer or of one protocol), as kubo's ``ipfs stats bw`` prints it."""
+    params = [("interval", interval)] + [("poll", "true")] * poll
+    params += [("peer", peer)] if peer is not None else []
+    params += [("proto", proto)] if proto is not None else []
+
+    async def go(url: str) -> None:
+        if poll:
+            click.echo("Total Up    Total Down  Rate Up     Rate Down")
+        async for ev in _lines(url, "stats/bw", params):
+            total_in, total_out, rate_in, rate_out = (humanize_bytes(max(0, int(ev.get(k) or 0))) for k in (
+                "TotalIn", "TotalOut", "RateIn", "RateOut"))
+            if not poll:
+                click.echo(f"Bandwidth\nTotalIn: {total_in}\nTotalOut: {total_out}\nRateIn: {rate_in}/s\n"
+                           f"RateOut: {rate_out}/s")
+                return
+            click.echo(f"{total_out:>8}    {total_in:>8}    {rate_out:>8}/s  {rate_in:>8}/s      \r", nl=False)
 
     run(obj, go)
 

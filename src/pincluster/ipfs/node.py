@@ -28,6 +28,7 @@ from pincluster.ipfs.config import NodeConfig
 from pincluster.ipfs.exchange import Exchange, FetchSession
 from pincluster.ipfs.pins import PinStore
 from pincluster.ipfs.swarmkey import fingerprint, load_swarm_key, require_key_if_forced, write_swarm_key
+from pincluster.observe.bandwidth import BandwidthCounter
 from pincluster.types.multiaddr import Multiaddr
 from pincluster.types.peer import PeerID
 
@@ -65,6 +66,9 @@ class IpfsNode:
         self.api: ApiServer | None = None
         self.fetch_timeout = config.fetch_timeout_seconds
         self._bootstrap_task: asyncio.Task[None] | None = None
+        #: The swarm's traffic, in total, per protocol and per peer (``stats/bw``); sampled while started.
+        self.bandwidth = BandwidthCounter()
+        self._bandwidth_task: asyncio.Task[None] | None = None
         self._started = False
         self._closed = False
 
@@ -100,8 +104,10 @@ class IpfsNode:
             self.host = Host(
                 self.config.private_key, psk, SWARM_PROTOCOL, list(self.config.swarm),
                 psk_name="swarm.key", max_message_size=4 << 20, peerstore_path=self.repo / "peerstore",
+                bandwidth=self.bandwidth,
             )
             await self.host.start()
+            self._bandwidth_task = asyncio.create_task(self.bandwidth.run(), name="ipfs-bandwidth")
             self.exchange = Exchange(self.host, self.blockstore, concurrency=self.config.fetch_concurrency)
             await self.exchange.start()
             self.host.on_connect.append(self.exchange.peer_connected)
@@ -128,11 +134,12 @@ class IpfsNode:
         )
 
     async def _stop_network(self) -> None:
-        if self._bootstrap_task is not None:
-            self._bootstrap_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._bootstrap_task
-            self._bootstrap_task = None
+        for task in (self._bootstrap_task, self._bandwidth_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self._bootstrap_task = self._bandwidth_task = None
         if self.api is not None:
             await self.api.stop()
             self.api = None

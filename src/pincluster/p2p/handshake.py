@@ -38,7 +38,7 @@ from pincluster.p2p.keys import PrivateKey, PublicKey
 from pincluster.types.peer import PeerID
 
 if TYPE_CHECKING:
-    from pincluster.observe.bandwidth import ProtocolMeter
+    from pincluster.observe.bandwidth import Meter
 
 log = logging.getLogger("pincluster.p2p")
 
@@ -105,8 +105,8 @@ class SecureChannel:
         self.writer = writer
         self._enc = noise.noise_protocol.cipher_state_encrypt
         self._dec = noise.noise_protocol.cipher_state_decrypt
-        #: Where the bytes this channel moves are counted (``GET /health/bandwidth``), if anywhere.
-        self.meter: ProtocolMeter | None = None
+        #: Where the bytes this channel moves are counted (its protocol's and its peer's meters), if anywhere.
+        self.meters: tuple[Meter, ...] = ()
 
     def send(self, plaintext: bytes) -> None:
         """Encrypt and queue one message; synchronous so concurrent writers never interleave frames."""
@@ -114,8 +114,8 @@ class SecureChannel:
             raise ValueError(f"secure channel frame of {len(plaintext)} bytes > {MAX_PLAINTEXT}")
         ct = self._enc.encrypt_with_ad(None, plaintext)
         self.writer.write(_LEN.pack(len(ct)) + ct)
-        if self.meter is not None:
-            self.meter.bytes_out += len(ct) + 2
+        for m in self.meters:
+            m.bytes_out += len(ct) + 2
 
     async def drain(self) -> None:
         await self.writer.drain()
@@ -132,8 +132,8 @@ class SecureChannel:
             out: bytes = self._dec.decrypt_with_ad(None, ct)
         except Exception as e:
             raise HandshakeError("secure channel: a frame failed authentication (corrupt or tampered)") from e
-        if self.meter is not None:
-            self.meter.bytes_in += n + 2
+        for m in self.meters:
+            m.bytes_in += n + 2
         return out
 
     def close(self) -> None:
