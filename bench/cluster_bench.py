@@ -4,7 +4,8 @@
    spread over the 3 peers; prints committed pins/s (each 200 answer means committed by Raft).
 2. Listing: ``GET /allocations`` (the shared pinset) and ``GET /pins?local=true`` (this peer's statuses) and
    ``GET /pins`` (every peer's statuses, merged) streamed and counted; prints items/s.
-3. Daemon RSS (VmRSS of each peer process) after ingest and after the listings.
+3. Daemon RSS (VmRSS of each peer process) after ingest and after the listings; what the ingest wrote to storage
+   and sent between the peers (their ``GET /health/bandwidth``), per pin.
 4. With ``--ctl``: what a user waits for, ``ipfs-cluster-ctl status``, ``status --local`` and ``pin ls`` of the
    whole pinset (text output read from a pipe), with the ctl's own CPU time per item.
 
@@ -37,6 +38,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -75,6 +77,16 @@ def io_written(peer: Peer) -> tuple[int, int]:
         return 0, 0
     fields = dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
     return int(fields["write_bytes"]) - int(fields["cancelled_write_bytes"]), int(fields["syscw"])
+
+
+def bytes_sent(peers: list[Peer]) -> dict[str, int]:
+    """Bytes every peer has sent to the others so far, per protocol (each peer's ``GET /health/bandwidth``)."""
+    out: dict[str, int] = {}
+    for p in peers:
+        with urllib.request.urlopen(f"{p.rest}/health/bandwidth", timeout=30) as resp:
+            for proto, st in (json.loads(resp.read()) or {}).items():
+                out[proto] = out.get(proto, 0) + int(st["total_out"])
+    return out
 
 
 def disk_sectors_written() -> int:
@@ -281,11 +293,13 @@ async def run(args: argparse.Namespace) -> tuple[float, float] | None:
         print(f"3 peers up; RSS (MB): {[round(rss_mb(p)) for p in peers]}")
         if not args.listing:
             cpu0, io0, disk0 = [cpu_seconds(p) for p in peers], [io_written(p) for p in peers], disk_sectors_written()
+            net0 = bytes_sent(peers)
             busy0, own0 = machine_busy(), os.times()
             rate = await ingest(peers, args.pins, args.clients, args.rf)
             cpu = [cpu_seconds(p) - c for p, c in zip(peers, cpu0, strict=True)]
             io = [(b - b0, w - w0) for (b, w), (b0, w0) in zip([io_written(p) for p in peers], io0, strict=True)]
             disk = (disk_sectors_written() - disk0) * 512
+            net = {k: v - net0.get(k, 0) for k, v in bytes_sent(peers).items()}
             busy1, own1 = machine_busy(), os.times()
             own = (own1.user + own1.system) - (own0.user + own0.system)
             print(f"REST ingest: {args.pins} pins (rf {args.rf}), {args.clients} clients over 3 peers: "
@@ -299,6 +313,8 @@ async def run(args: argparse.Namespace) -> tuple[float, float] | None:
             print(f"  written to storage per pin: daemons {[round(b / args.pins / 1024, 1) for b, _ in io]} KiB "
                   f"in {[round(w / args.pins, 2) for _, w in io]} write calls; the machine's disks "
                   f"{disk / args.pins / 1024:.1f} KiB")
+            print("  sent between the peers per pin (all together, encrypted): "
+                  + ", ".join(f"{k} {v / args.pins:,.0f} B" for k, v in sorted(net.items())))
             print(f"RSS after ingest (MB): {[round(rss_mb(p)) for p in peers]}")
             await asyncio.sleep(2)  # let the trackers settle
         await listings(peers, tuple(p for p in args.paths.split(",") if p), args.listing or args.pins)
