@@ -189,7 +189,8 @@ def test_version_help_and_source(tmp_path: Path) -> None:
     v = run("version")
     assert (v.returncode, v.stdout) == (0, "1.1.6\n")
     h = run()
-    assert h.returncode == 1 and "Usage: ipfs-cluster-service" in h.stdout and "init" in h.stdout
+    assert h.returncode == 1 and h.stdout.startswith("NAME:\n   ipfs-cluster-service - IPFS Cluster peer\n")
+    assert "\n   init     Creates a configuration and generates an identity\n" in h.stdout
     d = tmp_path / "peer"
     s = run("-c", str(d), "init", "http://config.example/service.json")
     assert s.returncode == 0, s.stderr

@@ -13,10 +13,10 @@ import os
 import sys
 import time
 import urllib.parse
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import IO, TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -43,6 +43,7 @@ from pincluster.cli.ctl_format import (
     format_status_view,
     format_version,
 )
+from pincluster.cli.urfave import DURATION, UrfaveGroup, command_paths
 from pincluster.client import APIError, Client, TransportError, WaitTimeout
 from pincluster.client.client import path_entries
 from pincluster.client.transport import HTTPResponse
@@ -69,18 +70,6 @@ class DeadlineExceeded(CLIError):
     """``--wait-timeout`` ran out: Go's ``context deadline exceeded``, exit 62."""
 
     exit_code = 62
-
-
-class NoHelpTopic(click.ClickException):
-    """An unknown subcommand: urfave/cli prints ``No help topic for '<x>'`` on stderr and exits 3."""
-
-    exit_code = 3
-
-    def __init__(self, name: str) -> None:
-        super().__init__(f"No help topic for '{name}'")
-
-    def show(self, file: IO[Any] | None = None) -> None:
-        click.echo(self.format_message(), err=True)
 
 
 class APIExit(click.ClickException):
@@ -283,49 +272,52 @@ class Ctl:
 pass_ctl = click.make_pass_decorator(Ctl)
 
 
-# --- click plumbing: urfave/cli's help topics, usage errors and exit codes -------------------------------------
-class CtlGroup(click.Group):
-    """A group whose unknown subcommands exit 3 with ``No help topic for '<x>'`` (urfave/cli v1)."""
-
-    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None,
-                                                                            list[str]]:
-        name = args[0] if args else ""
-        if self.get_command(ctx, name) is None and not ctx.resilient_parsing and not name.startswith("-"):
-            raise NoHelpTopic(name)
-        return super().resolve_command(ctx, args)
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        """In the order they are defined, as Go's ctl lists them (click sorts them by name)."""
-        return list(self.commands)
-
-
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 118}
-
-
+# --- the application ------------------------------------------------------------------------------------------
 def _parse_credentials(text: str) -> tuple[str, str]:
     user, _, password = text.partition(":")
     return user, password
 
 
-@click.group(cls=CtlGroup, invoke_without_command=True, context_settings=CONTEXT,
-             help="ipfs-cluster-ctl is a tool to manage IPFS Cluster nodes (pincluster's implementation). "
-                  "It talks to the REST API of one cluster peer (--host).")
-@click.option("-l", "--host", default=DEFAULT_HOST, show_default=True, metavar="MULTIADDR|URL",
-              help="Cluster's REST API endpoint: a multiaddr or an http(s):// URL; a comma list fails over.")
-@click.option("--secret", default="", metavar="HEX",
-              help="Cluster secret (32 bytes, hex), only for libp2p API endpoints (not supported by pincluster).")
-@click.option("-s", "--https", is_flag=True, help="Use HTTPS to talk to the API.")
-@click.option("--no-check-certificate", is_flag=True, help="Do not verify the server's TLS certificate.")
-@click.option("--encoding", "--enc", "encoding", default="text", show_default=True, metavar="text|json",
-              help="Output format: text or json.")
-@click.option("-t", "--timeout", default=0, show_default=True, type=int, metavar="SECONDS",
-              help="Timeout of each network operation in seconds (0: none).")
-@click.option("-d", "--debug", is_flag=True, help="Print every request and response on stderr.")
-@click.option("--basic-auth", envvar="CLUSTER_CREDENTIALS", default="", metavar="USER[:PASSWORD]",
-              help="Basic auth credentials (implies HTTPS unless --force-http) [env CLUSTER_CREDENTIALS].")
-@click.option("-f", "--force-http", is_flag=True, help="Keep plain HTTP when --basic-auth is given.")
-@click.version_option(CLUSTER_COMPAT_VERSION, "-v", "--version", prog_name=PROGRAM,
-                      message="%(prog)s version %(version)s")
+DESCRIPTION = f"""
+{PROGRAM} is a tool to manage IPFS Cluster nodes.
+
+Use "{PROGRAM} help" to list all available commands and
+"{PROGRAM} help <command>" to get usage information for a
+specific one.
+
+{PROGRAM} uses the IPFS Cluster API to perform requests and
+display responses in a user-readable format. The location of the IPFS
+Cluster server is assumed to be {DEFAULT_HOST}, but can be configured
+with the --host option. If several multiaddresses are specified\x20
+(comma-separated), requests will be sent to the first one and fail-over\x20
+over to the others. This also works for dns-based addresses which resolve
+to multiple values.
+
+To use the secure libp2p-http API endpoint, use "--host" with\x20
+the full cluster libp2p listener address, including the "/p2p/<peerID>"
+part, or a /dnsaddr that resolves to it. Provide the cluster secret with\x20
+--secret as needed.
+
+For feedback, bug reports or any additional information, visit
+https://github.com/ipfs-cluster/ipfs-cluster.
+"""  # (\x20: Go's text has a space at the end of these lines)
+
+
+@click.group(PROGRAM, cls=UrfaveGroup, usage="CLI for IPFS Cluster", description=DESCRIPTION,
+             version=CLUSTER_COMPAT_VERSION)
+@click.option("--host", "-l", default=DEFAULT_HOST, help="API endpoint multiaddresses (comma-separated)")
+@click.option("--secret", default="",
+              help="cluster secret (32 byte pnet-key) as needed. Only when using the LibP2P endpoint")
+@click.option("--https", "-s", is_flag=True, help="use https to connect to the API")
+@click.option("--no-check-certificate", is_flag=True,
+              help="do not verify server TLS certificate. only valid with --https flag")
+@click.option("--encoding", "--enc", "encoding", default="text", help="output format encoding [text, json]")
+@click.option("--timeout", "-t", default=0, type=int, help="number of seconds to wait before timing out a request")
+@click.option("--debug", "-d", is_flag=True, help="set debug log level")
+@click.option("--basic-auth", envvar="CLUSTER_CREDENTIALS", default="",
+              help="<username>[:<password>] specify BasicAuth credentials for server that\n"
+                   "requires authorization. implies --https, which you can disable with --force-http")
+@click.option("--force-http", "-f", is_flag=True, help="force HTTP. only valid when using BasicAuth")
 @click.pass_context
 def cli(ctx: click.Context, host: str, secret: str, https: bool, no_check_certificate: bool, encoding: str,
         timeout: int, debug: bool, basic_auth: str, force_http: bool) -> None:
@@ -359,8 +351,6 @@ def cli(ctx: click.Context, host: str, secret: str, https: bool, no_check_certif
     ctx.obj = Ctl(hosts=hosts, https=use_https, verify=not no_check_certificate, username=user,
                   password=password, timeout=float(timeout) if timeout > 0 else None, debug=debug,
                   encoding=encoding)
-    if ctx.invoked_subcommand is None:
-        click.echo(ctx.get_help())
 
 
 # --- argument helpers -----------------------------------------------------------------------------------------
@@ -474,59 +464,70 @@ async def _after_pin(c: Ctl, client: Client, pin: Pin, target: TrackerStatus, no
     c.emit(status, format_gpi)
 
 
-def _wait_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    f = click.option("--wait-timeout", "--wt", "wait_timeout", default="", metavar="DURATION",
-                     help="How long to --wait (e.g. 30s, 2m); default: indefinitely.")(f)
-    f = click.option("--wait-limit", "--wl", "wait_limit", default=0, type=int,
-                     help="With --wait: stop waiting once this many peers reach the target status.")(f)
-    f = click.option("-w", "--wait", is_flag=True, help="Wait for all (or --wait-limit) peers to reach the "
-                     "target status.")(f)
-    f = click.option("--no-status", "--ns", "no_status", is_flag=True,
-                     help="Print the pin instead of fetching its status.")(f)
-    return f
+#: Go's usage strings of the waiting flags (``waitFlagDesc``, ``waitLimitFlagDesc``, ``waitTimeoutFlagDesc``)
+WAIT_USAGE = "Wait for the pin to reach the minimum replication factor before returning"
+WAIT_LIMIT_USAGE = "How many peers should reach the desired status to finish waiting"
+WAIT_TIMEOUT_USAGE = "How long to --wait (in seconds). Default: forever"
 
 
-def _group_help(ctx: click.Context) -> None:
-    """A command group run on its own shows its help (urfave/cli), instead of a usage error."""
-    if ctx.invoked_subcommand is None:
-        click.echo(ctx.get_help())
+def _wait_options(doing: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--no-status``, ``--wait``, ``--wait-limit`` and ``--wait-timeout`` of ``pin add|rm|update`` (``doing``:
+    Go's word for the command in the ``--no-status`` usage)."""
+
+    def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
+        f = click.option("--wait-timeout", "--wt", "wait_timeout", default="0s", type=DURATION,
+                         help=WAIT_TIMEOUT_USAGE)(f)
+        f = click.option("--wait-limit", "--wl", "wait_limit", default=0, type=int, help=WAIT_LIMIT_USAGE)(f)
+        f = click.option("--wait", "-w", is_flag=True, help=WAIT_USAGE)(f)
+        return click.option("--no-status", "--ns", "no_status", is_flag=True,
+                            help=f"Prevents fetching pin status after {doing} (faster, quieter)")(f)
+
+    return decorate
+
+
+def _local_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Go's ``localFlag()``."""
+    return click.option("--local", is_flag=True, help="run operation only on the contacted peer")(f)
 
 
 # --- id, peers, version ---------------------------------------------------------------------------------------
-@cli.command("id", context_settings=CONTEXT)
+@cli.command("id", usage="Retrieve peer information", description="""
+This command displays information about the peer that the tool is contacting
+(usually running in localhost).
+""")
 @pass_ctl
 def id_cmd(c: Ctl) -> None:
-    """Retrieve peer information: the ID, addresses, cluster peers and IPFS daemon of the contacted peer."""
-
     async def go(client: Client) -> None:
         c.emit(await client.id(), format_id)
 
     c.run(go)
 
 
-@cli.group(cls=CtlGroup, invoke_without_command=True, context_settings=CONTEXT)
-@click.pass_context
-def peers(ctx: click.Context) -> None:
-    """List and manage the cluster's peers (peers join with `ipfs-cluster-service daemon --bootstrap`)."""
-    _group_help(ctx)
+@cli.group(usage="List and manage IPFS Cluster peers", description="List and manage IPFS Cluster peers")
+def peers() -> None:
+    pass
 
 
-@peers.command("ls", context_settings=CONTEXT)
+@peers.command("ls", usage="list the nodes participating in the IPFS Cluster", args_usage=" ", description="""
+This command provides a list of the ID information of all the peers in the Cluster.
+""")
 @pass_ctl
 def peers_ls(c: Ctl) -> None:
-    """List the cluster's peers, each as seen by itself."""
-
     async def go(client: Client) -> None:
         await c.emit_all(client.peers(), format_id)
 
     c.run(go)
 
 
-@peers.command("rm", context_settings=CONTEXT)
+@peers.command("rm", usage="remove a peer from the Cluster", args_usage="<peer ID>", description="""
+This command removes a peer from the cluster. If the peer is online, it will
+automatically shut down. All other cluster peers should be online for the
+operation to succeed, otherwise some nodes may be left with an outdated list of
+cluster peers.
+""")
 @click.argument("peer_id", required=False, default="")
 @pass_ctl
 def peers_rm(c: Ctl, peer_id: str) -> None:
-    """Remove a peer from the cluster; its pins are re-allocated first."""
     try:
         pid = PeerID.decode(peer_id)
     except InvalidInput as err:
@@ -624,43 +625,62 @@ class _Bar:
         self._progress.update(self._task, completed=sum(self._done.values()))
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(usage="Add a file or directory to ipfs and pin it in the cluster", args_usage="<path>", description="""
+Add allows to add and replicate content to several ipfs daemons, performing
+a Cluster Pin operation on success. It takes elements from local paths as
+well as from web URLs (accessed with a GET request). Providing several
+arguments will automatically set --wrap-in-directory.
+
+Cluster "add" works, by default, just like "ipfs add" and has similar options
+in terms of DAG layout, chunker, hash function etc. It also supports adding
+CAR files directly (--format car), as long as they have a single root. When
+adding CAR files, all the options related to dag-building are ignored.
+
+Added content will be allocated and sent block by block to the peers that
+should pin it (among which may not necessarily be the local ipfs daemon).
+Once all the blocks have arrived, they will be "cluster-pinned". This makes\x20
+cluster add slower than a local ipfs add, but the result is a fully replicated
+on completion. If you prefer faster adding, use the --local flag to add\x20
+directly to the local IPFS node and pin in the destinations after that.\x20
+Note that the local IPFS node may not be among the destinations, which will
+leave the unpinned content in it.
+
+Optional replication-min and replication-max factors can be provided: -1 means
+"pin everywhere" and 0 means use cluster's default setting (i.e., replication
+factor set in config). Positive values indicate how many peers should pin this
+content.
+""")  # (\x20: Go's text has a space at the end of these lines)
 @click.argument("paths", nargs=-1)
-@click.option("-r", "--recursive", is_flag=True, help="Add directories recursively.")
-@click.option("-q", "--quiet", is_flag=True, help="Write only the CIDs.")
-@click.option("-Q", "--quieter", is_flag=True, help="Write only the final CID.")
-@click.option("--no-stream", is_flag=True, help="Buffer the output and print it at the end (json: an array).")
-@click.option("--layout", default="", metavar="balanced|trickle", help="DAG layout (default balanced).")
-@click.option("-w", "--wrap-with-directory", is_flag=True, help="Wrap the added files in a directory.")
-@click.option("--format", "fmt", default="unixfs", show_default=True, metavar="unixfs|car",
-              help="unixfs: add files and folders; car: import a CAR file with one root.")
-@click.option("-H", "--hidden", is_flag=True, help="Include files whose names start with a dot.")
-@click.option("-s", "--chunker", default="size-262144", show_default=True,
-              help="size-<bytes> or rabin-<min>-<avg>-<max>.")
-@click.option("--raw-leaves", is_flag=True, help="Use raw blocks for leaves (forced by --cid-version 1).")
-@click.option("--cid-version", default=0, show_default=True, type=int, help="CID version (0 or 1).")
-@click.option("--hash", "hash_", default="sha2-256", show_default=True,
-              help="Hash function (other than sha2-256 implies --cid-version 1).")
-@click.option("--nocopy", is_flag=True, help="Add URLs with the filestore (implies --raw-leaves; experimental).")
-@click.option("--local", is_flag=True, help="Write blocks only to the contacted peer's IPFS daemon.")
-@click.option("-n", "--name", default="", help="Pin name.")
-@click.option("--replication-min", "--rmin", "rmin", default=0, type=int, help="Replication factor minimum.")
-@click.option("--replication-max", "--rmax", "rmax", default=0, type=int, help="Replication factor maximum.")
-@click.option("--expire-in", default="", metavar="DURATION", help="Unpin automatically after this long.")
-@click.option("--metadata", multiple=True, metavar="KEY=VALUE", help="Pin metadata (repeatable).")
-@click.option("--allocations", "--allocs", "allocations", default="", metavar="PEER,…",
-              help="Peers to allocate the pin to first (comma-separated peer IDs).")
-@click.option("--no-pin", is_flag=True, help="Only store the blocks; do not pin them in the cluster.")
-@click.option("--wait", is_flag=True, help="Wait until the added content is pinned.")
-@click.option("--wait-timeout", "--wt", "wait_timeout", default="", metavar="DURATION",
-              help="How long to --wait (e.g. 30s); default: indefinitely.")
+@click.option("--recursive", "-r", is_flag=True, help="Add directory paths recursively")
+@click.option("--quiet", "-q", is_flag=True, help="Write only hashes to output (one per line)")
+@click.option("--quieter", "-Q", is_flag=True, help="Write only final hash to output")
+@click.option("--no-stream", is_flag=True, help="Buffer output locally. Produces a valid JSON array with --enc=json.")
+@click.option("--local", is_flag=True, help="Add to local peer but pin normally")
+@click.option("--name", "-n", default="", help="Sets a name for this pin")
+@click.option("--replication-min", "--rmin", "rmin", default=0, type=int,
+              help="Sets the minimum replication factor for pinning this file")
+@click.option("--replication-max", "--rmax", "rmax", default=0, type=int,
+              help="Sets the maximum replication factor for pinning this file")
+@click.option("--expire-in", default="", help="Duration after which the pin should be unpinned automatically")
+@click.option("--metadata", multiple=True, help="Pin metadata: key=value. Can be added multiple times")
+@click.option("--allocations", "--allocs", "allocations", default="", help="Optional comma-separated list of peer IDs")
+@click.option("--no-pin", is_flag=True, help="Do not pin after adding")
+@click.option("--wait", is_flag=True, help=WAIT_USAGE)
+@click.option("--wait-timeout", "--wt", "wait_timeout", default="0s", type=DURATION, help=WAIT_TIMEOUT_USAGE)
+@click.option("--wrap-with-directory", "-w", is_flag=True, help="Wrap a with a directory object")
+@click.option("--format", "fmt", default="unixfs", help="'unixfs' (add as unixfs DAG), 'car' (import CAR file)")
+@click.option("--layout", default="", help="Dag layout to use for dag generation: balanced or trickle")
+@click.option("--hidden", "-H", is_flag=True, help="Include files that are hidden.  Only takes effect on recursive add")
+@click.option("--chunker", "-s", default="size-262144", help="'size-<size>' or 'rabin-<min>-<avg>-<max>'")
+@click.option("--raw-leaves", is_flag=True, help="Use raw blocks for leaves (experimental)")
+@click.option("--cid-version", default=0, type=int, help="CID version. Non default implies raw-leaves")
+@click.option("--hash", "hash_", default="sha2-256", help="Hash function to use. Implies cid-version=1")
+@click.option("--nocopy", is_flag=True, help="Add the URL using filestore. Implies raw-leaves. (experimental)")
 @pass_ctl
 def add(c: Ctl, paths: tuple[str, ...], recursive: bool, quiet: bool, quieter: bool, no_stream: bool, layout: str,
         wrap_with_directory: bool, fmt: str, hidden: bool, chunker: str, raw_leaves: bool, cid_version: int,
         hash_: str, nocopy: bool, local: bool, name: str, rmin: int, rmax: int, expire_in: str,
         metadata: tuple[str, ...], allocations: str, no_pin: bool, wait: bool, wait_timeout: str) -> None:
-    """Add files, folders or web URLs to the cluster: the content is imported by the contacted peer (as
-    `ipfs add` would) and pinned with the given options. Prints `added <cid> <name>` per file and folder."""
     if not paths:
         fail("", "need at least one path")
     wrap = wrap_with_directory or len(paths) > 1
@@ -730,30 +750,46 @@ def add(c: Ctl, paths: tuple[str, ...], recursive: bool, quiet: bool, quieter: b
 
 
 # --- pin ----------------------------------------------------------------------------------------------------------
-@cli.group(cls=CtlGroup, invoke_without_command=True, context_settings=CONTEXT)
-@click.pass_context
-def pin(ctx: click.Context) -> None:
-    """Pin and unpin content in the cluster, and list the pinset."""
-    _group_help(ctx)
+@cli.group(usage="Pin and unpin and list items in IPFS Cluster",
+           description="Pin and unpin and list items in IPFS Cluster")
+def pin() -> None:
+    pass
 
 
-@pin.command("add", context_settings=CONTEXT)
+@pin.command("add", usage="Pin an item in the cluster", args_usage="<CID|Path>", description="""
+This command tells IPFS Cluster to start managing a CID. Depending on
+the pinning strategy, this will trigger IPFS pin requests. The CID will
+become part of the Cluster's state and will tracked from this point.
+
+When the request has succeeded, the command returns the status of the CID
+in the cluster and should be part of the list offered by "pin ls".
+
+An optional replication factor can be provided: -1 means "pin everywhere"
+and 0 means use cluster's default setting (i.e., replication factor set in
+config). Positive values indicate how many peers should pin this content.
+
+An optional allocations argument can be provided, allocations should be a
+comma-separated list of peer IDs on which we want to pin. Peers in allocations
+are prioritized over automatically-determined ones, but replication factors
+would still be respected.
+""")
 @click.argument("arg", required=False, default="")
-@click.option("-r", "--replication", default=0, type=int, help="Replication factor (sets both min and max).")
-@click.option("--replication-min", "--rmin", "rmin", default=0, type=int, help="Replication factor minimum.")
-@click.option("--replication-max", "--rmax", "rmax", default=0, type=int, help="Replication factor maximum.")
-@click.option("--allocations", "--allocs", "allocations", default="", metavar="PEER,…",
-              help="Peers to allocate the pin to first (comma-separated peer IDs).")
-@click.option("-n", "--name", default="", help="Pin name.")
-@click.option("--mode", default="recursive", show_default=True, metavar="recursive|direct", help="Pin mode.")
-@click.option("--expire-in", default="", metavar="DURATION", help="Unpin automatically after this long.")
-@click.option("--metadata", multiple=True, metavar="KEY=VALUE", help="Pin metadata (repeatable).")
-@_wait_options
+@click.option("--replication", "-r", default=0, type=int,
+              help="Sets a custom replication factor (overrides -rmax and -rmin)")
+@click.option("--replication-min", "--rmin", "rmin", default=0, type=int,
+              help="Sets the minimum replication factor for this pin")
+@click.option("--replication-max", "--rmax", "rmax", default=0, type=int,
+              help="Sets the maximum replication factor for this pin")
+@click.option("--allocations", "--allocs", "allocations", default="", help="Optional comma-separated list of peer IDs")
+@click.option("--name", "-n", default="", help="Sets a name for this pin")
+@click.option("--mode", default="recursive", help="Select a way to pin: recursive or direct")
+@click.option("--expire-in", default="", help="Duration after which pin should be unpinned automatically")
+@click.option("--metadata", multiple=True, help="Pin metadata: key=value. Can be added multiple times")
+@_wait_options("pinning")
 @pass_ctl
 def pin_add(c: Ctl, arg: str, replication: int, rmin: int, rmax: int, allocations: str, name: str, mode: str,
             expire_in: str, metadata: tuple[str, ...], no_status: bool, wait: bool, wait_limit: int,
             wait_timeout: str) -> None:
-    """Pin a CID or an /ipfs/, /ipns/ or /ipld/ path in the cluster, then print its status."""
     path = _ipfs_path(arg)
     if replication:
         rmin = rmax = replication
@@ -769,12 +805,18 @@ def pin_add(c: Ctl, arg: str, replication: int, rmin: int, rmax: int, allocation
     c.run(go)
 
 
-@pin.command("rm", context_settings=CONTEXT)
+@pin.command("rm", usage="Unpin an item from the cluster", args_usage="<CID|Path>", description="""
+This command tells IPFS Cluster to no longer manage a CID. This will
+trigger unpinning operations in all the IPFS nodes holding the content.
+
+When the request has succeeded, the command returns the status of the CID
+in the cluster. The CID should disappear from the list offered by "pin ls",
+although unpinning operations in the cluster may take longer or fail.
+""")
 @click.argument("arg", required=False, default="")
-@_wait_options
+@_wait_options("unpinning")
 @pass_ctl
 def pin_rm(c: Ctl, arg: str, no_status: bool, wait: bool, wait_limit: int, wait_timeout: str) -> None:
-    """Unpin a CID or path from the cluster, then print its status."""
     path = _ipfs_path(arg)
     timeout = _wait_timeout(wait_timeout)
 
@@ -785,17 +827,29 @@ def pin_rm(c: Ctl, arg: str, no_status: bool, wait: bool, wait_limit: int, wait_
     c.run(go)
 
 
-@pin.command("update", context_settings=CONTEXT)
+@pin.command("update", usage="Pin a new item based on an existing one",
+             args_usage="<existing-CID> <new-CID|Path>", description="""
+This command will add a new pin to the cluster taking all the options from an
+existing one, including name. This means that the new pin will bypass the
+allocation process and will be allocated to the same peers as the existing
+one.
+
+The cluster peers will try to Pin the new item on IPFS using the "pin update"
+command. This is especially efficient when the content of two pins (their DAGs)
+are similar.
+
+Unlike the "pin update" command in the ipfs daemon, this will not unpin the
+existing item from the cluster. Please run "pin rm" for that.
+""")
 @click.argument("existing", required=False, default="")
 @click.argument("new", required=False, default="")
-@click.option("-n", "--name", default="", help="Name of the new pin (default: the existing one's).")
-@click.option("--expire-in", default="", metavar="DURATION", help="Unpin the new pin automatically after this.")
-@_wait_options
+@click.option("--name", "-n", default="", help="Sets a name for this updated pin")
+@click.option("--expire-in", default="",
+              help="Duration after which the pin should be unpinned automatically after updating")
+@_wait_options("updating")
 @pass_ctl
 def pin_update(c: Ctl, existing: str, new: str, name: str, expire_in: str, no_status: bool, wait: bool,
                wait_limit: int, wait_timeout: str) -> None:
-    """Pin a new CID or path with the options and allocations of an existing pin (which stays pinned: run
-    `pin rm` for it afterwards). IPFS pins the new DAG by difference, which is fast for similar DAGs."""
     try:
         from_cid = CID.decode(existing)
     except InvalidInput as err:
@@ -822,13 +876,24 @@ def _type_filter(text: str) -> str:
     return ",".join(names) if names else text  # nothing known: let the API say "invalid filter value"
 
 
-@pin.command("ls", context_settings=CONTEXT)
+@pin.command("ls", usage="List items in the cluster pinset", args_usage="[CID]", description="""
+This command will list the CIDs which are tracked by IPFS Cluster and to
+which peers they are currently allocated. This list does not include
+any monitoring information about the IPFS status of the CIDs, it
+merely represents the list of pins which are part of the shared state of
+the cluster. For IPFS-status information about the pins, use "status".
+
+The filter only takes effect when listing all pins. The possible values are:
+  - all (default)
+  - pin (normal pins, recursive or direct)
+  - meta-pin (sharded pins)
+  - clusterdag-pin (sharding-dag root pins)
+  - shard-pin (individual shard pins)
+""")
 @click.argument("cid", required=False, default="")
-@click.option("--filter", "flt", default="all", show_default=True,
-              help="Pin types to list, comma-separated: all, pin, meta-pin, clusterdag-pin, shard-pin.")
+@click.option("--filter", "flt", default="all", help="Comma separated list of pin types. See help above.")
 @pass_ctl
 def pin_ls(c: Ctl, cid: str, flt: str) -> None:
-    """List the pinset (or one item of it) with each pin's options and allocations."""
     one = _cid(cid) if cid else None
 
     async def go(client: Client) -> None:
@@ -863,12 +928,26 @@ async def _print_status(c: Ctl, client: Client, cids: Sequence[CID], local: bool
         await c.write_all(views, format_status_view)
 
 
-@cli.command(context_settings=CONTEXT,
-             help="Show the status of the given CIDs (or of every tracked CID) on every peer. "
-                  f"--filter takes one or more of: {', '.join(filter_names())} (comma-separated).")
+_STATUS_VALUES = "\n".join(sorted(f"  - {name}" for name in filter_names()))
+
+
+@cli.command(usage="Retrieve the status of tracked items", args_usage="[CID1] [CID2]...", description="""
+This command retrieves the status of the CIDs tracked by IPFS
+Cluster, including which member is pinning them and any errors.
+If one of several CIDs are provided, the status will be only fetched\x20
+for a single item.  Metadata CIDs are included in the status response.
+
+When the --local flag is passed, it will only fetch the status from the
+contacted cluster peer. By default, status will be fetched from all peers.
+
+When the --filter flag is passed, it will only fetch the peer information
+where status of the pin matches at least one of the filter values (a comma
+separated list). The following are valid status values:
+
+""" + _STATUS_VALUES)  # (\x20: Go's text has a space at the end of that line)
 @click.argument("cids", nargs=-1)
-@click.option("--local", is_flag=True, help="Only the contacted peer's statuses.")
-@click.option("--filter", "flt", default="", help="Only items in these statuses (comma-separated).")
+@_local_option
+@click.option("--filter", "flt", default="", help="comma-separated list of filters")
 @pass_ctl
 def status(c: Ctl, cids: tuple[str, ...], local: bool, flt: str) -> None:
     parsed = [_cid(x) for x in cids]
@@ -880,14 +959,21 @@ def status(c: Ctl, cids: tuple[str, ...], local: bool, flt: str) -> None:
     c.run(go)
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(usage="Recover tracked items in error state", args_usage="[CID]", description="""
+This command asks Cluster peers to re-track or re-forget CIDs in
+error state, usually because the IPFS pin or unpin operation has failed.
+
+The command will wait for any operations to succeed and will return the status
+of the item upon completion. Note that, when running on the full sets of tracked
+CIDs (without argument), it may take a considerably long time.
+
+When the --local flag is passed, it will only trigger recover
+operations on the contacted peer (as opposed to on every peer).
+""")
 @click.argument("cid", required=False, default="")
-@click.option("--local", is_flag=True, help="Only on the contacted peer.")
+@_local_option
 @pass_ctl
 def recover(c: Ctl, cid: str, local: bool) -> None:
-    """Re-try failed pins and unpins (pin_error, unpin_error, unexpectedly_unpinned) of one CID or of all.
-
-    Without a CID, prints only the items that were re-queued."""
     one = _cid(cid) if cid else None
 
     async def go(client: Client) -> None:
@@ -899,16 +985,18 @@ def recover(c: Ctl, cid: str, local: bool) -> None:
     c.run(go)
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(usage="Sync the status of tracked items with IPFS (pincluster only)", args_usage="[CID1] [CID2]...",
+             description="""
+This command makes the status of the given CIDs (or of every tracked CID) agree
+with what each IPFS daemon really has, then prints it as "status" does.
+
+IPFS Cluster 1.x removed "sync"; pincluster keeps it: every peer re-reads the
+IPFS pin state of the CIDs through "recover", which re-queues what is missing.
+""")
 @click.argument("cids", nargs=-1)
-@click.option("--local", is_flag=True, help="Only on the contacted peer.")
+@_local_option
 @pass_ctl
 def sync(c: Ctl, cids: tuple[str, ...], local: bool) -> None:
-    """Make the statuses agree with what each IPFS daemon really has, then print them like `status`.
-
-    IPFS Cluster 1.x removed `sync`; here it re-checks every peer's IPFS pins for the CIDs (all when none
-    is given) through `recover`, which re-reads the IPFS pin state and re-queues what is missing, and then
-    prints the fresh statuses."""
     parsed = [_cid(x) for x in cids]
 
     async def go(client: Client) -> None:
@@ -924,10 +1012,12 @@ def sync(c: Ctl, cids: tuple[str, ...], local: bool) -> None:
 
 
 # --- version (defined here: Go's ctl lists it after recover), health, ipfs ------------------------------------------
-@cli.command(context_settings=CONTEXT)
+@cli.command(usage="Retrieve cluster version", args_usage=" ", description="""
+This command retrieves the IPFS Cluster version and can be used
+to check that it matches the CLI version (shown by -v).
+""")
 @pass_ctl
 def version(c: Ctl) -> None:
-    """Print the version of the contacted cluster peer."""
 
     async def go(client: Client) -> None:
         c.emit(await client.version(), format_version)
@@ -935,20 +1025,20 @@ def version(c: Ctl) -> None:
     c.run(go)
 
 
-@cli.group(cls=CtlGroup, invoke_without_command=True, context_settings=CONTEXT)
-@click.pass_context
-def health(ctx: click.Context) -> None:
-    """The cluster's health: connectivity graph, metrics, alerts and bandwidth."""
-    _group_help(ctx)
+@cli.group(usage="Cluster monitoring information", description="Cluster monitoring information")
+def health() -> None:
+    pass
 
 
-@health.command("graph", context_settings=CONTEXT)
-@click.option("-f", "--file", "file", default="", metavar="PATH", help="Write the graph here (default stdout).")
-@click.option("--all-ipfs-peers", is_flag=True, help="Also draw the IPFS daemons' other swarm peers.")
+@health.command("graph", usage="create a graph displaying connectivity of cluster peers", description="""
+This command queries all connected cluster peers and their ipfs peers to generate a
+graph of the connections.  Output is a dot file encoding the cluster's connection state.
+""")
+@click.option("--file", "-f", "file", default="", help="sets an output dot-file for the connectivity graph")
+@click.option("--all-ipfs-peers", is_flag=True,
+              help="causes the graph to mark nodes for ipfs peers not directly in the cluster")
 @pass_ctl
 def health_graph(c: Ctl, file: str, all_ipfs_peers: bool) -> None:
-    """Write the cluster's connectivity graph in Graphviz dot (render with `dot -Tpng`)."""
-
     from pincluster.cli.dot import make_dot
 
     async def go(client: Client) -> None:
@@ -965,11 +1055,22 @@ def health_graph(c: Ctl, file: str, all_ipfs_peers: bool) -> None:
     c.run(go)
 
 
-@health.command("metrics", context_settings=CONTEXT)
+@health.command("metrics", usage="List latest metrics logged by this peer", args_usage="<metric name>",
+                description="""
+This commands displays the latest valid metrics of the given type logged
+by this peer for all current cluster peers.
+
+If no argument is provided, the command retrieves all currently existing metric types.
+
+Currently supported metrics depend on the informer component used,
+but usually are:
+
+- freespace
+- ping
+""")
 @click.argument("name", required=False, default="")
 @pass_ctl
 def health_metrics(c: Ctl, name: str) -> None:
-    """List the metric names, or the latest metric of that name from every peer (freespace, ping, tag:…)."""
 
     async def go(client: Client) -> None:
         if not name:
@@ -982,10 +1083,17 @@ def health_metrics(c: Ctl, name: str) -> None:
     c.run(go)
 
 
-@health.command("alerts", context_settings=CONTEXT)
+@health.command("alerts", usage="List the latest expired metric alerts", description="""
+This command provides a list of "alerts" that the cluster has seen.
+
+An alert is triggered when one of the metrics seen for a peer expires, and no
+new metrics have been received.
+
+Different alerts may be handled in different ways. i.e. ping alerts may
+trigger automatic repinnings if configured.
+""")
 @pass_ctl
 def health_alerts(c: Ctl) -> None:
-    """List the latest alerts: metrics that peers stopped sending in time (newest first)."""
 
     async def go(client: Client) -> None:
         alerts = await client.alerts()
@@ -995,10 +1103,12 @@ def health_alerts(c: Ctl) -> None:
     c.run(go)
 
 
-@health.command("bandwidth", context_settings=CONTEXT)
+@health.command("bandwidth", usage="Lists bandwidth stats for libp2p protocols", description="""
+This command lists information about bytes sent, received and current bandwidth
+rates for each libp2p protocol that the peer uses.
+""")
 @pass_ctl
 def health_bandwidth(c: Ctl) -> None:
-    """Show the peer's network traffic per protocol."""
 
     async def go(client: Client) -> None:
         c.emit(await client.bandwidth(), format_bandwidth)
@@ -1006,18 +1116,21 @@ def health_bandwidth(c: Ctl) -> None:
     c.run(go)
 
 
-@cli.group(cls=CtlGroup, invoke_without_command=True, context_settings=CONTEXT)
-@click.pass_context
-def ipfs(ctx: click.Context) -> None:
-    """Run operations on the peers' IPFS daemons."""
-    _group_help(ctx)
+@cli.group(usage="Manage IPFS daemon", description="Manage IPFS daemon")
+def ipfs() -> None:
+    pass
 
 
-@ipfs.command("gc", context_settings=CONTEXT)
-@click.option("--local", is_flag=True, help="Only on the contacted peer's IPFS daemon.")
+@ipfs.command("gc", usage="run garbage collection on IPFS repos of cluster peers", description="""
+This command will instruct current Cluster peers to run "repo gc" on their
+respective IPFS daemons.
+
+When --local flag is passed, it will garbage collect only on the local IPFS
+daemon, otherwise on all IPFS daemons.
+""")
+@_local_option
 @pass_ctl
 def ipfs_gc(c: Ctl, local: bool) -> None:
-    """Garbage-collect the IPFS daemons' repositories and list the removed CIDs per peer."""
 
     async def go(client: Client) -> None:
         c.emit(await client.repo_gc(local=local), format_repo_gc)
@@ -1025,70 +1138,17 @@ def ipfs_gc(c: Ctl, local: bool) -> None:
     c.run(go)
 
 
-# --- help topics (urfave/cli style) -----------------------------------------------------------------------------------
-def _command_paths(group: click.Group, prefix: str) -> Iterable[str]:
-    """Every command in the order defined, as Go's ``walkCommands``: hidden ones too (``commands``, ``help``),
-    not the ``h`` alias (urfave/cli's ``help, h`` is one command)."""
-    for name, cmd in group.commands.items():
-        if name == "h":
-            continue
-        yield f"{prefix} {name}"
-        if isinstance(cmd, click.Group):
-            yield from _command_paths(cmd, f"{prefix} {name}")
-
-
-@cli.command("commands", hidden=True)
+# --- commands (the help command is urfave's own) ----------------------------------------------------------------
+@cli.command("commands", usage="List all commands", args_usage=" ", hidden=True)
 def commands() -> None:
-    """List every command."""
-    for line in _command_paths(cli, PROGRAM):
+    for line in command_paths(cli, PROGRAM):
         click.echo(line)
-
-
-def _help(ctx: click.Context, topic: tuple[str, ...]) -> None:
-    root = ctx.find_root()
-    cmd: click.Command = root.command
-    sub = root
-    for name in topic:
-        if not isinstance(cmd, click.Group):
-            raise NoHelpTopic(name)
-        nxt = cmd.get_command(sub, name)
-        if nxt is None:
-            raise NoHelpTopic(name)
-        cmd = nxt
-        sub = click.Context(cmd, info_name=name, parent=sub)
-    click.echo(cmd.get_help(sub))
-
-
-@cli.command("help", hidden=True)
-@click.argument("topic", nargs=-1)
-@click.pass_context
-def help_cmd(ctx: click.Context, topic: tuple[str, ...]) -> None:
-    """Show help for a command."""
-    _help(ctx, topic)
-
-
-@cli.command("h", hidden=True)
-@click.argument("topic", nargs=-1)
-@click.pass_context
-def h_cmd(ctx: click.Context, topic: tuple[str, ...]) -> None:
-    """Show help for a command."""
-    _help(ctx, topic)
-
-
-def _usage_exit(err: click.UsageError) -> NoReturn:
-    """urfave/cli: ``Incorrect Usage: <why>`` and the command's help, exit 1."""
-    click.echo(f"Incorrect Usage: {err.format_message()}\n", err=True)
-    if err.ctx is not None:
-        click.echo(err.ctx.get_help(), err=True)
-    sys.exit(1)
 
 
 def main(args: Sequence[str] | None = None) -> None:
     """Console-script entry point."""
     try:
         rv = cli.main(args=list(args) if args is not None else None, prog_name=PROGRAM, standalone_mode=False)
-    except click.UsageError as err:
-        _usage_exit(err)
     except click.ClickException as err:
         err.show()
         sys.exit(err.exit_code)

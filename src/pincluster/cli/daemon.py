@@ -11,35 +11,23 @@ from pincluster.cli.service import ServiceContext, cli, parse_peers, pass_servic
 from pincluster.errors import PinclusterError
 
 
-@cli.command()
-@click.option("-u", "--upgrade", is_flag=True, help="Upgrade the state on disk to this version's format first.")
-@click.option(
-    "-j", "--bootstrap", default="", metavar="MULTIADDRS",
-    help="Comma-separated cluster multiaddrs (with /p2p/<id>) of running peers to join.",
-)
-@click.option("-x", "--leave", is_flag=True, hidden=True, help="Leave the cluster on shutdown.")
-@click.option(
-    "--stats", is_flag=True,
-    help="Turn on Prometheus metrics (observations.metrics.enable_stats) and print the peer's health every "
-    "observations.metrics.reporting_interval.",
-)
-@click.option(
-    "--tracing", is_flag=True,
-    help="Turn on tracing (observations.tracing.enable_tracing): spans go to the Jaeger agent at "
-    "observations.tracing.jaeger_agent_endpoint.",
-)
-@click.option("--no-trust", is_flag=True, hidden=True, help="Accepted for compatibility (CRDT only).")
-@click.option(
-    "--ipfs", "ipfs_mode", type=click.Choice(["embedded", "external"]), default=None,
-    help="Run the embedded IPFS node in this process, or use an external daemon (kubo) at "
-    "ipfshttp.node_multiaddress. Default: embedded when <config>/ipfs exists.",
-)
+@cli.command(usage="Runs the IPFS Cluster peer (default)")
+@click.option("--upgrade", "-u", is_flag=True, help="run state migrations before starting (deprecated/unused)")
+@click.option("--bootstrap", "-j", default="",
+              help="join a cluster providing a comma-separated list of existing peers multiaddress(es)")
+@click.option("--leave", "-x", is_flag=True, hidden=True,
+              help='remove peer from cluster on exit. Overrides "leave_on_shutdown"')
+@click.option("--stats", is_flag=True, help="enable stats collection")
+@click.option("--tracing", is_flag=True, help="enable tracing collection")
+@click.option("--no-trust", is_flag=True, help='do not trust bootstrap peers (only for "crdt" consensus)')
+@click.option("--ipfs", "ipfs_mode", type=click.Choice(["embedded", "external"]), default=None,
+              help="'embedded' (run the IPFS node in <config>/ipfs in this process) or 'external' (use the IPFS "
+                   "daemon at ipfshttp.node_multiaddress); default: embedded when <config>/ipfs exists")
 @pass_service
 def daemon(
     svc: ServiceContext, upgrade: bool, bootstrap: str, leave: bool, stats: bool, tracing: bool, no_trust: bool,
     ipfs_mode: str | None,
 ) -> None:
-    """Run the cluster peer."""
     from pincluster.daemon import DaemonOptions, run_daemon
 
     lock = svc.take_lock()

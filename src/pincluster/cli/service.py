@@ -18,6 +18,7 @@ import click
 
 from pincluster import CLUSTER_COMPAT_VERSION
 from pincluster.cli import fail, prompt_line, prompt_yes_no, stdin_is_terminal
+from pincluster.cli.urfave import UrfaveGroup
 from pincluster.config.identity import IDENTITY_JSON, new_identity
 from pincluster.config.peerstore import save_peerstore
 from pincluster.config.secret import decode_secret
@@ -69,34 +70,88 @@ class ServiceContext:
 pass_service = click.make_pass_decorator(ServiceContext)
 
 
-@click.group(
-    invoke_without_command=True,
-    context_settings={"help_option_names": ["-h", "--help"]},
-    help="IPFS Cluster peer (pincluster): runs a peer of a private, replicated IPFS pinning cluster.",
-)
-@click.option(
-    "-c",
-    "--config",
-    "config_dir",
-    envvar="IPFS_CLUSTER_PATH",
-    default=DEFAULT_CONFIG_DIR,
-    show_default=True,
-    metavar="FOLDER",
-    help="Folder holding service.json, identity.json, peerstore and the peer's data [env IPFS_CLUSTER_PATH].",
-)
-@click.option("-f", "--force", is_flag=True, help="Force actions (overwrite, replace) without asking.")
-@click.option("-d", "--debug", is_flag=True, help="Log every facility at DEBUG, dependencies included.")
-@click.option(
-    "-l",
-    "--loglevel",
-    envvar="IPFS_CLUSTER_LOG_LEVEL",
-    default=None,
-    metavar="LEVEL",
-    help="'level' or 'facility:level' list, e.g. 'info,cluster:debug' (default info) [env IPFS_CLUSTER_LOG_LEVEL].",
-)
-@click.version_option(
-    CLUSTER_COMPAT_VERSION, "-v", "--version", prog_name=PROGRAM, message="%(prog)s version %(version)s"
-)
+DESCRIPTION = f"""
+{PROGRAM} runs an IPFS Cluster peer.
+
+A peer participates in the cluster consensus, follows a distributed log
+of pinning and unpinning requests and manages pinning operations to a
+configured IPFS daemon.
+
+This peer also provides an API for cluster management, an IPFS Proxy API which
+forwards requests to IPFS and a number of components for internal communication
+using LibP2P. This is a simplified view of the components:
+
+             +------------------+
+             | ipfs-cluster-ctl |
+             +---------+--------+
+                       |
+                       | HTTP(s)
+ipfs-cluster-service   |                           HTTP
++----------+--------+--v--+----------------------+      +-------------+
+| RPC      | Peer 1 | API | IPFS Connector/Proxy +------> IPFS daemon |
++----^-----+--------+-----+----------------------+      +-------------+
+     | libp2p
+     |
++----v-----+--------+-----+----------------------+      +-------------+
+| RPC      | Peer 2 | API | IPFS Connector/Proxy +------> IPFS daemon |
++----^-----+--------+-----+----------------------+      +-------------+
+     |
+     |
++----v-----+--------+-----+----------------------+      +-------------+
+| RPC      | Peer 3 | API | IPFS Connector/Proxy +------> IPFS daemon |
++----------+--------+-----+----------------------+      +-------------+
+
+
+{PROGRAM} needs valid configuration and identity files to run.
+These are independent from IPFS. The identity includes its own
+libp2p key-pair. They can be initialized with "init" and their
+default locations are {DEFAULT_CONFIG_DIR}/{SERVICE_JSON}
+and {DEFAULT_CONFIG_DIR}/{IDENTITY_JSON}.
+
+For feedback, bug reports or any additional information, visit
+https://github.com/ipfs-cluster/ipfs-cluster.
+
+
+EXAMPLES:
+
+Initial configuration:
+
+$ ipfs-cluster-service init
+
+Launch a cluster:
+
+$ ipfs-cluster-service daemon
+
+Launch a peer and join existing cluster:
+
+$ ipfs-cluster-service daemon --bootstrap /ip4/192.168.1.2/tcp/9096/p2p/QmPSoSaPXpyunaBwHs1rZBKYSqRV4bLRk32VGYLuvdrypL
+
+Customize logs using --loglevel flag. To customize component-level
+logging pass a comma-separated list of component-identifer:log-level
+pair or without identifier for overall loglevel. Valid loglevels
+are critical, error, warning, notice, info and debug.
+
+$ ipfs-cluster-service --loglevel info,cluster:debug,pintracker:debug daemon
+"""
+
+
+def _no_command(ctx: click.Context, name: str | None) -> None:
+    """Go's ``run`` (the application's action): without a known command, the help and exit 1."""
+    click.echo(ctx.command.get_help(ctx), nl=False)
+    ctx.exit(1)
+
+
+@click.group(PROGRAM, cls=UrfaveGroup, usage="IPFS Cluster peer", description=DESCRIPTION,
+             version=CLUSTER_COMPAT_VERSION, usage_exit_code=0, action=_no_command,
+             order=("init", "daemon", "state", "version"))  # as Go lists them (daemon, state: other modules)
+@click.option("--config", "-c", "config_dir", envvar="IPFS_CLUSTER_PATH",
+              default=os.path.expanduser(DEFAULT_CONFIG_DIR),  # Go's DefaultPath: $HOME/.ipfs-cluster
+              help="path to the configuration and data `FOLDER`")
+@click.option("--force", "-f", is_flag=True,
+              help="forcefully proceed with some actions. i.e. overwriting configuration")
+@click.option("--debug", "-d", is_flag=True, help="enable full debug logging (very verbose)")
+@click.option("--loglevel", "-l", envvar="IPFS_CLUSTER_LOG_LEVEL", default=None,
+              help="set overall and component-wise log levels")
 @click.pass_context
 def cli(ctx: click.Context, config_dir: str, force: bool, debug: bool, loglevel: str | None) -> None:
     try:
@@ -105,14 +160,10 @@ def cli(ctx: click.Context, config_dir: str, force: bool, debug: bool, loglevel:
         fail("setting up logging", err)
     # absolute, as Go's filepath.Abs: every message names the files wherever the command ran
     ctx.obj = ServiceContext(Path(os.path.abspath(Path(config_dir).expanduser())), force, debug, loglevel)
-    if ctx.invoked_subcommand is None:
-        click.echo(ctx.get_help())
-        ctx.exit(1)
 
 
-@cli.command()
+@cli.command(usage="Prints the ipfs-cluster version")
 def version() -> None:
-    """Print the IPFS Cluster version this peer is compatible with."""
     click.echo(CLUSTER_COMPAT_VERSION)
 
 
@@ -248,32 +299,44 @@ def parse_peers(text: str) -> list[Multiaddr]:
     return out
 
 
-@cli.command()
-@click.argument("source_url", required=False, metavar="[http-source-url]")
-@click.option(
-    "--consensus",
-    default="raft",
-    show_default=True,
-    help="Consensus component: raft (crdt is not implemented by pincluster yet).",
-)
-@click.option(
-    "--datastore",
-    default="pebble",
-    show_default=True,
-    help="Datastore for crdt (pebble, badger, badger3, leveldb); accepted for compatibility, unused by raft.",
-)
-@click.option("-s", "--custom-secret", is_flag=True, help="Prompt for the cluster secret instead of generating one.")
-@click.option("--peers", default="", help="Comma-separated multiaddrs (with /p2p/<id>) of the initial peers.")
-@click.option("-f", "--force", is_flag=True, help="Overwrite an existing configuration without asking.")
-@click.option("--randomports", is_flag=True, help="Use free random ports for every listener.")
-@click.option(
-    "--ipfs",
-    "ipfs_mode",
-    type=click.Choice(["embedded", "external"]),
-    default=None,
-    help="Set up the embedded IPFS node in <config>/ipfs, or use an external IPFS daemon (kubo) at "
-    "ipfshttp.node_multiaddress. Default: external when an IPFS API answers there, else embedded.",
-)
+@cli.command(usage="Creates a configuration and generates an identity", args_usage="[http-source-url]",
+             description=f"""
+This command will initialize a new {SERVICE_JSON} configuration file and, if it
+does already exist, generate a new {IDENTITY_JSON} for {PROGRAM}.
+
+If the optional [source-url] is given, the generated configuration file
+will refer to it. The source configuration will be fetched from its source
+URL during the launch of the daemon. If not, a default standard configuration
+file will be created.
+
+In the latter case, a cluster secret will be generated as required
+by {PROGRAM}. Alternatively, this secret can be manually
+provided with --custom-secret (in which case it will be prompted), or
+by setting the CLUSTER_SECRET environment variable.
+
+The --consensus flag allows to select an alternative consensus components for
+in the newly-generated configuration.
+
+Note that the --force flag allows to overwrite an existing
+configuration with default values. To generate a new identity, please
+remove the {IDENTITY_JSON} file first and clean any Raft state.
+
+By default, an empty peerstore file will be created too. Initial contents can
+be provided with the --peers flag. Depending on the chosen consensus, the
+"trusted_peers" list in the "crdt" configuration section and the
+"init_peerset" list in the "raft" configuration section will be prefilled to
+the peer IDs in the given multiaddresses.
+""")
+@click.argument("source_url", required=False)
+@click.option("--consensus", default="raft", help="select consensus: 'crdt' or 'raft'")
+@click.option("--datastore", default="pebble", help="select datastore: 'badger', 'badger3', 'leveldb' or 'pebble'")
+@click.option("--custom-secret", "-s", is_flag=True, help="prompt for the cluster secret (when no source specified)")
+@click.option("--peers", default="", help="comma-separated list of multiaddresses to init with (see help)")
+@click.option("--force", "-f", is_flag=True, help="overwrite configuration without prompting")
+@click.option("--randomports", is_flag=True, help="configure random ports to listen on instead of defaults")
+@click.option("--ipfs", "ipfs_mode", type=click.Choice(["embedded", "external"]), default=None,
+              help="'embedded' (set up an IPFS node in <config>/ipfs, run by the peer) or 'external' (an IPFS "
+                   "daemon at ipfshttp.node_multiaddress); default: external when an IPFS API answers there")
 @pass_service
 def init(
     svc: ServiceContext,
@@ -286,11 +349,8 @@ def init(
     randomports: bool,
     ipfs_mode: str | None,
 ) -> None:
-    """Create service.json, identity.json and the peerstore in the config folder.
-
-    An existing service.json is only replaced with --force (or after answering "y" when run from a
-    terminal); an existing identity.json is always kept.
-    """
+    # an existing service.json is replaced only with --force (or a "y" when run from a terminal); an existing
+    # identity.json is always kept
     if consensus not in CONSENSUS_CHOICES:
         fail("choosing consensus", "flag value must be set to 'raft' or 'crdt'")
     if consensus == "crdt":

@@ -32,16 +32,81 @@ def _confirm(doing: str, question: str, force: bool) -> bool:
     return prompt_yes_no(question)
 
 
-@cli.group()
+@cli.group(usage="Manages the peer's persistent state (pinset)")
 def state() -> None:
-    """Export, import, clean up or upgrade this peer's pinset (the daemon must be stopped)."""
+    pass
 
 
-@state.command("export")
-@click.option("-f", "--file", "file_", default="", metavar="PATH", help="Write to this file (default: stdout).")
+CRDT_ONLY = "crdt subcommands can only be run on peers initialized with crdt consensus"
+
+
+def _crdt_only(svc: ServiceContext) -> None:
+    """Go's answer on a Raft peer; a crdt config is refused by the config loader with what to do."""
+    from pincluster.config import load_config
+
+    try:
+        load_config(svc.config_dir).require_supported_consensus()
+    except PinclusterError as err:
+        fail("loading configurations", err)
+    fail("", CRDT_ONLY)
+
+
+@state.group("crdt", usage="CRDT-state commands")
+@pass_service
+def crdt(svc: ServiceContext) -> None:
+    # Go checks the peer's consensus before any crdt subcommand runs (or shows its help)
+    _crdt_only(svc)
+
+
+@crdt.command("info", usage="Print information about the CRDT store", description="""
+This commands prints basic information: current heads, dirty flag etc.
+""")
+@pass_service
+def crdt_info(svc: ServiceContext) -> None:
+    _crdt_only(svc)
+
+
+@crdt.command("dot", usage="Write the CRDT-DAG as DOT file", description="""
+This command generates a DOT file representing the CRDT-DAG of this node.
+The DOT file can then be visualized, converted to SVG etc.
+
+This is a debugging command to visualize how the DAG looks like, whether there
+is a lot of branching etc. large DAGs will generate large DOT files.
+Use with caution!
+""")
+@click.option("--file", "-f", "file_", default="", help="writes to file instead of stdout")
+@pass_service
+def crdt_dot(svc: ServiceContext, file_: str) -> None:
+    _crdt_only(svc)
+
+
+@crdt.command("mark-dirty", usage="Marks the CRDT-store as dirty", description="""
+Marking the CRDT store as dirty will force-run a Repair operation on the next
+run (i.e. next time the cluster peer is started).
+""")
+@pass_service
+def crdt_mark_dirty(svc: ServiceContext) -> None:
+    _crdt_only(svc)
+
+
+@crdt.command("mark-clean", usage="Marks the CRDT-store as clean", description="""
+This command remove the dirty-mark on the CRDT-store, which means no
+DAG operations will be run.
+""")
+@pass_service
+def crdt_mark_clean(svc: ServiceContext) -> None:
+    _crdt_only(svc)
+
+
+@state.command("export", usage="save the state to a JSON file", description="""
+This command dumps the current cluster pinset (state) as a JSON file. The
+resulting file can be used to migrate, restore or backup a Cluster peer.
+By default, the state will be printed to stdout.
+""")
+@click.option("--file", "-f", "file_", default="", help="writes to an output file")
 @pass_service
 def export_cmd(svc: ServiceContext, file_: str) -> None:
-    """Write the pinset as one JSON pin per line."""
+    # one JSON pin per line
     from pincluster.state.ops import export_state, journal_ahead
 
     lock = svc.take_lock()
@@ -79,21 +144,25 @@ def _open_input(file_: str | None) -> IO[bytes]:
     return open(Path(file_).expanduser(), "rb")
 
 
-@state.command("import")
-@click.argument("file_", metavar="[FILE]", required=False)
-@click.option("-f", "--force", is_flag=True, help="Replace the pinset without asking.")
-@click.option("--replication-min", "--rmin", "rmin", type=int, default=0, show_default=True,
-              help="Set every pin's replication factor min (0 keeps the file's).")
-@click.option("--replication-max", "--rmax", "rmax", type=int, default=0, show_default=True,
-              help="Set every pin's replication factor max (0 keeps the file's).")
-@click.option("--allocations", "--allocs", "allocs", default="", metavar="PEERS",
-              help="Comma-separated peer IDs to allocate every pin to (empty keeps the file's).")
+@state.command("import", usage="load the state from a file produced by 'export'", description="""
+This command reads in an exported pinset (state) file and replaces the
+existing one. This can be used, for example, to restore a Cluster peer from a
+backup.
+
+If an argument is provided, it will be treated it as the path of the file
+to import. If no argument is provided, stdin will be used.
+""")
+@click.argument("file_", required=False)
+@click.option("--force", "-f", is_flag=True, help="skips confirmation prompt")
+@click.option("--replication-min", "--rmin", "rmin", type=int, default=0,
+              help="Overwrite replication-factor-min for all pins on import")
+@click.option("--replication-max", "--rmax", "rmax", type=int, default=0,
+              help="Overwrite replication-factor-max for all pins on import")
+@click.option("--allocations", "--allocs", "allocs", default="",
+              help="Overwrite allocations for all pins on import. Comma-separated list of peer IDs")
 @pass_service
 def import_cmd(svc: ServiceContext, file_: str | None, force: bool, rmin: int, rmax: int, allocs: str) -> None:
-    """Replace the pinset with the pins in FILE (stdin if absent): any stream of JSON pins.
-
-    The daemon pins them on IPFS when it next starts.
-    """
+    # any stream of JSON pins (stdin without FILE); the daemon pins them on IPFS when it next starts
     from pincluster.state.ops import import_state, parse_allocations
 
     lock = svc.take_lock()
@@ -118,11 +187,15 @@ def import_cmd(svc: ServiceContext, file_: str | None, force: bool, rmin: int, r
         lock.release()
 
 
-@state.command("cleanup")
-@click.option("-f", "--force", is_flag=True, help="Remove the state without asking.")
+@state.command("cleanup", usage="remove persistent data", description="""
+This command removes any persisted consensus data in this peer, including the
+current pinset (state). The next start of the peer will be like a first start
+to all effects. Peers may need to bootstrap and sync from scratch after this.
+""")
+@click.option("--force", "-f", is_flag=True, help="skip confirmation prompt")
 @pass_service
 def cleanup_cmd(svc: ServiceContext, force: bool) -> None:
-    """Remove the pinset and Raft data (kept as raft.old.N backups, see consensus.raft.backups_rotate)."""
+    # the Raft data is kept as raft.old.N backups (see consensus.raft.backups_rotate)
     from pincluster.state.ops import cleanup_state
 
     lock = svc.take_lock()
@@ -143,10 +216,13 @@ def cleanup_cmd(svc: ServiceContext, force: bool) -> None:
         lock.release()
 
 
-@state.command("upgrade")
+@state.command("upgrade", usage="upgrade the state on disk to this version's format (pincluster)", description="""
+This command migrates the state (pinset) of a stopped peer to the format this
+version of pincluster reads, after backing the data folder up. IPFS Cluster
+1.x has no such command; "daemon --upgrade" does the same before starting.
+""")
 @pass_service
 def upgrade_cmd(svc: ServiceContext) -> None:
-    """Migrate the state on disk to this release's format (backing the data folder up first)."""
     from pincluster.state.upgrade import describe, upgrade_state_result
 
     lock = svc.take_lock()
@@ -160,51 +236,3 @@ def upgrade_cmd(svc: ServiceContext) -> None:
         click.echo(describe(result))
     finally:
         lock.release()
-
-
-CRDT_ONLY = "crdt subcommands can only be run on peers initialized with crdt consensus"
-
-
-@state.group("crdt")
-def crdt() -> None:
-    """CRDT datastore tools (IPFS Cluster's crdt consensus; pincluster peers run Raft)."""
-
-
-def _crdt_only(svc: ServiceContext) -> None:
-    """Go's answer on a Raft peer; a crdt config is refused by the config loader with what to do."""
-    from pincluster.config import load_config
-
-    try:
-        load_config(svc.config_dir).require_supported_consensus()
-    except PinclusterError as err:
-        fail("loading configurations", err)
-    fail("running crdt command", CRDT_ONLY)
-
-
-@crdt.command("info")
-@pass_service
-def crdt_info(svc: ServiceContext) -> None:
-    """Print the CRDT DAG's heads and height (crdt peers only)."""
-    _crdt_only(svc)
-
-
-@crdt.command("dot")
-@click.option("-f", "--file", "file_", default="", metavar="PATH", help="Write to this file (default: stdout).")
-@pass_service
-def crdt_dot(svc: ServiceContext, file_: str) -> None:
-    """Write the CRDT DAG as a dot graph (crdt peers only)."""
-    _crdt_only(svc)
-
-
-@crdt.command("mark-dirty")
-@pass_service
-def crdt_mark_dirty(svc: ServiceContext) -> None:
-    """Mark the CRDT datastore dirty (crdt peers only)."""
-    _crdt_only(svc)
-
-
-@crdt.command("mark-clean")
-@pass_service
-def crdt_mark_clean(svc: ServiceContext) -> None:
-    """Mark the CRDT datastore clean (crdt peers only)."""
-    _crdt_only(svc)
