@@ -41,8 +41,12 @@ CTL_DIFFERENCES = [
 ]
 
 #: (Go's text, ours): ``init --consensus`` defaults to raft (pincluster has no crdt consensus), ``init`` and
-#: ``daemon`` have ``--ipfs`` (the embedded IPFS node), and ``state upgrade`` exists.
+#: ``daemon`` have ``--ipfs`` (the embedded IPFS node), ``daemon --upgrade`` upgrades (Go ignores it) and
+#: ``state upgrade`` exists.
 SERVICE_DIFFERENCES = [
+    ("   --upgrade, -u                run state migrations before starting (deprecated/unused)\n",
+     "   --upgrade, -u                run state migrations before starting (as 'state upgrade': backs the data "
+     "folder up first)\n"),
     ("   --consensus value    select consensus: 'crdt' or 'raft' (default: \"crdt\")\n",
      "   --consensus value    select consensus: 'crdt' or 'raft' (default: \"raft\")\n"),
     ("   --randomports        configure random ports to listen on instead of defaults\n",

@@ -12,7 +12,9 @@ from pincluster.errors import PinclusterError
 
 
 @cli.command(usage="Runs the IPFS Cluster peer (default)")
-@click.option("--upgrade", "-u", is_flag=True, help="run state migrations before starting (deprecated/unused)")
+# Go's text says "(deprecated/unused)": Go ignores the flag; ours upgrades the state (as `state upgrade` does)
+@click.option("--upgrade", "-u", is_flag=True,
+              help="run state migrations before starting (as 'state upgrade': backs the data folder up first)")
 @click.option("--bootstrap", "-j", default="",
               help="join a cluster providing a comma-separated list of existing peers multiaddress(es)")
 @click.option("--leave", "-x", is_flag=True, hidden=True,
