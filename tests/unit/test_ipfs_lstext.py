@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from pincluster.ipfs.lstext import LsPrinter, _esc_non_print, format_mod_time, format_mode, tabwrite
+from pincluster.ipfs.lstext import LsPrinter, _esc_non_print, format_mod_time, format_mode
+from pincluster.types.gotext import tabwrite
 
 
 def test_tabwrite_aligns_columns_per_block_of_lines_with_cells() -> None:

@@ -31,7 +31,7 @@ from typing import IO, Any
 import click
 
 from pincluster.errors import InvalidInput
-from pincluster.ipfs.lstext import tabwrite
+from pincluster.types.gotext import go_quote, parse_go_bool, tabwrite
 from pincluster.types.gotime import format_duration, parse_duration_ns
 
 __all__ = [
@@ -128,28 +128,6 @@ def go_flag(param: click.Option) -> GoFlag:
     opt = next((o for o in param.opts if o.startswith("--")), param.opts[0])
     return GoFlag(tuple(o.lstrip("-") for o in param.opts), kind, param.help or "", param.default, envvars,
                   param.hidden, choices, opt)
-
-
-def go_quote(text: str) -> str:
-    """Go's ``strconv.Quote``."""
-    out = ['"']
-    for ch in text:
-        code = ord(ch)
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ch.isprintable():
-            out.append(ch)
-        elif ch in _ESCAPES:
-            out.append(_ESCAPES[ch])
-        elif code < 0x80:
-            out.append(f"\\x{code:02x}")
-        else:
-            out.append(f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
-    out.append('"')
-    return "".join(out)
-
-
-_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
 
 
 def _unquote_usage(usage: str) -> tuple[str, str]:
@@ -252,8 +230,6 @@ def subcommand_help(t: Topic) -> str:
 
 
 # --- reading arguments as Go's flag package ----------------------------------------------------------------------
-_GO_BOOLS = {"1": True, "t": True, "T": True, "TRUE": True, "true": True, "True": True,
-             "0": False, "f": False, "F": False, "FALSE": False, "false": False, "False": False}
 _INT64 = 1 << 63
 
 
@@ -401,7 +377,7 @@ def _go_parse(flags: Sequence[GoFlag], args: Sequence[str]) -> _Parsed:
             return out
         f = flags[k]
         if f.kind == "bool":
-            parsed = _GO_BOOLS.get(value if value is not None else "true")
+            parsed = parse_go_bool(value if value is not None else "true")
             if parsed is None:
                 out.error = f"invalid boolean value {go_quote(value or '')} for -{name}: parse error"
                 return out

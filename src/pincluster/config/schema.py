@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 
 from pincluster.config.secret import decode_secret, encode_secret
 from pincluster.errors import ConfigError, InvalidInput
+from pincluster.types.gotext import parse_go_bool
 from pincluster.types.gotime import format_duration, parse_duration
 from pincluster.types.multiaddr import Multiaddr
 from pincluster.types.peer import PeerID
@@ -124,10 +125,6 @@ class FloatCodec:
             raise _type_error(key, "a number", text)
 
 
-_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
-_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
-
-
 class BoolCodec:
     def decode(self, value: JSON, key: str) -> bool:
         if not isinstance(value, bool):
@@ -144,10 +141,9 @@ class BoolCodec:
         return False
 
     def from_env(self, text: str, key: str) -> JSON:
-        if text.strip() in _TRUE:
-            return True
-        if text.strip() in _FALSE:
-            return False
+        parsed = parse_go_bool(text.strip())
+        if parsed is not None:
+            return parsed
         raise _type_error(key, "true or false", text)
 
 

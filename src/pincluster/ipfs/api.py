@@ -42,7 +42,8 @@ from pincluster.types.cid import (
     hash_digest,
     multihash_encode,
 )
-from pincluster.types.codec import go_float_json, go_json_plain
+from pincluster.types.codec import go_float_raw, go_json_plain
+from pincluster.types.gotext import GO_FALSE, GO_TRUE, go_quote
 from pincluster.types.gotime import format_time, from_unix_nano, parse_duration_ns
 from pincluster.types.multiaddr import Multiaddr
 from pincluster.types.peer import PeerID
@@ -59,8 +60,6 @@ _CODECS = {"raw": RAW, "dag-pb": DAG_PB, "protobuf": DAG_PB, "dag-cbor": DAG_CBO
            "dag-json": 0x0129, "json": 0x0200, "libp2p-key": LIBP2P_KEY}
 _HASHES = {"sha2-256": SHA2_256, "sha2-512": 0x13, "blake2b-256": BLAKE2B_256, "blake3": BLAKE3,
            "identity": IDENTITY}
-_TRUE = {"1", "t", "T", "true", "TRUE", "True"}
-_FALSE = {"0", "f", "F", "false", "FALSE", "False"}
 
 
 class ArgError(InvalidInput):
@@ -73,9 +72,9 @@ def opt_bool(req: web.Request, name: str, default: bool = False, *aliases: str) 
     for key in (name, *aliases):
         if key in req.query:
             v = req.query[key]
-            if v == "" or v.strip() in _TRUE or v.strip().lower() == "true":
+            if v == "" or v.strip() in GO_TRUE or v.strip().lower() == "true":
                 return True
-            if v.strip() in _FALSE or v.strip().lower() == "false":
+            if v.strip() in GO_FALSE or v.strip().lower() == "false":
                 return False
             raise ArgError(f"invalid value {v!r} for boolean option {name!r}: use true or false")
     return default
@@ -192,12 +191,7 @@ def _bootstrap_addr(text: str) -> Multiaddr:
         return Multiaddr(text)
     except InvalidInput as exc:
         reason = str(exc).partition("': ")[2] or str(exc)
-        raise PinclusterError(f"failed to parse multiaddr {_go_quote(text)}: {reason}") from None
-
-
-def _go_quote(text: str) -> str:
-    """Go's ``%q`` of a path segment, as kubo's messages quote it."""
-    return json.dumps(text, ensure_ascii=False)
+        raise PinclusterError(f"failed to parse multiaddr {go_quote(text)}: {reason}") from None
 
 
 #: Go's zero ``time.Time`` as JSON: what kubo's ``ls`` shows for an entry without a stored mtime.
@@ -360,10 +354,10 @@ class ApiServer:
         getter = self._getter()
         for name in parts[1:]:
             if cid.codec != DAG_PB:
-                raise NotFound(f"no link named {_go_quote(name)} under {cid} (not a dag-pb node)")
+                raise NotFound(f"no link named {go_quote(name)} under {cid} (not a dag-pb node)")
             found = await lookup(getter, cid, name)  # a HAMT-sharded directory is searched by the name's hash
             if found is None:
-                raise NotFound(f"no link named {_go_quote(name)} under {cid}")
+                raise NotFound(f"no link named {go_quote(name)} under {cid}")
             cid = found
         return cid
 
@@ -837,17 +831,17 @@ class ApiServer:
             except InvalidInput as exc:
                 raise PinclusterError(f"failed to parse peer ID: {exc}") from None
         proto = opt_str(req, "proto", "", "t")
-        interval = parse_duration_ns(opt_str(req, "interval", "1s", "i")) / 1e9
+        interval_text = opt_str(req, "interval", "1s", "i")
+        interval = parse_duration_ns(interval_text) / 1e9
         poll = opt_bool(req, "poll", False)
         if poll and interval <= 0:
-            raise ArgError(f"interval must be above zero with poll, got {opt_str(req, 'interval', '1s', 'i')!r}")
+            raise ArgError(f"interval must be above zero with poll, got {interval_text!r}")
         bw = self.node.bandwidth
         out = Output(req)
         while True:
             st = bw.for_peer(peer) if has_peer else bw.for_protocol(proto) if has_proto else bw.totals()
-            await out.send({"TotalIn": st.total_in, "TotalOut": st.total_out,
-                            "RateIn": msgspec.Raw(go_float_json(st.rate_in).encode()),
-                            "RateOut": msgspec.Raw(go_float_json(st.rate_out).encode())}, flush=True)
+            await out.send({"TotalIn": st.total_in, "TotalOut": st.total_out, "RateIn": go_float_raw(st.rate_in),
+                            "RateOut": go_float_raw(st.rate_out)}, flush=True)
             if not poll:
                 return await out.finish()
             await asyncio.sleep(interval)

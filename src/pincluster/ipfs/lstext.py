@@ -1,50 +1,20 @@
 """``ls`` as kubo's CLI prints it (``core/commands/ls.go``'s ``tabularOutput``): the text ``pincluster-ipfs ls``
 writes from the RPC API's ``LsOutput`` objects, so scripts that parse ``ipfs ls`` read ours the same way.
 
-Go aligns the columns with ``text/tabwriter``; ``tabwrite`` is that algorithm for the options kubo uses
-(padding 1, spaces, no flags).
+Go aligns the columns with ``text/tabwriter`` (``types.gotext.tabwrite``, with kubo's padding 1).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from pincluster.types.gotext import go_escape, tabwrite
 from pincluster.types.gotime import is_zero_time, parse_time
 
-__all__ = ["LsPrinter", "format_mod_time", "format_mode", "tabwrite"]
+__all__ = ["LsPrinter", "format_mod_time", "format_mode"]
 
 _DIRECTORY, _HAMT_SHARD, _METADATA = 1, 5, 3
-
-
-def tabwrite(lines: Sequence[str], minwidth: int, padding: int = 1) -> list[str]:
-    """Go's ``tabwriter.NewWriter(w, minwidth, 2, padding, ' ', 0)`` over ``lines`` (without their newlines).
-
-    A cell is text ended by a tab; the text after a line's last tab is not part of a column. A column is
-    aligned over each block of consecutive lines that have a cell in it, to the widest cell plus ``padding``
-    and at least ``minwidth``; within a block the next column is aligned the same way (Go's ``format``)."""
-    rows = [line.split("\t") for line in lines]
-    widths: list[list[int]] = [[0] * (len(r) - 1) for r in rows]
-
-    def fmt(start: int, end: int, col: int) -> None:
-        i = start
-        while i < end:
-            if col >= len(rows[i]) - 1:
-                i += 1
-                continue
-            j, width = i, minwidth
-            while j < end and col < len(rows[j]) - 1:
-                width = max(width, len(rows[j][col]) + padding)
-                j += 1
-            for k in range(i, j):
-                widths[k][col] = width
-            fmt(i, j, col + 1)
-            i = j
-
-    fmt(0, len(rows), 0)
-    return ["".join(c.ljust(w) for c, w in zip(r, ws, strict=False)) + r[-1]
-            for r, ws in zip(rows, widths, strict=True)]
 
 
 #: Go ``os.FileMode`` bits that ``format_mode`` shows.
@@ -101,24 +71,7 @@ def format_mod_time(text: str, now: datetime) -> str:
 def _esc_non_print(name: str) -> str:
     """kubo's ``EscNonPrint``: Go's ``strconv.Quote`` of a name with a backslash or an unprintable character,
     without the quotes (and with ``"`` left as it is)."""
-    if "\\" not in name and name.isprintable():
-        return name
-    out = []
-    for ch in name:
-        if ch == "\\":
-            out.append("\\\\")
-        elif ch.isprintable():
-            out.append(ch)
-        elif ch in "\a\b\f\n\r\t\v":
-            out.append({"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t",
-                        "\v": "\\v"}[ch])
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\x{ord(ch):02x}")
-        elif ord(ch) < 0x10000:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(f"\\U{ord(ch):08x}")
-    return "".join(out)
+    return go_escape(name, quote="")
 
 
 class LsPrinter:

@@ -68,7 +68,6 @@ class Host:
         self.keepalive = keepalive
         #: Counts the bytes of every connection, under this host's protocol name and the remote peer's ID.
         self.bandwidth = bandwidth
-        self._meter = bandwidth.meter(protocol) if bandwidth is not None else None
         self.peerstore = Peerstore(peerstore_path)
         self._handlers: dict[str, StreamHandler] = {}
         self._conns: dict[PeerID, list[Connection]] = {}
@@ -282,8 +281,8 @@ class Host:
             _family, major, minor = parse_protocol(protocol)
         except HandshakeError:
             major = minor = 0
-        if self.bandwidth is not None and self._meter is not None:
-            chan.meters = (self._meter, self.bandwidth.peer_meter(str(peer)))
+        if self.bandwidth is not None:
+            chan.meters = (self.bandwidth.meter(self.protocol), self.bandwidth.peer_meter(str(peer)))
         conn = Connection(
             chan, peer, initiator, self._handlers.get, self.max_message_size, self._conn_closed, where,
             keepalive=self.keepalive, remote_version=(major, minor),

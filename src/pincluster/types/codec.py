@@ -77,6 +77,7 @@ __all__ = [
     "global_head_json",
     "global_text_pretty",
     "go_float_json",
+    "go_float_raw",
     "go_json_plain",
     "iter_json_values",
     "ndjson_batches",
@@ -570,9 +571,13 @@ def go_float_json(x: float) -> str:
     return text.removesuffix(".0")
 
 
+def go_float_raw(x: float) -> msgspec.Raw:
+    """``go_float_json(x)`` to embed in a value msgspec encodes (its own float form would be ``0.0``)."""
+    return msgspec.Raw(go_float_json(x).encode())
+
+
 def _bandwidth_out(b: Bandwidth) -> _BandwidthOut:
-    return _BandwidthOut(b.total_in, b.total_out, msgspec.Raw(go_float_json(b.rate_in).encode()),
-                         msgspec.Raw(go_float_json(b.rate_out).encode()))
+    return _BandwidthOut(b.total_in, b.total_out, go_float_raw(b.rate_in), go_float_raw(b.rate_out))
 
 
 _WIRE_OUT: Final[dict[type, Callable[[Any], Any]]] = {

@@ -9,6 +9,7 @@ from pincluster.api.interface import AddParams
 from pincluster.errors import InvalidInput
 from pincluster.ipfs.unixfs.importer import AddOptions
 from pincluster.types.cid import CID
+from pincluster.types.gotext import parse_go_bool
 from pincluster.types.models import PinOptions
 from pincluster.types.peer import PeerID
 from pincluster.types.status import PinMode, PinType
@@ -24,8 +25,6 @@ __all__ = [
 ]
 
 DEFAULT_SHARD_SIZE = 104857600
-_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
-_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
 _DATA_TYPES = (PinType.DATA, PinType.META, PinType.CLUSTER_DAG, PinType.SHARD)
 
 
@@ -34,10 +33,9 @@ def go_bool(query: Mapping[str, str], name: str, default: bool) -> bool:
     value = query.get(name, "")
     if value == "":
         return default
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
+    parsed = parse_go_bool(value)
+    if parsed is not None:
+        return parsed
     raise InvalidInput(f"parameter {name} invalid")
 
 
