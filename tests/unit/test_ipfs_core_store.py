@@ -256,3 +256,23 @@ async def test_pin_add_rejects_corrupt_blocks_from_getter(tmp_path: Path) -> Non
         await pins.add(root, getter=_LyingGetter(src, leaf))
     assert await pins.is_pinned(root) is None and not await dst.has(leaf)
     await pins.close()
+
+
+def test_links_name_what_could_not_be_done_for_an_unsupported_codec() -> None:
+    """One codec dispatch serves walks, exports, verify and refs; each error says which, and names the codec."""
+    from pincluster.ipfs.dag import links, named_links
+    from pincluster.ipfs.dagpb import PBLink, encode_node
+    from pincluster.types.cid import DAG_CBOR, DAG_PB
+
+    leaf = CID.v1(RAW, sha256_multihash(b"leaf"))
+    node = encode_node([PBLink(leaf, "a", 4), PBLink(leaf, None, 4)], b"\x08\x01")
+    parent = CID.v1(DAG_PB, sha256_multihash(node))
+    assert links(parent, node) == [leaf, leaf]
+    assert named_links(parent, node) == [(leaf, "a"), (leaf, "")]
+    assert links(leaf, b"leaf") == [] and named_links(leaf, b"leaf") == []
+    cbor = CID.v1(DAG_CBOR, sha256_multihash(b"\xa0"))
+    for doing, call in (("walk", lambda: links(cbor, b"\xa0")), ("export", lambda: links(cbor, b"\xa0", "export")),
+                        ("list links of", lambda: named_links(cbor, b"\xa0"))):
+        with pytest.raises(InvalidInput) as info:
+            call()
+        assert str(info.value) == f"cannot {doing} {cbor}: codec dag-cbor is not supported (only dag-pb and raw)"

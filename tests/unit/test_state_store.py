@@ -210,3 +210,17 @@ def test_clear(tmp_path: Path) -> None:
     assert s.count() == 0 and s.applied_index == 0
     assert s.put_many([(b"x", b"1"), (b"y", b"2")]) == 2
     s.close()
+
+
+def test_fsync_dir_syncs_a_directory_and_refuses_what_is_not_one(tmp_path: Path) -> None:
+    """The one directory-sync helper of the state, the Raft journal and the blockstore: a missing folder or a
+    file is an error (a silent no-op would lose the durability the callers rely on)."""
+    from pincluster.durable import fsync_dir
+
+    fsync_dir(tmp_path)
+    fsync_dir(str(tmp_path))
+    with pytest.raises(FileNotFoundError):
+        fsync_dir(tmp_path / "missing")
+    (tmp_path / "f").write_bytes(b"x")
+    with pytest.raises(NotADirectoryError):
+        fsync_dir(tmp_path / "f")

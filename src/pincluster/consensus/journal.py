@@ -37,6 +37,8 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from pincluster.durable import fsync_dir
+
 _log = logging.getLogger("pincluster.raft")
 
 
@@ -184,21 +186,13 @@ def _rewritten(old: Any, path: str, keep: list[Any]) -> Any:
     fresh._destroy()  # msync of the whole file, then close
     old._destroy()
     os.replace(tmp, path)
-    _fsync_dir(path)
+    fsync_dir(os.path.dirname(os.path.abspath(path)))
     new = pj.FileJournal(path)
     _strip_trailers(new)
     # term, vote and commit index as the old journal held them (stored or not yet stored)
     new._FileJournal__meta = old._FileJournal__meta
     new._FileJournal__metaSaved = old._FileJournal__metaSaved
     return new
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 _SIZE = struct.Struct("<I")
@@ -378,7 +372,7 @@ def _store_meta_durably(storer: Any, meta: Any) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        _fsync_dir(path)
+        fsync_dir(os.path.dirname(os.path.abspath(path)))
     except OSError as exc:
         if not is_disk_full(exc):
             raise
@@ -410,7 +404,7 @@ def _durable_replace(old: str, new: str) -> None:
     finally:
         os.close(fd)
     os.replace(old, new)
-    _fsync_dir(new)
+    fsync_dir(os.path.dirname(os.path.abspath(new)))
 
 
 def _reserving_write(rf: Any, offset: int, values: bytes) -> None:

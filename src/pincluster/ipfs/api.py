@@ -28,6 +28,7 @@ from aiohttp import BodyPartReader, MultipartReader, hdrs, web
 from pincluster.errors import InvalidInput, NotFound, PinclusterError
 from pincluster.ipfs import dagpb
 from pincluster.ipfs.car import CarError, CarReader, dag_blocks, export_car
+from pincluster.ipfs.dag import named_links
 from pincluster.types.cid import (
     BLAKE2B_256,
     BLAKE3,
@@ -778,7 +779,7 @@ class ApiServer:
             # kubo's RefWriter: each link's edge, then (depth first) the refs below it, before the next link. An
             # explicit stack of (node, its links, next link, depth) keeps deep DAGs off the C stack.
             for root in roots:
-                stack = [(root, _links(root, await getter.get(root)), 0, 0)]
+                stack = [(root, named_links(root, await getter.get(root)), 0, 0)]
                 while stack:
                     cid, kids, i, depth = stack[-1]
                     if i >= len(kids):
@@ -793,7 +794,7 @@ class ApiServer:
                     if write:
                         yield line(cid, child, name)
                     if deeper:
-                        stack.append((child, _links(child, data), 0, depth + 1))
+                        stack.append((child, named_links(child, data), 0, depth + 1))
 
         return await stream_items(req, walk())
 
@@ -1215,14 +1216,6 @@ async def _gzip(chunks: AsyncIterator[bytes], level: int) -> AsyncIterator[bytes
         if out:
             yield out
     yield comp.flush()
-
-
-def _links(cid: CID, data: bytes) -> list[tuple[CID, str]]:
-    if cid.codec == DAG_PB:
-        return [(link.cid, link.name or "") for link in dagpb.decode_node(data).links]
-    if cid.codec == RAW:
-        return []
-    raise PinclusterError(f"cannot list links of {cid}: codec {_codec_name(cid.codec)} is not supported")
 
 
 def _verify_item(item: Any) -> tuple[CID, bool, list[tuple[CID, str]]]:

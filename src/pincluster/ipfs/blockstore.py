@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from pincluster.durable import fsync_dir
 from pincluster.errors import InvalidInput, NotFound, StateError
 from pincluster.types.cid import CID, IDENTITY, RAW, hash_digest, multihash_decode
 
@@ -106,14 +107,6 @@ def _mh_from_key(key: str) -> bytes | None:
         return base64.b32decode(key + "=" * (-len(key) % 8))
     except (binascii.Error, ValueError):
         return None
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class FlatFSBlockstore:
@@ -214,7 +207,7 @@ class FlatFSBlockstore:
             if new_shards:
                 dirs.append(str(self.blocks))
             # directory fsyncs in parallel: the file system commits concurrent syncs in one journal commit
-            await asyncio.gather(*(loop.run_in_executor(pool, _fsync_dir, d) for d in dirs))
+            await asyncio.gather(*(loop.run_in_executor(pool, fsync_dir, d) for d in dirs))
         except BaseException:
             for tmp, _d, _f in moves:
                 try:

@@ -21,13 +21,11 @@ from typing import Protocol
 
 import libipld
 
-from pincluster.errors import InvalidInput, PinclusterError
-from pincluster.ipfs import dagpb
+from pincluster.errors import InvalidInput
+from pincluster.ipfs.dag import links
 from pincluster.types.cid import (
     CID,
-    DAG_PB,
     IDENTITY,
-    RAW,
     decode_uvarint,
     encode_uvarint,
     hash_digest,
@@ -291,15 +289,6 @@ class BlockGetter(Protocol):
     async def get(self, cid: CID) -> bytes: ...
 
 
-def _child_links(cid: CID, data: bytes) -> list[CID]:
-    if cid.codec == DAG_PB:
-        return [link.cid for link in dagpb.decode_node(data).links]
-    if cid.codec == RAW:
-        return []
-    raise PinclusterError(
-        f"cannot export {cid}: codec 0x{cid.codec:x} is not supported (dag-pb and raw DAGs only)")
-
-
 async def dag_blocks(getter: BlockGetter, root: CID) -> AsyncIterator[tuple[CID, bytes]]:
     """Every block of the DAG under ``root`` once, depth-first, links in order (kubo's ``dag export`` order).
 
@@ -315,7 +304,7 @@ async def dag_blocks(getter: BlockGetter, root: CID) -> AsyncIterator[tuple[CID,
         code, digest = multihash_decode(cid.multihash)
         data = digest if code == IDENTITY else await getter.get(cid)
         yield cid, data
-        stack.extend(reversed(_child_links(cid, data)))
+        stack.extend(reversed(links(cid, data, "export")))
 
 
 async def export_car(getter: BlockGetter, root: CID, *, batch_bytes: int = 256 * 1024) -> AsyncIterator[bytes]:

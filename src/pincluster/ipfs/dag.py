@@ -13,20 +13,32 @@ from collections.abc import AsyncIterator
 
 from pincluster.errors import InvalidInput
 from pincluster.ipfs.blockstore import BlockGetter
-from pincluster.ipfs.dagpb import link_cids
-from pincluster.types.cid import CID, DAG_PB, RAW
+from pincluster.ipfs.dagpb import PBLink, decode_node
+from pincluster.types.cid import CID, CODEC_NAMES, DAG_PB, RAW
 
-__all__ = ["links", "walk"]
+__all__ = ["links", "named_links", "walk"]
 
 
-def links(cid: CID, data: bytes) -> list[CID]:
-    """Child links of a dag-pb or raw block (raw has none); other codecs raise InvalidInput."""
+def links(cid: CID, data: bytes, doing: str = "walk") -> list[CID]:
+    """Child links of a dag-pb or raw block (raw has none); other codecs raise InvalidInput, whose message
+    says what could not be done (``doing``: "walk", "export"…)."""
+    return [link.cid for link in _node_links(cid, data, doing)]
+
+
+def named_links(cid: CID, data: bytes, doing: str = "list links of") -> list[tuple[CID, str]]:
+    """``links`` with each link's name ("" when it has none), for listings that show names."""
+    return [(link.cid, link.name or "") for link in _node_links(cid, data, doing)]
+
+
+def _node_links(cid: CID, data: bytes, doing: str) -> tuple[PBLink, ...]:
+    """The one place that knows which codecs the node can traverse."""
     codec = cid.codec
     if codec == RAW:
-        return []
+        return ()
     if codec == DAG_PB:
-        return link_cids(data)
-    raise InvalidInput(f"{cid}: codec 0x{codec:x} is not supported (only dag-pb and raw)")
+        return decode_node(data).links
+    name = CODEC_NAMES.get(codec, f"0x{codec:x}")
+    raise InvalidInput(f"cannot {doing} {cid}: codec {name} is not supported (only dag-pb and raw)")
 
 
 async def walk(

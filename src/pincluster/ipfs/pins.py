@@ -340,7 +340,7 @@ class PinStore:
                     continue
                 try:
                     data = await self.blockstore.get(c)
-                    children = links(c, data)
+                    children = links(c, data, "verify")
                 except NotFound:
                     checked[mh] = "merkledag: not found"
                     bad.append((c, "merkledag: not found"))

@@ -40,6 +40,7 @@ from typing import Any, Final
 
 import msgspec
 
+from pincluster.durable import fsync_dir
 from pincluster.errors import InvalidInput, StateError
 
 log = logging.getLogger("pincluster.raft")
@@ -721,18 +722,6 @@ def read_snapshot_info(path: Path | str) -> SnapshotInfo:
         raise StateError(f"snapshot {path} is not a valid state database: {exc}") from exc
     finally:
         conn.close()
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename or a new file in ``path`` durable (best effort where directories cannot be opened)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def read_format_version(path: Path | str) -> int | None:
