@@ -3,12 +3,15 @@ a real kubo daemon (``tests/kubo.py``)."""
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from pincluster.types.multiaddr import Multiaddr
 
@@ -27,13 +30,19 @@ class EmbeddedNode:
     def _cmd(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "pincluster.ipfs.cli", "--repo", str(self.repo), *args]
 
-    def start(self) -> EmbeddedNode:
+    def start(self, configure: Callable[[dict[str, Any]], None] | None = None) -> EmbeddedNode:
+        """Init the repo, let ``configure`` change its config JSON, start the daemon."""
         subprocess.run(
             self._cmd("init", "--api-addr", "/ip4/127.0.0.1/tcp/0", "--swarm-addr", "/ip4/127.0.0.1/tcp/0"),
             check=True,
             capture_output=True,
             timeout=60,
         )
+        if configure is not None:
+            cfg_path = self.repo / "config"
+            cfg = json.loads(cfg_path.read_text())
+            configure(cfg)
+            cfg_path.write_text(json.dumps(cfg, indent=2))
         self.proc = subprocess.Popen(self._cmd("daemon"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         assert self.proc.stdout is not None
         deadline = time.monotonic() + 60

@@ -52,8 +52,8 @@ def multipart(files: dict[str, bytes]) -> tuple[bytes, str]:
 
 
 def call(peer: Peer, path: str, *, files: dict[str, bytes] | None = None,
-         method: str = "POST") -> tuple[int, dict[str, str], bytes]:
-    headers: dict[str, str] = {}
+         method: str = "POST", headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    headers = dict(headers or {})
     data: bytes | None = None
     if files is not None:
         data, headers["Content-Type"] = multipart(files)
@@ -266,3 +266,34 @@ def test_block_put_with_pin_is_cluster_pinned(cluster: list[Peer]) -> None:
     wait_pinned(p1, key)
     status, _, body = call(p0, "block/put?cid-codec=raw", files={"blk": block + b"!"})  # no pin: node only
     assert status == 200 and ndjson(body)[0]["Key"] not in allocations(p0)
+
+
+def test_cross_site_requests_are_refused_as_the_node_refuses_them(cluster: list[Peer]) -> None:
+    """A web page must not make the cluster pin or unpin through the proxy: an origin the embedded node does
+    not allow gets kubo's 403 before anything runs (Go's proxy runs it), the node's own origin is served, and
+    GET (which an ``<img>`` can send) is the node's 405, not a cluster pin."""
+    p0, p1 = cluster[0], cluster[1]
+    status, _, body = call(p0, "add?pin=false", files={"c": b"cross-site " + os.urandom(16)})
+    cid = ndjson(body)[-1]["Hash"]
+    node_port = p0.service["ipfs_connector"]["ipfshttp"]["node_multiaddress"].split("/")[4]
+    for headers in ({"Origin": "http://evil.example"}, {"Referer": "http://evil.example/page"},
+                    {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64)"}):
+        status, got, body = call(p0, f"pin/add?arg={cid}", headers=headers)
+        assert (status, body) == (403, b"403 - Forbidden\n"), headers
+        assert got.get("Server") != SERVER
+    status, _, body = call(p0, f"pin/add?arg={cid}", method="GET")
+    assert (status, body) == (405, b"405 - Method Not Allowed\n")
+    time.sleep(1)
+    assert cid not in allocations(p1)
+    origin = f"http://127.0.0.1:{node_port}"  # the embedded node allows its own origin
+    status, got, body = call(p0, f"pin/add?arg={cid}", headers={"Origin": origin})
+    assert status == 200 and json.loads(body) == {"Pins": [cid]}
+    assert got["Access-Control-Allow-Origin"] == origin and got["Server"] == SERVER
+    eventually(lambda: cid in allocations(p1))
+    status, _, _ = call(p0, f"pin/rm?arg={cid}", headers={"Origin": "http://evil.example"})
+    assert status == 403
+    time.sleep(1)
+    assert cid in allocations(p1)
+    status, _, _ = call(p0, f"pin/rm?arg={cid}")
+    assert status == 200
+    eventually(lambda: cid not in allocations(p1))

@@ -150,3 +150,23 @@ def test_sizes_and_durations() -> None:
     assert parse_duration("500ms", "k") == 0.5
     with pytest.raises(ConfigError):
         parse_duration("5 s", "k")
+
+
+def test_api_http_headers_are_read_checked_and_kept() -> None:
+    """kubo's ``API.HTTPHeaders`` (the RPC API's CORS policy): a map of header names to lists of strings; other
+    shapes are refused naming the key; the map survives a round trip."""
+    from pincluster.errors import ConfigError
+    from pincluster.ipfs.config import NodeConfig
+
+    doc = NodeConfig.generate().to_json()
+    assert "API" not in doc
+    doc["API"] = {"HTTPHeaders": {"Access-Control-Allow-Origin": ["http://a.example"], "X-Empty": None}}
+    cfg = NodeConfig.from_json(doc)
+    assert cfg.http_headers == {"Access-Control-Allow-Origin": ["http://a.example"], "X-Empty": []}
+    assert NodeConfig.from_json(cfg.to_json()).http_headers == cfg.http_headers
+    for bad, key in (({"HTTPHeaders": ["x"]}, "API.HTTPHeaders"), ({"HTTPHeaders": {"X": "one"}}, "API.HTTPHeaders.X"),
+                     ({"HTTPHeaders": {"X": [1]}}, "API.HTTPHeaders.X"), ("nope", "API")):
+        doc["API"] = bad
+        with pytest.raises(ConfigError) as info:
+            NodeConfig.from_json(doc)
+        assert key in str(info.value)

@@ -108,6 +108,8 @@ class FakeNode:
         path = request.path
         self.seen.append((request.method, request.path_qs, dict(request.headers)))
         if request.method == "OPTIONS":
+            if "evil" in request.headers.get("Origin", ""):  # an origin the node does not allow
+                return web.Response(status=204, headers={"Vary": "Origin"})
             return web.Response(headers={
                 "Access-Control-Allow-Origin": request.headers.get("Origin", ""), "Vary": "Origin",
                 "Access-Control-Allow-Credentials": "true", "Access-Control-Allow-Methods": "POST"})
@@ -278,7 +280,7 @@ async def test_pin_add_forms_modes_and_headers(env: Env) -> None:
     d1, d2, d3 = raw_cid(b"d1"), raw_cid(b"d2"), raw_cid(b"d3")
     await env.post(f"pin/add/{d1}?type=direct")
     await env.post(f"pin/add?arg=/ipfs/{d2}&recursive=false")
-    status, _, body, _ = await env.call("GET", f"/api/v0/pin/add?arg={d3}&name=named")  # GET is hijacked too
+    status, _, body, _ = await env.post(f"pin/add?arg={d3}&name=named")
     assert status == 200
     assert env.cluster.pinset[d1].mode is PinMode.DIRECT and env.cluster.pinset[d2].mode is PinMode.DIRECT
     assert env.cluster.pinset[d3].name == "named" and env.cluster.pinset[d3].mode is PinMode.RECURSIVE
@@ -620,3 +622,46 @@ def test_from_config() -> None:
     cfg = IPFSProxyConfig(log_file="px.log")
     proxy = IPFSProxy.from_config(ProxyCluster(), cfg, "/cfg")
     assert proxy.upstream.endpoint.port == 5001 and proxy.cfg is cfg and proxy.log_file == "/cfg/px.log"
+
+
+# ------------------------------------------------------------------------------------------------ cross-site
+async def test_get_and_put_go_to_the_node_not_to_the_cluster(env: Env) -> None:
+    """Go's proxy pins on a GET, which any web page can send (an ``<img>``); kubo refuses GET and PUT, so
+    the proxy leaves them to the node."""
+    d = raw_cid(b"get")
+    for method in ("GET", "PUT"):
+        _, headers, _, _ = await env.call(method, f"/api/v0/pin/add?arg={d}")
+        assert (method, f"/api/v0/pin/add?arg={d}") in [(m, q) for m, q, _ in env.node.seen]
+        assert headers.get("server") != SERVER_HEADER
+    assert d not in env.cluster.pinset
+
+
+async def test_cross_site_requests_are_refused_before_they_run(env: Env) -> None:
+    """An origin the node does not allow (its answer to a preflight has no Access-Control-Allow-Origin), as
+    ``Origin`` or ``Referer``, and a browser's POST naming no origin, get kubo's 403; nothing is pinned."""
+    cid = raw_cid(b"csrf")
+    for headers in ([("Origin", "http://evil.example")], [("Referer", "http://evil.example/page")],
+                    [("Origin", "http://app.example"), ("Referer", "http://evil.example/page")],
+                    [("Referer", "::not a url")], [("User-Agent", "Mozilla/5.0 (X11)")]):
+        status, got, body, _ = await env.post(f"pin/add?arg={cid}", headers=headers)
+        assert (status, body) == (403, b"403 - Forbidden\n"), headers
+        assert got["x-content-type-options"] == "nosniff"
+    for target in (f"pin/rm?arg={cid}", "repo/gc", "add"):
+        status, _, _, _ = await env.post(target, headers=[("Origin", "http://evil.example")])
+        assert status == 403
+    assert cid not in env.cluster.pinset
+    # allowed: the node's origins, a desktop app's browser, non-browser clients
+    for headers in ([("Origin", "http://app.example")], [("Referer", "http://app.example/webui")],
+                    [("User-Agent", "Mozilla/5.0 Electron/30")], [("User-Agent", "go-ipfs-api")]):
+        env.node.seen.clear()
+        status, _, _, _ = await env.post(f"pin/add?arg={cid}", headers=headers)
+        assert status == 200, headers
+        preflights = [h for m, _, h in env.node.seen if m == "OPTIONS"]
+        assert len(preflights) <= 1  # one preflight serves the check and the copied CORS headers
+    assert cid in env.cluster.pinset
+
+
+async def test_a_node_that_cannot_answer_the_preflight_refuses_the_origin(env: Env) -> None:
+    await env.node.stop()
+    status, _, body, _ = await env.post(f"pin/add?arg={raw_cid(b'down')}", headers=[("Origin", "http://app.example")])
+    assert (status, body) == (403, b"403 - Forbidden\n")

@@ -27,6 +27,15 @@ from aiohttp import BodyPartReader, MultipartReader, hdrs, web
 
 from pincluster.errors import InvalidInput, NotFound, PinclusterError
 from pincluster.ipfs import dagpb
+from pincluster.ipfs.apiguard import (
+    ALLOW,
+    EXPOSED_HEADERS,
+    FORBIDDEN_TEXT,
+    METHOD_NOT_ALLOWED_TEXT,
+    CorsPolicy,
+    go_http_error,
+    origins_to_check,
+)
 from pincluster.ipfs.car import CarError, CarReader, dag_blocks, export_car
 from pincluster.ipfs.dag import named_links
 from pincluster.types.cid import (
@@ -142,7 +151,6 @@ class Output:
         self.resp.headers["X-Chunked-Output" if kind == "chunked" else "X-Stream-Output"] = "1"
         self.resp.headers["Trailer"] = "X-Stream-Error"
         self.resp.headers[hdrs.TRANSFER_ENCODING] = "chunked"
-        self.resp.headers["Access-Control-Expose-Headers"] = "X-Stream-Output, X-Chunked-Output, X-Content-Length"
         self._raw = req.version >= (1, 1)
         if self._raw:
             self.resp._length_check = False  # we frame the chunks ourselves (see class docstring)
@@ -246,6 +254,7 @@ async def stream_bytes(req: web.Request, chunks: AsyncIterator[bytes], content_t
 
 # --- the server ---------------------------------------------------------------------------------------------
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_HEADERS_KEY = "pincluster.ipfs.api.headers"  # what _command adds to the answer
 
 
 class ApiServer:
@@ -254,7 +263,10 @@ class ApiServer:
     def __init__(self, node: IpfsNode) -> None:
         self.node = node
         self.app = web.Application(client_max_size=1 << 40, middlewares=[self._errors])
+        self.app.on_response_prepare.append(self._add_headers)
         self._runner: web.AppRunner | None = None
+        # the API's own origins need its port: set again once bound
+        self.policy = CorsPolicy.from_http_headers(node.config.http_headers, node.config.api.tcp_host_port()[1])
         self.multiaddr: Multiaddr | None = None
         routes: dict[str, Handler] = {
             "version": self.version, "id": self.id, "add": self.add, "cat": self.cat, "get": self.get,
@@ -273,7 +285,8 @@ class ApiServer:
             "bootstrap/rm/all": self.bootstrap_rm_all, "stats/bw": self.stats_bw,
         }
         for name, handler in routes.items():
-            self.app.router.add_route("*", f"/api/v0/{name}", self._post_only(handler))
+            self.app.router.add_route("*", f"/api/v0/{name}", self._command(handler))
+        self.app.router.add_route("*", "/api/v0/{tail:.*}", self._command(self._not_found))
         self.app.router.add_route("*", "/{tail:.*}", self._not_found)
 
     async def start(self, addr: Multiaddr) -> None:
@@ -287,6 +300,7 @@ class ApiServer:
         sockets = getattr(server, "sockets", None) or []
         bound_port = sockets[0].getsockname()[1] if sockets else port
         self.multiaddr = Multiaddr.from_host_port(host, bound_port)
+        self.policy = CorsPolicy.from_http_headers(self.node.config.http_headers, bound_port)
         log.info("kubo RPC API listening on %s", self.multiaddr)
 
     async def stop(self) -> None:
@@ -317,16 +331,43 @@ class ApiServer:
             log.exception("API %s failed", request.path)
             return error_response(f"internal error: {exc}")
 
-    @staticmethod
-    def _post_only(handler: Handler) -> Handler:
+    def _command(self, handler: Handler) -> Handler:
+        """go-ipfs-cmds' handler around a command, with rs/cors in front: preflights answered from the CORS
+        policy; OPTIONS 204 and other methods than POST 405, with ``Allow``; then the cross-site checks (403,
+        see ``apiguard``) before the command runs."""
+
         async def wrapped(request: web.Request) -> web.StreamResponse:
+            h = request.headers
+            if request.method == "OPTIONS" and h.get("Access-Control-Request-Method"):
+                return web.Response(status=204, headers=self.policy.preflight(
+                    h, h.getall("Access-Control-Request-Headers", [])))
+            headers = self.policy.actual(h.get("Origin", ""), request.method)
+            request[_HEADERS_KEY] = headers
             if request.method == "OPTIONS":
-                return web.Response(status=200)
+                return web.Response(status=204, headers={"Allow": ALLOW})
             if request.method != "POST":
-                return web.Response(status=405, text="405 - Method Not Allowed", content_type="text/plain")
+                log.warning("The IPFS API does not support %s requests.", request.method)
+                return go_http_error(405, METHOD_NOT_ALLOWED_TEXT, {"Allow": ALLOW})
+            origins = origins_to_check(request.method, h)
+            if origins is None or not all(self.policy.allows(o) for o in origins):
+                log.warning("API blocked request to %s. (possible CSRF)", request.path_qs)
+                return go_http_error(403, FORBIDDEN_TEXT)
+            headers += [("Access-Control-Allow-Headers", EXPOSED_HEADERS),
+                        ("Access-Control-Expose-Headers", EXPOSED_HEADERS), *self.policy.extra]
             return await handler(request)
 
         return wrapped
+
+    @staticmethod
+    async def _add_headers(request: web.Request, response: web.StreamResponse) -> None:
+        """The CORS and configured headers ``_command`` chose, on whatever answer the command gives."""
+        headers: list[tuple[str, str]] | None = request.get(_HEADERS_KEY)
+        if not headers:
+            return
+        for name in {n for n, _ in headers}:
+            response.headers.popall(name, None)
+        for name, value in headers:
+            response.headers.add(name, value)
 
     @staticmethod
     async def _not_found(request: web.Request) -> web.StreamResponse:

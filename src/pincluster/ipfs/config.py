@@ -70,6 +70,9 @@ class NodeConfig:
     swarm_key_path: str = "swarm.key"
     fetch_timeout: str = "30s"
     fetch_concurrency: int = 8
+    #: kubo's ``API.HTTPHeaders``: the CORS policy of the RPC API (``Access-Control-Allow-Origin``…) and
+    #: headers added to its answers (see ``pincluster.ipfs.apiguard``).
+    http_headers: dict[str, list[str]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -111,6 +114,8 @@ class NodeConfig:
             "FetchTimeout": self.fetch_timeout,
             "FetchConcurrency": self.fetch_concurrency,
         }
+        if self.http_headers:
+            doc["API"] = {**dict(doc.get("API") or {}), "HTTPHeaders": copy.deepcopy(self.http_headers)}
         return doc
 
     @classmethod
@@ -168,11 +173,12 @@ class NodeConfig:
         conc = ex.get("FetchConcurrency", 8)
         if not isinstance(conc, int) or isinstance(conc, bool) or not 1 <= conc <= 256:
             raise ConfigError("Exchange.FetchConcurrency", f"{conc!r} must be an integer from 1 to 256")
+        http_headers = _http_headers(_obj(doc, "API").get("HTTPHeaders"))
         extra = {k: v for k, v in doc.items()}
         return cls(
             private_key=key, api=api, swarm=swarm, bootstrap=bootstrap, datastore_path=ds_path,
             storage_max=storage_max, swarm_key_path=key_path, fetch_timeout=fetch_timeout,
-            fetch_concurrency=conc, extra=extra,
+            fetch_concurrency=conc, http_headers=http_headers, extra=extra,
         )
 
     @classmethod
@@ -207,6 +213,23 @@ class NodeConfig:
         """A config path, relative to the repo unless absolute."""
         p = Path(rel).expanduser()
         return p if p.is_absolute() else repo / p
+
+
+def _http_headers(value: Any) -> dict[str, list[str]]:
+    """``API.HTTPHeaders``: header name to a list of values (kubo's ``map[string][]string``; null is none)."""
+    if value is None:
+        return {}
+    example = '(example: {"Access-Control-Allow-Origin": ["http://localhost:3000"]})'
+    if not isinstance(value, dict):
+        raise ConfigError("API.HTTPHeaders", f"must be an object of header names to lists of values {example}")
+    out: dict[str, list[str]] = {}
+    for name, values in value.items():
+        if values is None:
+            values = []
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise ConfigError(f"API.HTTPHeaders.{name}", f"must be a list of strings {example}")
+        out[name] = list(values)
+    return out
 
 
 def _obj(doc: dict[str, Any], key: str) -> dict[str, Any]:

@@ -26,13 +26,21 @@ from aiohttp import web
 from pincluster.api.common.http import HTTPServer, ListenOptions, header_limit_middleware
 from pincluster.api.common.stream import stream_ndjson
 from pincluster.api.interface import ClusterAPI
-from pincluster.api.ipfsproxy.upstream import FramedBody, HeaderCache, Upstream, forward_headers, relay_response
+from pincluster.api.ipfsproxy.upstream import (
+    FramedBody,
+    HeaderCache,
+    Upstream,
+    UpstreamReply,
+    forward_headers,
+    relay_response,
+)
 from pincluster.api.ipfsproxy.upstream import request_body as upstream_body
 from pincluster.api.rest.params import go_bool, parse_add_params
 from pincluster.api.rest.server import multipart_entries
 from pincluster.client.transport import HTTPResponse
 from pincluster.config.sections import IPFSProxyConfig
 from pincluster.errors import InvalidInput, NotFound, PinclusterError, Unavailable
+from pincluster.ipfs.apiguard import FORBIDDEN_TEXT, go_http_error, origins_to_check
 from pincluster.observe import tracing
 from pincluster.observe.hooks import endpoint_of
 from pincluster.types.cid import CID
@@ -46,7 +54,10 @@ log = logging.getLogger("pincluster.ipfsproxy")
 access_log = logging.getLogger("pincluster.ipfsproxylog")
 
 SERVER_HEADER: Final = f"ipfs-cluster/ipfsproxy/{VERSION}"
-_HIJACK_METHODS: Final = frozenset({"GET", "POST", "PUT"})
+#: Go's proxy also hijacks GET and PUT; kubo (since 0.5) refuses them (405), and a GET can come from any web page
+#: (an ``<img>``), so they go to the node, which answers as kubo.
+_Preflights = dict[str, UpstreamReply | None]  # the node's preflight answers for one request, by origin
+_HIJACK_METHODS: Final = frozenset({"POST"})
 _WITH_ARG: Final = frozenset({"/pin/add", "/pin/rm", "/pin/ls"})
 _CORS_COPY: Final = ("Access-Control-Allow-Origin", "Vary", "Access-Control-Allow-Credentials")
 _HEADERS_KEY: Final = web.RequestKey("pincluster.ipfsproxy.headers", list[tuple[str, str]])
@@ -234,7 +245,11 @@ class IPFSProxy(HTTPServer):
         handler, arg = found
         if request.path.endswith(("/block/put", "/dag/put")) and request.query.get("pin") != "true":
             return await self._forward(request)
-        request[_HEADERS_KEY] = await self._hijack_headers(request)
+        preflights: _Preflights = {}
+        refusal = await self._cross_site_refusal(request, preflights)
+        if refusal is not None:
+            return refusal
+        request[_HEADERS_KEY] = await self._hijack_headers(request, preflights)
         try:
             return await handler(request, arg)
         except KuboError as exc:
@@ -257,17 +272,44 @@ class IPFSProxy(HTTPServer):
                                 content_type="text/plain")
 
     # ------------------------------------------------------------------------------------------ headers
-    async def _hijack_headers(self, request: web.Request) -> list[tuple[str, str]]:
+    async def _preflight(self, request: web.Request, origin: str, replies: _Preflights) -> UpstreamReply | None:
+        """The node's answer to a CORS preflight of this request from ``origin`` (None: no answer); asked once
+        per origin and request."""
+        if origin not in replies:
+            try:
+                replies[origin] = await self.upstream.call("OPTIONS", request.path, [
+                    ("Origin", origin), ("Access-Control-Request-Method", request.method)])
+            except PinclusterError as exc:
+                log.debug("CORS preflight to the IPFS node failed: %s", exc)
+                replies[origin] = None
+        return replies[origin]
+
+    async def _cross_site_refusal(self, request: web.Request, replies: _Preflights) -> web.Response | None:
+        """kubo's cross-site checks (``ipfs.apiguard``) before a hijacked request runs, with the node's own
+        policy: an origin is allowed when the node's preflight answer allows it. Go's proxy runs hijacked
+        requests from any web page (a page can make the cluster pin, unpin or collect garbage); the node it
+        stands for refuses them, and so does this proxy (403, as kubo)."""
+        origins = origins_to_check(request.method, request.headers)
+        if origins is not None:
+            for origin in origins:
+                reply = await self._preflight(request, origin, replies)
+                if reply is None or not reply.header_values("Access-Control-Allow-Origin"):
+                    break
+            else:
+                return None
+        log.warning("IPFS proxy blocked request to %s from %s. (possible CSRF; the IPFS node does not allow "
+                    "that origin: see its API.HTTPHeaders)", request.path_qs,
+                    request.headers.get("Origin") or request.headers.get("Referer") or "a browser")
+        return go_http_error(403, FORBIDDEN_TEXT)
+
+    async def _hijack_headers(self, request: web.Request, replies: _Preflights) -> list[tuple[str, str]]:
         """Spec §9.2: CORS answers of the node for this request, the extracted headers, ``Server``."""
         out: list[tuple[str, str]] = []
         origin = request.headers.get("Origin")
         if origin:
-            try:
-                reply = await self.upstream.call("OPTIONS", request.path, [
-                    ("Origin", origin), ("Access-Control-Request-Method", request.method)])
+            reply = await self._preflight(request, origin, replies)
+            if reply is not None:
                 out += [(name, v) for name in _CORS_COPY for v in reply.header_values(name)]
-            except PinclusterError as exc:
-                log.debug("CORS preflight to the IPFS node failed: %s", exc)
         out += await self._extracted_headers()
         out.append(("Server", SERVER_HEADER))
         return out

@@ -1,0 +1,223 @@
+"""kubo's cross-site request rules for its RPC API: CORS answers and the CSRF checks.
+
+The RPC API can delete pins, collect garbage and add content, and any web page the user opens can send a
+POST to ``127.0.0.1:5001``: a browser sends a "simple" cross-site POST without asking first. kubo therefore
+refuses, with ``403 - Forbidden``, a request whose ``Origin`` (or, without one, ``Referer``) is not an allowed
+origin, and a POST from a browser (``User-Agent: Mozilla…``) that carries neither. The allowed origins are
+``API.HTTPHeaders["Access-Control-Allow-Origin"]`` plus the API's own localhost origins and the IPFS Companion
+extension. This module holds those rules as go-ipfs-cmds 0.16 and rs/cors 1.11 (kubo 0.42) apply them, so that
+the embedded node and the IPFS proxy answer as kubo does (compared with a real kubo daemon in
+tests/integration/test_ipfs_api_guard.py).
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from aiohttp import web
+
+__all__ = [
+    "ALLOW",
+    "EXPOSED_HEADERS",
+    "FORBIDDEN_TEXT",
+    "METHOD_NOT_ALLOWED_TEXT",
+    "CorsPolicy",
+    "go_http_error",
+    "origins_to_check",
+    "referer_origin",
+]
+
+#: go-ipfs-cmds' ``AllowedExposedHeaders``: sent as both ``Access-Control-Allow-Headers`` and
+#: ``Access-Control-Expose-Headers`` on every command answer, so that browser code can read the stream kind.
+EXPOSED_HEADERS: Final = "X-Stream-Output, X-Chunked-Output, X-Content-Length"
+FORBIDDEN_TEXT: Final = "403 - Forbidden\n"
+METHOD_NOT_ALLOWED_TEXT: Final = "405 - Method Not Allowed\n"
+#: The ``Allow`` header of kubo's answers to OPTIONS and to other methods than POST.
+ALLOW: Final = "OPTIONS, POST"
+
+_ACAO: Final = "Access-Control-Allow-Origin"
+_ACAM: Final = "Access-Control-Allow-Methods"
+_ACAC: Final = "Access-Control-Allow-Credentials"
+_CORS_KEYS: Final = frozenset({_ACAO, _ACAM, _ACAC})
+_LOCALHOST_ORIGINS: Final = (
+    "http://127.0.0.1:<port>", "https://127.0.0.1:<port>", "http://[::1]:<port>", "https://[::1]:<port>",
+    "http://localhost:<port>", "https://localhost:<port>",
+)
+_COMPANION_ORIGINS: Final = (
+    "chrome-extension://nibjojkomfdiaoajekhjakgkdhaomnch",  # ipfs-companion
+    "chrome-extension://hjoieblefckbooibpepigmacodalfndh",  # ipfs-companion-beta
+)
+#: kubo's allowed request headers (rs/cors compares the lower-case names a browser sends).
+_HEADER_POS: Final = {h: i for i, h in enumerate(sorted(("origin", "accept", "content-type", "x-requested-with")))}
+_PREFLIGHT_VARY: Final = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers"
+_MAX_EMPTY_ELEMENTS: Final = 16
+
+
+def go_http_error(status: int, text: str, headers: Mapping[str, str] | None = None) -> web.Response:
+    """Go's ``http.Error``, which kubo's refusals use: plain text, ``X-Content-Type-Options: nosniff``."""
+    resp = web.Response(status=status, text=text, content_type="text/plain", headers=headers)
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    return resp
+
+
+def _canonical(name: str) -> str:
+    """Go's ``CanonicalHeaderKey`` for the usual token names (``access-control-allow-origin`` → ``Access-…``)."""
+    return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
+
+
+@dataclass(frozen=True)
+class CorsPolicy:
+    """What the API allows cross-site, from ``API.HTTPHeaders`` and the port it listens on.
+
+    ``origins`` is the list go-ipfs-cmds' checks compare exactly (``*`` allows all); rs/cors, which writes the
+    ``Access-Control-*`` answers, compares lower-cased and understands one ``*`` inside an origin."""
+
+    origins: tuple[str, ...]
+    methods: tuple[str, ...] = ("POST",)
+    credentials: bool = False
+    #: Other ``API.HTTPHeaders`` entries: added to every command answer.
+    extra: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def from_http_headers(cls, http_headers: Mapping[str, Sequence[str]], port: int | None) -> CorsPolicy:
+        """kubo's ``commandsOption``: the configured headers, then the default origins with ``<port>`` set."""
+        origins: list[str] = []
+        methods: list[str] = ["POST"]
+        credentials = False
+        extra: list[tuple[str, str]] = []
+        for name, values in http_headers.items():
+            key = _canonical(name)
+            if key == _ACAO:
+                origins = list(values)
+            elif key == _ACAM:
+                methods = list(values)
+            elif key == _ACAC:
+                for v in values:
+                    credentials = v.lower() == "true"
+            else:
+                extra += [(key, v) for v in values]
+        origins += [*_LOCALHOST_ORIGINS, *_COMPANION_ORIGINS]
+        if not methods:
+            methods = ["GET", "POST", "PUT"]
+        if port is not None:
+            origins = [o.replace("<port>", str(port)) for o in origins]
+        return cls(tuple(origins), tuple(methods), credentials, tuple(extra))
+
+    # -- go-ipfs-cmds: the 403 decision ------------------------------------------------------------------------
+    def allows(self, origin: str) -> bool:
+        """Whether ``origin`` may call the API (exact comparison, as go-ipfs-cmds' ``allowOrigin``)."""
+        return any(o == "*" or o == origin for o in self.origins)
+
+    # -- rs/cors: the Access-Control-* answers -------------------------------------------------------------
+    def _cors_allows(self, origin: str) -> bool:
+        low = origin.lower()
+        for o in self.origins:
+            o = o.lower()
+            if o == "*":
+                return True
+            star = o.find("*")
+            if star < 0:
+                if o == low:
+                    return True
+            elif len(low) >= len(o) - 1 and low.startswith(o[:star]) and low.endswith(o[star + 1 :]):
+                return True
+        return False
+
+    def _all_origins(self) -> bool:
+        return "*" in self.origins
+
+    def _method_allowed(self, method: str) -> bool:
+        return bool(self.methods) and (method == "OPTIONS" or method in self.methods)
+
+    def preflight(self, headers: Mapping[str, str], request_headers: Sequence[str]) -> list[tuple[str, str]]:
+        """The answer headers to a preflight (OPTIONS with ``Access-Control-Request-Method``); a refusal is an
+        answer without ``Access-Control-Allow-Origin``. ``request_headers`` are the request's
+        ``Access-Control-Request-Headers`` values (none: the header was not sent)."""
+        out = [("Vary", _PREFLIGHT_VARY)]
+        origin = headers.get("Origin", "")
+        if not origin or not self._cors_allows(origin):
+            return out
+        method = headers.get("Access-Control-Request-Method", "")
+        if not self._method_allowed(method):
+            return out
+        if request_headers and not _headers_accepted(request_headers):
+            return out
+        out.append((_ACAO, "*" if self._all_origins() else origin))
+        out.append((_ACAM, method))
+        if request_headers and request_headers[0]:
+            out += [("Access-Control-Allow-Headers", v) for v in request_headers]
+        if self.credentials:
+            out.append((_ACAC, "true"))
+        return out
+
+    def actual(self, origin: str, method: str) -> list[tuple[str, str]]:
+        """The CORS headers of an answer to any other request."""
+        out = [("Vary", "Origin")]
+        if not origin or not self._cors_allows(origin) or not self._method_allowed(method):
+            return out
+        out.append((_ACAO, "*" if self._all_origins() else origin))
+        if self.credentials:
+            out.append((_ACAC, "true"))
+        return out
+
+
+def _headers_accepted(values: Iterable[str]) -> bool:
+    """rs/cors' ``SortedSet.Accepts``: every name allowed, lower-case, in increasing order, each once (the
+    Fetch standard sends ``Access-Control-Request-Headers`` that way); a few empty elements are tolerated."""
+    last = -1
+    empty = 0
+    for value in values:
+        for raw in value.split(","):
+            name = raw.strip(" \t")
+            if not name:
+                empty += 1
+                if empty > _MAX_EMPTY_ELEMENTS:
+                    return False
+                continue
+            pos = _HEADER_POS.get(name, -1)
+            if pos <= last:
+                return False
+            last = pos
+    return True
+
+
+def referer_origin(referer: str) -> str | None:
+    """``scheme://host`` of a ``Referer``, or None where Go's ``url.Parse`` fails (a leading ``:``, control
+    characters, a bad escape or IPv6 literal)."""
+    if referer.startswith(":") or any(ord(c) < 0x20 or c == "\x7f" for c in referer):
+        return None
+    try:
+        parts = urllib.parse.urlsplit(referer)
+        _ = parts.port  # raises on a port that is not a number
+    except ValueError:
+        return None
+    if "%" in parts.netloc:
+        try:
+            urllib.parse.unquote(parts.netloc, errors="strict")
+        except UnicodeDecodeError:
+            return None
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+
+def origins_to_check(method: str, headers: Mapping[str, str]) -> list[str] | None:
+    """go-ipfs-cmds' ``allowOrigin``, ``allowReferer`` and ``allowUserAgent``: the origins the request says it
+    comes from (its ``Origin``, its ``Referer``'s), each of which must be allowed; None when it is refused
+    whatever is allowed (a ``Referer`` that does not parse; a browser's POST that names no origin)."""
+    out: list[str] = []
+    origin = headers.get("Origin", "")
+    if origin:
+        out.append(origin)
+    referer = headers.get("Referer", "")
+    if referer:
+        ref = referer_origin(referer)
+        if ref is None:
+            return None
+        out.append(ref)
+    if method == "POST" and not origin and not referer:
+        agent = headers.get("User-Agent", "")
+        if agent.startswith("Mozilla") and "Electron" not in agent:
+            return None
+    return out

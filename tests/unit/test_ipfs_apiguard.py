@@ -1,0 +1,66 @@
+"""kubo's cross-site rules (``pincluster.ipfs.apiguard``) on their own; the daemon-level comparison with a real
+kubo is tests/integration/test_ipfs_api_guard.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from pincluster.ipfs.apiguard import CorsPolicy, origins_to_check, referer_origin
+
+
+def test_default_origins_are_the_apis_own_and_ipfs_companion() -> None:
+    p = CorsPolicy.from_http_headers({}, 5001)
+    assert p.allows("http://127.0.0.1:5001") and p.allows("https://[::1]:5001") and p.allows("http://localhost:5001")
+    assert p.allows("chrome-extension://nibjojkomfdiaoajekhjakgkdhaomnch")
+    assert not p.allows("http://127.0.0.1:5002") and not p.allows("http://evil.example")
+    assert not p.allows("http://LOCALHOST:5001")  # go-ipfs-cmds compares exactly
+    assert p.actual("http://LOCALHOST:5001", "POST") == [  # rs/cors compares in lower case
+        ("Vary", "Origin"), ("Access-Control-Allow-Origin", "http://LOCALHOST:5001")]
+    assert p.methods == ("POST",) and not p.credentials and p.extra == ()
+
+
+def test_configured_policy_star_credentials_methods_and_extra_headers() -> None:
+    p = CorsPolicy.from_http_headers({"access-control-allow-origin": ["*"], "Access-Control-Allow-Methods": ["PUT"],
+                                      "Access-Control-Allow-Credentials": ["TRUE"], "x-frame-options": ["deny"]}, 9)
+    assert p.allows("http://anything.example") and p.methods == ("PUT",) and p.credentials
+    assert p.extra == (("X-Frame-Options", "deny"),)
+    assert p.actual("http://a.example", "PUT") == [("Vary", "Origin"), ("Access-Control-Allow-Origin", "*"),
+                                                   ("Access-Control-Allow-Credentials", "true")]
+    assert p.actual("http://a.example", "POST") == [("Vary", "Origin")]  # a method the policy does not list
+    assert p.actual("", "PUT") == [("Vary", "Origin")]
+
+
+def test_wildcard_origins_and_preflights() -> None:
+    p = CorsPolicy.from_http_headers({"Access-Control-Allow-Origin": ["https://*.example.org"]}, None)
+    vary = ("Vary", "Origin, Access-Control-Request-Method, Access-Control-Request-Headers")
+    ok = {"Origin": "https://ui.example.org", "Access-Control-Request-Method": "POST"}
+    assert p.preflight(ok, []) == [vary, ("Access-Control-Allow-Origin", "https://ui.example.org"),
+                                   ("Access-Control-Allow-Methods", "POST")]
+    assert p.preflight(ok, ["accept, content-type"])[-1] == ("Access-Control-Allow-Headers", "accept, content-type")
+    assert p.preflight(ok, ["content-type, accept"]) == [vary]  # browsers send them sorted
+    assert p.preflight(ok, ["content-type,,x-requested-with"])[-1][0] == "Access-Control-Allow-Headers"
+    assert p.preflight(ok, ["Content-Type"]) == [vary]  # and in lower case
+    assert p.preflight(ok, ["," * 17]) == [vary]  # too many empty elements
+    assert p.preflight({**ok, "Origin": "https://example.org"}, []) == [vary]
+    assert p.preflight({**ok, "Access-Control-Request-Method": "GET"}, []) == [vary]
+    assert p.preflight({"Access-Control-Request-Method": "POST"}, []) == [vary]
+
+
+@pytest.mark.parametrize(("referer", "origin"), [
+    ("http://127.0.0.1:5001/webui/#/files", "http://127.0.0.1:5001"),
+    ("https://user:pw@site.example/x", "https://site.example"),
+    ("no-scheme", "://"),
+    ("::bad", None), ("http://a\x7f/", None), ("http://[::1/", None), ("http://h:port/", None),
+])
+def test_referer_origin_as_go_parses_it(referer: str, origin: str | None) -> None:
+    assert referer_origin(referer) == origin
+
+
+def test_which_origins_a_request_must_come_from() -> None:
+    assert origins_to_check("POST", {}) == []
+    assert origins_to_check("POST", {"User-Agent": "curl/8"}) == []
+    assert origins_to_check("POST", {"User-Agent": "Mozilla/5.0"}) is None
+    assert origins_to_check("POST", {"User-Agent": "Mozilla/5.0 Electron/30"}) == []
+    assert origins_to_check("GET", {"User-Agent": "Mozilla/5.0"}) == []  # the browser rule is for POST
+    assert origins_to_check("POST", {"Origin": "http://a", "Referer": "http://b/x"}) == ["http://a", "http://b"]
+    assert origins_to_check("POST", {"Referer": "::bad"}) is None
