@@ -12,6 +12,8 @@ import json
 import re
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -157,3 +159,46 @@ def test_where_ours_answers_otherwise_on_purpose(hosts: tuple[Path, str, str]) -
     assert go == (0, "", "")
     assert ours == (2, "An error occurred:\n  Code: 404\n  Message: peer <peer> is not part of the cluster peerset\n",
                     "")
+
+
+def _http(multiaddr: str, method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, list[str]]]:
+    parts = multiaddr.split("/")
+    req = urllib.request.Request(f"http://{parts[2]}:{parts[4]}{path}", method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            status, got = r.status, r.headers
+    except urllib.error.HTTPError as exc:
+        status, got = exc.code, exc.headers
+    names = ("Access-Control-Allow-Origin", "Access-Control-Allow-Methods", "Access-Control-Allow-Headers",
+             "Access-Control-Allow-Credentials", "Access-Control-Expose-Headers", "Access-Control-Max-Age", "Vary")
+    return status, {n: got.get_all(n) for n in names if got.get_all(n)}
+
+
+def test_cors_answers_are_gos(hosts: tuple[Path, str, str]) -> None:
+    """Preflights and CORS headers as Go's rs/cors 1.11 writes them (exact methods, lower-case sorted request
+    headers echoed as sent, one Vary value), with the default policy (every origin, GET only). The one
+    difference on purpose: a web page's POST that the policy does not allow is refused (403) where Go runs it
+    (docs/rest-api.md)."""
+    _, go, ours = hosts
+    app = "https://app.example"
+    pre = {"Origin": app, "Access-Control-Request-Method": "GET"}
+    cases = [
+        ("OPTIONS", "/pins", pre),
+        ("OPTIONS", "/pins", {**pre, "Access-Control-Request-Method": "POST"}),
+        ("OPTIONS", "/pins", {**pre, "Access-Control-Request-Method": "get"}),
+        ("OPTIONS", "/pins", {**pre, "Access-Control-Request-Headers": "content-type"}),
+        ("OPTIONS", "/pins", {**pre, "Access-Control-Request-Headers": "content-type,x-requested-with"}),
+        ("OPTIONS", "/pins", {**pre, "Access-Control-Request-Headers": "x-requested-with,content-type"}),
+        ("OPTIONS", "/pins", {**pre, "Access-Control-Request-Headers": "Content-Type"}),
+        ("OPTIONS", "/pins", {**pre, "Access-Control-Request-Headers": "origin"}),
+        ("OPTIONS", "/pins", {**pre, "Access-Control-Request-Headers": "authorization"}),
+        ("OPTIONS", "/pins", {"Access-Control-Request-Method": "GET"}),
+        ("OPTIONS", "/id", {"Origin": app}),
+        ("GET", "/id", {"Origin": app}),
+        ("GET", "/id", {}),
+    ]
+    for method, path, headers in cases:
+        assert _http(go, method, path, headers) == _http(ours, method, path, headers), (method, path, headers)
+    pin = f"/pins/{UNKNOWN}?replication-min=1&replication-max=1"
+    assert _http(go, "POST", pin, {"Origin": "https://evil.example"})[0] == 200  # Go pins for any web page
+    assert _http(ours, "POST", pin, {"Origin": "https://evil.example"}) == (403, {"Vary": ["Origin"]})

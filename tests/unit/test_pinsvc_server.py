@@ -603,3 +603,19 @@ async def test_unix_socket_cors_and_header_limit(tmp_path: Any) -> None:
                 assert resp.status == 431
     finally:
         await api.stop()
+
+
+async def test_cross_site_requests_the_policy_does_not_allow_are_refused(env: Env) -> None:
+    """The REST API's rule (the default policy allows GET only): a web page's POST or DELETE is refused with
+    the Pinning Service's error body and nothing is pinned; reads and programs are served."""
+    cid = cid_of(b"csrf")
+    status, body = await env.call("POST", "/pins", {"cid": str(cid)}, headers={"Origin": "https://evil.example"})
+    assert status == 403
+    assert_failure(body, "FORBIDDEN", "cross-site request refused: origin https://evil.example may not send POST")
+    assert cid not in env.cluster.pinset
+    status, _ = await env.call("GET", "/pins", headers={"Origin": "https://evil.example"})
+    assert status == 200
+    status, _ = await env.call("POST", "/pins", {"cid": str(cid)})
+    assert status == 202 and cid in env.cluster.pinset
+    status, _ = await env.call("DELETE", f"/pins/{cid}", headers={"Origin": "https://evil.example"})
+    assert status == 403 and cid in env.cluster.pinset

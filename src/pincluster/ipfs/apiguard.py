@@ -12,12 +12,15 @@ tests/integration/test_ipfs_api_guard.py).
 
 from __future__ import annotations
 
+import functools
 import urllib.parse
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 from aiohttp import web
+
+from pincluster.cors import CorsRules, canonical_header
 
 __all__ = [
     "ALLOW",
@@ -50,10 +53,8 @@ _COMPANION_ORIGINS: Final = (
     "chrome-extension://nibjojkomfdiaoajekhjakgkdhaomnch",  # ipfs-companion
     "chrome-extension://hjoieblefckbooibpepigmacodalfndh",  # ipfs-companion-beta
 )
-#: kubo's allowed request headers (rs/cors compares the lower-case names a browser sends).
-_HEADER_POS: Final = {h: i for i, h in enumerate(sorted(("origin", "accept", "content-type", "x-requested-with")))}
-_PREFLIGHT_VARY: Final = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers"
-_MAX_EMPTY_ELEMENTS: Final = 16
+#: kubo's allowed request headers (``cfg.AddAllowedHeaders`` in kubo's ``commandsOption``).
+_HEADERS: Final = ("Origin", "Accept", "Content-Type", "X-Requested-With")
 
 
 def go_http_error(status: int, text: str, headers: Mapping[str, str] | None = None) -> web.Response:
@@ -61,11 +62,6 @@ def go_http_error(status: int, text: str, headers: Mapping[str, str] | None = No
     resp = web.Response(status=status, text=text, content_type="text/plain", headers=headers)
     resp.headers["X-Content-Type-Options"] = "nosniff"
     return resp
-
-
-def _canonical(name: str) -> str:
-    """Go's ``CanonicalHeaderKey`` for the usual token names (``access-control-allow-origin`` → ``Access-…``)."""
-    return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
 
 
 @dataclass(frozen=True)
@@ -89,7 +85,7 @@ class CorsPolicy:
         credentials = False
         extra: list[tuple[str, str]] = []
         for name, values in http_headers.items():
-            key = _canonical(name)
+            key = canonical_header(name)
             if key == _ACAO:
                 origins = list(values)
             elif key == _ACAM:
@@ -112,76 +108,21 @@ class CorsPolicy:
         return any(o == "*" or o == origin for o in self.origins)
 
     # -- rs/cors: the Access-Control-* answers -------------------------------------------------------------
-    def _cors_allows(self, origin: str) -> bool:
-        low = origin.lower()
-        for o in self.origins:
-            o = o.lower()
-            if o == "*":
-                return True
-            star = o.find("*")
-            if star < 0:
-                if o == low:
-                    return True
-            elif len(low) >= len(o) - 1 and low.startswith(o[:star]) and low.endswith(o[star + 1 :]):
-                return True
-        return False
-
-    def _all_origins(self) -> bool:
-        return "*" in self.origins
-
-    def _method_allowed(self, method: str) -> bool:
-        return bool(self.methods) and (method == "OPTIONS" or method in self.methods)
+    @functools.cached_property
+    def rules(self) -> CorsRules:
+        return CorsRules(allowed_origins=self.origins, allowed_methods=self.methods, allowed_headers=_HEADERS,
+                         allow_credentials=self.credentials)
 
     def preflight(self, headers: Mapping[str, str], request_headers: Sequence[str]) -> list[tuple[str, str]]:
         """The answer headers to a preflight (OPTIONS with ``Access-Control-Request-Method``); a refusal is an
         answer without ``Access-Control-Allow-Origin``. ``request_headers`` are the request's
         ``Access-Control-Request-Headers`` values (none: the header was not sent)."""
-        out = [("Vary", _PREFLIGHT_VARY)]
-        origin = headers.get("Origin", "")
-        if not origin or not self._cors_allows(origin):
-            return out
-        method = headers.get("Access-Control-Request-Method", "")
-        if not self._method_allowed(method):
-            return out
-        if request_headers and not _headers_accepted(request_headers):
-            return out
-        out.append((_ACAO, "*" if self._all_origins() else origin))
-        out.append((_ACAM, method))
-        if request_headers and request_headers[0]:
-            out += [("Access-Control-Allow-Headers", v) for v in request_headers]
-        if self.credentials:
-            out.append((_ACAC, "true"))
-        return out
+        return self.rules.preflight(headers.get("Origin", ""), headers.get("Access-Control-Request-Method", ""),
+                                    list(request_headers) or None)
 
     def actual(self, origin: str, method: str) -> list[tuple[str, str]]:
         """The CORS headers of an answer to any other request."""
-        out = [("Vary", "Origin")]
-        if not origin or not self._cors_allows(origin) or not self._method_allowed(method):
-            return out
-        out.append((_ACAO, "*" if self._all_origins() else origin))
-        if self.credentials:
-            out.append((_ACAC, "true"))
-        return out
-
-
-def _headers_accepted(values: Iterable[str]) -> bool:
-    """rs/cors' ``SortedSet.Accepts``: every name allowed, lower-case, in increasing order, each once (the
-    Fetch standard sends ``Access-Control-Request-Headers`` that way); a few empty elements are tolerated."""
-    last = -1
-    empty = 0
-    for value in values:
-        for raw in value.split(","):
-            name = raw.strip(" \t")
-            if not name:
-                empty += 1
-                if empty > _MAX_EMPTY_ELEMENTS:
-                    return False
-                continue
-            pos = _HEADER_POS.get(name, -1)
-            if pos <= last:
-                return False
-            last = pos
-    return True
+        return self.rules.actual(origin, method)
 
 
 def referer_origin(referer: str) -> str | None:
