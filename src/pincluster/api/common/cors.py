@@ -59,14 +59,15 @@ class CORSPolicy:
         """Why a request from a web page must not run, or None. A browser sends a "simple" cross-site POST
         (no custom headers: ``POST /pins/<cid>``, a form's ``/add``) without a preflight, and Go serves it
         without CORS headers: the page cannot read the answer, but the cluster pinned. Here a request that
-        can change something (not GET, HEAD or OPTIONS), from another origin (its ``Origin`` header, which
-        browsers send on such requests), runs only when the policy allows that origin and method, as a
-        preflight would have required. Programs (ctl, the SDK, curl) send no ``Origin``."""
+        can change something (not GET, HEAD or OPTIONS) from a web page (its ``Origin`` header, which browsers
+        send on such requests) runs only when the policy allows that origin and method, as a preflight would
+        have required. Programs (ctl, the SDK, curl) send no ``Origin``."""
         origin = request.headers.get("Origin", "")
         if not origin or request.method in _SAFE_METHODS:
             return None
-        if origin.lower() == f"{request.scheme}://{request.host}".lower():
-            return None  # same origin: not a cross-site request
+        # No exception for an Origin equal to the request's own host: after a DNS rebinding, a hostile page is
+        # "same-origin" with the API (its name now resolves to 127.0.0.1). A page served from the API's own
+        # origin is treated as any other (list its origin and methods).
         rules = self.rules
         if rules.origin_allowed(origin) and rules.method_allowed(request.method):
             return None
