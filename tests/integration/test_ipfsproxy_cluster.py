@@ -297,3 +297,40 @@ def test_cross_site_requests_are_refused_as_the_node_refuses_them(cluster: list[
     status, _, _ = call(p0, f"pin/rm?arg={cid}")
     assert status == 200
     eventually(lambda: cid not in allocations(p1))
+
+
+def test_slow_headers_are_cut_off_after_read_header_timeout(cluster: list[Peer]) -> None:
+    """``read_header_timeout`` (5 s, as Go) on the daemon's REST API and IPFS proxy: a client that sends a
+    header line every second, never finishing, is disconnected after ~5 s, not after the idle timeout."""
+    import socket
+    import threading
+
+    p0 = cluster[0]
+    results: dict[str, float] = {}
+
+    def drip(name: str, url: str) -> None:
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=30) as s:
+            t0 = time.monotonic()
+            s.sendall(b"GET /id HTTP/1.1\r\nHost: x\r\n")
+            try:
+                for _ in range(25):
+                    time.sleep(1)
+                    s.sendall(b"X-Slow: 1\r\n")
+                    s.settimeout(0.01)
+                    try:
+                        if s.recv(1) == b"":
+                            break
+                    except TimeoutError:
+                        pass
+                    s.settimeout(30)
+            except OSError:  # reset while sending: closed
+                pass
+            results[name] = time.monotonic() - t0
+
+    threads = [threading.Thread(target=drip, args=(n, u)) for n, u in (("rest", p0.rest), ("proxy", proxy_url(p0)))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert set(results) == {"rest", "proxy"} and all(4.5 < v < 9 for v in results.values()), results

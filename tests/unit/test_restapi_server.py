@@ -7,6 +7,7 @@ client, or a raw socket where the exact bytes on the wire matter (trailers, 431)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -255,6 +256,65 @@ async def test_header_limit_431(api: tuple[RestAPI, FakeCluster]) -> None:
     assert status_of(data) == 431
     data = await raw(a, get("/version", "".join(f"X-H{i}: {'b' * 100}\n" for i in range(90))))
     assert status_of(data) == 431
+
+
+async def test_read_header_timeout_closes_slow_headers_only() -> None:
+    """Go's ``read_header_timeout``: a connection whose request line and headers do not all arrive in time is
+    closed (slowloris), on a new connection and on a kept-alive one (counted from the next request's first
+    byte); a slow body, a slow answer and an idle keep-alive are not affected."""
+    from datetime import timedelta
+
+    a, _ = await start_api(read_header_timeout=timedelta(seconds=0.5))
+    host, port = a.addresses[0].tcp_host_port()
+    loop = asyncio.get_running_loop()
+
+    async def closed_after(writer_steps: list[tuple[float, bytes]]) -> tuple[float, bytes]:
+        r, w = await asyncio.open_connection(host, port)
+        t0 = loop.time()
+
+        async def feed() -> None:
+            for pause, data in writer_steps:
+                await asyncio.sleep(pause)
+                if w.is_closing():
+                    return
+                w.write(data)
+                with contextlib.suppress(ConnectionError):
+                    await w.drain()
+
+        feeder = asyncio.create_task(feed())
+        got = await asyncio.wait_for(r.read(), 10)
+        feeder.cancel()
+        w.close()
+        return loop.time() - t0, got
+
+    try:
+        took, got = await closed_after([])  # says nothing
+        assert got == b"" and 0.4 < took < 2
+        drip = [(0, b"GET /id HTTP/1.1\r\nHost: x\r\n")] + [(0.2, b"X-Slow: 1\r\n")] * 10 + [(0, b"\r\n")]
+        took, got = await closed_after(drip)  # headers never complete in time
+        assert got == b"" and 0.4 < took < 2
+        # a body that takes longer than the timeout is fine: the headers were on time
+        body = (b"--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n"
+                b"Content-Type: application/octet-stream\r\n\r\nslow body\r\n--B--\r\n")
+        head = (f"POST /add?stream-channels=false HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                f"Content-Type: multipart/form-data; boundary=B\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+        took, got = await closed_after([(0, head)] + [(0.25, body[i:i + 20]) for i in range(0, len(body), 20)])
+        assert status_of(got) == 200 and took > 1
+        # kept alive: idle longer than the timeout, then a prompt request is served; a slow one is closed
+        r, w = await asyncio.open_connection(host, port)
+        for _ in range(2):
+            w.write(b"GET /id HTTP/1.1\r\nHost: x\r\n\r\n")
+            head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 5)
+            assert head.startswith(b"HTTP/1.1 200") and b"Content-Length: " in head
+            await r.readexactly(int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0]))
+            await asyncio.sleep(0.8)
+        w.write(b"GET /id HTTP/1.1\r\n")
+        t0 = loop.time()
+        rest = await asyncio.wait_for(r.read(), 10)
+        assert not rest.startswith(b"HTTP/1.1 200") and 0.4 < loop.time() - t0 < 2
+        w.close()
+    finally:
+        await a.stop()
 
 
 async def test_cors() -> None:

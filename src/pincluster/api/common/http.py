@@ -5,6 +5,7 @@ redirect, Go-style 404/405 and error bodies), extra headers, and listeners on mu
 from __future__ import annotations
 
 import abc
+import asyncio
 import contextlib
 import dataclasses
 import logging
@@ -26,6 +27,8 @@ from pincluster.types.multiaddr import Multiaddr
 
 __all__ = [
     "PARSER_LINE_LIMIT",
+    "HeaderDeadline",
+    "close_listeners",
     "extra_headers_hook",
     "header_limit_middleware",
     "open_listeners",
@@ -181,11 +184,110 @@ def _unix_socket(addr: Multiaddr) -> socket.socket:
     return sock
 
 
+class HeaderDeadline(asyncio.Protocol):
+    """Go's ``ReadHeaderTimeout`` around aiohttp's protocol for one connection: a request's line and headers
+    must arrive within ``timeout`` seconds of the connection's start, or of the first byte of a later request
+    on a kept-alive connection; otherwise the connection is closed, as Go's server does. aiohttp alone would
+    keep a client that sends a header byte now and then until its keep-alive timeout (minutes), so a few
+    hundred such clients would hold that many sockets (slowloris).
+
+    aiohttp calls no hook when a request's headers are complete, so the server's first middleware reports it
+    (``request_started``/``request_done``, found through ``request.transport.get_protocol()``); everything else
+    is handed to aiohttp's protocol unchanged."""
+
+    __slots__ = ("_busy", "_inner", "_loop", "_timeout", "_timer", "_transport")
+
+    def __init__(self, inner: asyncio.Protocol, timeout: float) -> None:
+        self._inner = inner
+        self._timeout = timeout
+        self._loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = None
+        self._transport: asyncio.BaseTransport | None = None
+        self._busy = False  # a request's headers are in, its answer is not finished
+
+    def _arm(self) -> None:
+        if self._timer is None:
+            self._timer = self._loop.call_later(self._timeout, self._expired)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expired(self) -> None:
+        self._timer = None
+        if self._transport is not None and not self._busy:
+            log.debug("closing a connection whose request headers took over %.1f s", self._timeout)
+            self._transport.close()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+        self._arm()
+        self._inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._busy:
+            self._arm()
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        self._transport = None
+        self._inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+    def request_started(self) -> None:
+        self._busy = True
+        self._disarm()
+
+    def request_done(self) -> None:
+        self._busy = False
+
+
+def _deadline_of(request: web.Request) -> HeaderDeadline | None:
+    transport = request.transport
+    protocol = transport.get_protocol() if transport is not None else None
+    return protocol if isinstance(protocol, HeaderDeadline) else None
+
+
+@web.middleware
+async def header_deadline_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Tells the connection's :class:`HeaderDeadline` that a request's headers are in, then that its answer is
+    done (the first middleware of every app served by :func:`open_listeners`)."""
+    deadline = _deadline_of(request)
+    if deadline is None:
+        return await handler(request)
+    deadline.request_started()
+    try:
+        return await handler(request)
+    finally:
+        deadline.request_done()
+
+
 async def open_listeners(
-    runner: web.BaseRunner, listen: Sequence[Multiaddr], ssl_context: ssl.SSLContext | None
-) -> tuple[list[web.SockSite], list[Multiaddr]]:
-    """Start one site per multiaddr; returns the sites and the addresses actually bound (port 0 resolved)."""
-    sites: list[web.SockSite] = []
+    runner: web.BaseRunner, listen: Sequence[Multiaddr], ssl_context: ssl.SSLContext | None,
+    read_header_timeout: float = 0.0,
+) -> tuple[list[asyncio.Server], list[Multiaddr]]:
+    """Listen on every multiaddr with ``runner``'s request handler (wrapped in :class:`HeaderDeadline` when
+    ``read_header_timeout`` > 0); returns the servers (close them before ``runner.cleanup()``) and the
+    addresses actually bound (port 0 resolved)."""
+    handlers = runner.server
+    assert handlers is not None, "runner.setup() first"
+
+    def protocol() -> asyncio.Protocol:
+        inner = handlers()
+        return HeaderDeadline(inner, read_header_timeout) if read_header_timeout > 0 else inner
+
+    loop = asyncio.get_running_loop()
+    servers: list[asyncio.Server] = []
     bound: list[Multiaddr] = []
     try:
         for addr in listen:
@@ -198,16 +300,21 @@ async def open_listeners(
                 real = Multiaddr.from_host_port(str(name[0]), int(name[1]))
                 if addr.has("dns") or addr.has("dns4") or addr.has("dns6"):
                     real = Multiaddr(f"/{addr.protocols[0][0]}/{addr.protocols[0][1]}/tcp/{name[1]}")
-            site = web.SockSite(runner, sock, ssl_context=ssl_context)
-            await site.start()
-            sites.append(site)
+            servers.append(await loop.create_server(protocol, sock=sock, ssl=ssl_context, backlog=512))
             bound.append(real)
     except BaseException:
-        for s in sites:
-            with contextlib.suppress(Exception):
-                await s.stop()
+        await close_listeners(servers)
         raise
-    return sites, bound
+    return servers, bound
+
+
+async def close_listeners(servers: Sequence[asyncio.Server]) -> None:
+    """Stop accepting on ``servers`` (the open connections are closed by the runner's cleanup)."""
+    for server in servers:
+        server.close()
+    for server in servers:
+        with contextlib.suppress(Exception):
+            await server.wait_closed()
 
 
 class HTTPServer(abc.ABC):
@@ -223,7 +330,7 @@ class HTTPServer(abc.ABC):
 
     def __init__(self) -> None:
         self._runner: web.AppRunner | None = None
-        self._sites: list[web.SockSite] = []
+        self._servers: list[asyncio.Server] = []
         self._tls = False
         self.addresses: list[Multiaddr] = []
 
@@ -247,8 +354,10 @@ class HTTPServer(abc.ABC):
         opts = self.listen_options()
         self._tls = opts.ssl_context is not None
         idle = opts.idle_timeout
+        app = self.build_app()
+        app.middlewares.insert(0, header_deadline_middleware)
         runner = web.AppRunner(
-            self.build_app(),
+            app,
             access_log_class=make_access_logger(opts.log_file),
             access_log=opts.access_log,
             keepalive_timeout=idle if idle > 0 else 75.0,
@@ -258,7 +367,8 @@ class HTTPServer(abc.ABC):
         )
         await runner.setup()
         try:
-            self._sites, self.addresses = await open_listeners(runner, opts.listen, opts.ssl_context)
+            self._servers, self.addresses = await open_listeners(runner, opts.listen, opts.ssl_context,
+                                                                 opts.read_header_timeout)
         except BaseException:
             await runner.cleanup()
             raise
@@ -271,11 +381,12 @@ class HTTPServer(abc.ABC):
         from pincluster.api.common.accesslog import close_log_files
 
         runner, self._runner = self._runner, None
+        servers, self._servers = self._servers, []
+        await close_listeners(servers)
         if runner is not None:
             await runner.cleanup()
             if self._log_file:
                 close_log_files()
-        self._sites = []
 
     @property
     def url(self) -> str:
@@ -302,3 +413,4 @@ class ListenOptions:
     ssl_context: ssl.SSLContext | None = None
     idle_timeout: float = 0.0  # seconds; 0 → aiohttp's 75 s keep-alive
     log_file: str = ""
+    read_header_timeout: float = 0.0  # seconds; 0 → none (see HeaderDeadline)

@@ -211,7 +211,8 @@ class IPFSProxy(HTTPServer):
 
     def listen_options(self) -> ListenOptions:
         return ListenOptions(self.cfg.listen_multiaddress, log, access_log, None,
-                             self.cfg.idle_timeout.total_seconds(), self.log_file)
+                             self.cfg.idle_timeout.total_seconds(), self.log_file,
+                             read_header_timeout=self.cfg.read_header_timeout.total_seconds())
 
     def listening_message(self, addr: Multiaddr) -> str:
         return f"IPFS Proxy is listening on {addr} (forwarding to {self.cfg.node_multiaddress})"
