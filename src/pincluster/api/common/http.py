@@ -60,7 +60,12 @@ def header_limit_middleware(max_header_bytes: int) -> Middleware:
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        return _too_large(request, limit) or await handler(request)
+        deadline = request_started(request)  # read_header_timeout: this request's headers are in
+        try:
+            return _too_large(request, limit) or await handler(request)
+        finally:
+            if deadline is not None:
+                deadline.request_done()
 
     return middleware
 
@@ -97,36 +102,41 @@ def request_chain(
 
     @web.middleware
     async def chain(request: web.Request, handler: Handler) -> web.StreamResponse:
-        answer = _too_large(request, limit) or auth.check(request)
-        if answer is not None:
-            return answer
-        answer = cors.check(request)
-        if answer is not None:
-            return answer
-        refused = cors.refusal(request)
-        if refused is not None:
-            logger.warning("%s %s refused: %s (possible CSRF)", request.method, request.path, refused)
-            return error_response(403, refused, body=body)
-        path = request.raw_path.partition("?")[0]
-        if len(path) > 1 and path[-1] == "/":
-            location = path.rstrip("/") or "/"
-            if request.query_string:
-                location += "?" + request.query_string
-            return web.Response(status=307, headers={"Location": location})
+        deadline = request_started(request)  # read_header_timeout: this request's headers are in
         try:
-            with tracing.span(lambda: _span_name(facility, request), **{"http.target": request.raw_path}):
-                return await handler(request)
-        except web.HTTPNotFound:
-            return error_response(404, "not found", body=body)
-        except web.HTTPMethodNotAllowed:
-            return web.Response(status=405)
-        except web.HTTPException:
-            raise
-        except PinclusterError as exc:
-            return error_response(status_for(exc), str(exc), body=body)
-        except Exception as exc:
-            logger.exception("%s %s failed", request.method, request.path)
-            return error_response(500, str(exc) or type(exc).__name__, body=body)
+            answer = _too_large(request, limit) or auth.check(request)
+            if answer is not None:
+                return answer
+            answer = cors.check(request)
+            if answer is not None:
+                return answer
+            refused = cors.refusal(request)
+            if refused is not None:
+                logger.warning("%s %s refused: %s (possible CSRF)", request.method, request.path, refused)
+                return error_response(403, refused, body=body)
+            path = request.raw_path.partition("?")[0]
+            if len(path) > 1 and path[-1] == "/":
+                location = path.rstrip("/") or "/"
+                if request.query_string:
+                    location += "?" + request.query_string
+                return web.Response(status=307, headers={"Location": location})
+            try:
+                with tracing.span(lambda: _span_name(facility, request), **{"http.target": request.raw_path}):
+                    return await handler(request)
+            except web.HTTPNotFound:
+                return error_response(404, "not found", body=body)
+            except web.HTTPMethodNotAllowed:
+                return web.Response(status=405)
+            except web.HTTPException:
+                raise
+            except PinclusterError as exc:
+                return error_response(status_for(exc), str(exc), body=body)
+            except Exception as exc:
+                logger.exception("%s %s failed", request.method, request.path)
+                return error_response(500, str(exc) or type(exc).__name__, body=body)
+        finally:
+            if deadline is not None:
+                deadline.request_done()
 
     return chain
 
@@ -191,11 +201,12 @@ class HeaderDeadline(asyncio.Protocol):
     keep a client that sends a header byte now and then until its keep-alive timeout (minutes), so a few
     hundred such clients would hold that many sockets (slowloris).
 
-    aiohttp calls no hook when a request's headers are complete, so the server's first middleware reports it
-    (``request_started``/``request_done``, found through ``request.transport.get_protocol()``); everything else
-    is handed to aiohttp's protocol unchanged."""
+    aiohttp calls no hook when a request's headers are complete, so the first middleware of the server's
+    chain reports it (:func:`request_started`, then ``request_done``); everything else is handed to aiohttp's
+    protocol unchanged. The deadline is a number set per request; one timer per connection checks it and
+    re-arms itself for a later deadline, so requests on a busy connection create no timers."""
 
-    __slots__ = ("_busy", "_inner", "_loop", "_timeout", "_timer", "_transport")
+    __slots__ = ("_busy", "_deadline", "_inner", "_loop", "_timeout", "_timer", "_transport")
 
     def __init__(self, inner: asyncio.Protocol, timeout: float) -> None:
         self._inner = inner
@@ -203,22 +214,24 @@ class HeaderDeadline(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
         self._transport: asyncio.BaseTransport | None = None
+        self._deadline: float | None = None  # when the headers being read must be in
         self._busy = False  # a request's headers are in, its answer is not finished
 
     def _arm(self) -> None:
+        self._deadline = self._loop.time() + self._timeout
         if self._timer is None:
-            self._timer = self._loop.call_later(self._timeout, self._expired)
+            self._timer = self._loop.call_at(self._deadline, self._check)
 
-    def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _expired(self) -> None:
+    def _check(self) -> None:
         self._timer = None
-        if self._transport is not None and not self._busy:
-            log.debug("closing a connection whose request headers took over %.1f s", self._timeout)
-            self._transport.close()
+        deadline = self._deadline
+        if deadline is None or self._busy or self._transport is None:
+            return
+        if self._loop.time() < deadline:  # a later request's deadline: wait for it
+            self._timer = self._loop.call_at(deadline, self._check)
+            return
+        log.debug("closing a connection whose request headers took over %.1f s", self._timeout)
+        self._transport.close()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport
@@ -226,7 +239,7 @@ class HeaderDeadline(asyncio.Protocol):
         self._inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
-        if not self._busy:
+        if not self._busy and self._deadline is None:
             self._arm()
         self._inner.data_received(data)
 
@@ -234,7 +247,9 @@ class HeaderDeadline(asyncio.Protocol):
         return self._inner.eof_received()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self._transport = None
         self._inner.connection_lost(exc)
 
@@ -244,32 +259,20 @@ class HeaderDeadline(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._inner.resume_writing()
 
-    def request_started(self) -> None:
-        self._busy = True
-        self._disarm()
-
     def request_done(self) -> None:
         self._busy = False
 
 
-def _deadline_of(request: web.Request) -> HeaderDeadline | None:
+def request_started(request: web.Request) -> HeaderDeadline | None:
+    """Tell the connection's :class:`HeaderDeadline` (if any) that a request's headers are in; the caller calls
+    ``request_done()`` on what this returns once the answer is finished."""
     transport = request.transport
-    protocol = transport.get_protocol() if transport is not None else None
-    return protocol if isinstance(protocol, HeaderDeadline) else None
-
-
-@web.middleware
-async def header_deadline_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Tells the connection's :class:`HeaderDeadline` that a request's headers are in, then that its answer is
-    done (the first middleware of every app served by :func:`open_listeners`)."""
-    deadline = _deadline_of(request)
-    if deadline is None:
-        return await handler(request)
-    deadline.request_started()
-    try:
-        return await handler(request)
-    finally:
-        deadline.request_done()
+    deadline = transport.get_protocol() if transport is not None else None
+    if type(deadline) is not HeaderDeadline:
+        return None
+    deadline._busy = True
+    deadline._deadline = None
+    return deadline
 
 
 async def open_listeners(
@@ -277,7 +280,8 @@ async def open_listeners(
     read_header_timeout: float = 0.0,
 ) -> tuple[list[asyncio.Server], list[Multiaddr]]:
     """Listen on every multiaddr with ``runner``'s request handler (wrapped in :class:`HeaderDeadline` when
-    ``read_header_timeout`` > 0); returns the servers (close them before ``runner.cleanup()``) and the
+    ``read_header_timeout`` > 0: the app's first middleware must call :func:`request_started`); returns the
+    servers (close them before ``runner.cleanup()``) and the
     addresses actually bound (port 0 resolved)."""
     handlers = runner.server
     assert handlers is not None, "runner.setup() first"
@@ -354,10 +358,8 @@ class HTTPServer(abc.ABC):
         opts = self.listen_options()
         self._tls = opts.ssl_context is not None
         idle = opts.idle_timeout
-        app = self.build_app()
-        app.middlewares.insert(0, header_deadline_middleware)
         runner = web.AppRunner(
-            app,
+            self.build_app(),
             access_log_class=make_access_logger(opts.log_file),
             access_log=opts.access_log,
             keepalive_timeout=idle if idle > 0 else 75.0,
