@@ -350,7 +350,9 @@ class ApiServer:
                 return go_http_error(405, METHOD_NOT_ALLOWED_TEXT, {"Allow": ALLOW})
             origins = origins_to_check(request.method, h)
             if origins is None or not all(self.policy.allows(o) for o in origins):
-                log.warning("API blocked request to %s. (possible CSRF)", request.path_qs)
+                log.warning("API blocked request to %s from %s. (possible CSRF; to allow a web app, list its "
+                            "origin in API.HTTPHeaders.Access-Control-Allow-Origin of the node's config)",
+                            request.path_qs, h.get("Origin") or h.get("Referer") or "a browser")
                 return go_http_error(403, FORBIDDEN_TEXT)
             headers += [("Access-Control-Allow-Headers", EXPOSED_HEADERS),
                         ("Access-Control-Expose-Headers", EXPOSED_HEADERS), *self.policy.extra]
