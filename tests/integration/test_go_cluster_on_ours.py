@@ -1,8 +1,13 @@
-"""IPFS Cluster's own Go daemon (``ipfs-cluster-service`` 1.1.6) using pincluster's embedded IPFS node
-(``pincluster-ipfs daemon``) as its IPFS daemon: a real kubo client, Go's ipfshttp connector, drives our kubo RPC
-API through adding (CIDv0, and CIDv1 with raw leaves: Go's adder sends every block with ``block/put``), pinning,
-status checks (``pin/ls``), unpinning, the free-space metric (``repo/stat``) and garbage collection
-(``repo/gc``). The node must keep everything pinned and serve the files back byte for byte.
+"""IPFS Cluster's own Go daemon (``ipfs-cluster-service`` 1.1.6) with pincluster underneath, as its IPFS daemon:
+
+1. pincluster's embedded IPFS node (``pincluster-ipfs daemon``): a real kubo client, Go's ipfshttp connector,
+   drives our kubo RPC API through adding (CIDv0, and CIDv1 with raw leaves: Go's adder sends every block with
+   ``block/put``), pinning, status checks (``pin/ls``), unpinning, the free-space metric (``repo/stat``) and
+   garbage collection (``repo/gc``). The node must keep everything pinned and serve the files back byte for
+   byte.
+2. a pincluster cluster's IPFS proxy (a composite cluster with Go's on top): Go's adds and pins become pins of
+   our cluster, its free space is our cluster's, its unpin leaves our pinset.
+
 Skipped with ``PINCLUSTER_NO_GO_CLUSTER=1``.
 """
 
@@ -29,14 +34,16 @@ pytestmark = pytest.mark.timeout(180)
 
 
 class GoPeer:
-    def __init__(self, root: Path, node: EmbeddedNode) -> None:
+    """A one-peer Go cluster whose IPFS daemon is at ``node_multiaddress``."""
+
+    def __init__(self, root: Path, node_multiaddress: str) -> None:
         self.service, self.ctl_bin = go_cluster_binary("ipfs-cluster-service"), go_cluster_binary("ipfs-cluster-ctl")
         self.folder = root / "go"
         self.env = clean_env({"CLUSTER_SECRET": "5a" * 32, "CLUSTER_PEERNAME": "gopeer", "GOLOG_LOG_LEVEL": "error"})
         subprocess.run([str(self.service), "-c", str(self.folder), "init", "--consensus", "raft", "--randomports"],
                        env=self.env, check=True, capture_output=True, timeout=60)
         cfg = json.loads((self.folder / "service.json").read_text())
-        cfg["ipfs_connector"]["ipfshttp"]["node_multiaddress"] = node.api_multiaddr
+        cfg["ipfs_connector"]["ipfshttp"]["node_multiaddress"] = node_multiaddress
         (self.folder / "service.json").write_text(json.dumps(cfg, indent=2))
         self.rest = cfg["api"]["restapi"]["http_listen_multiaddress"]
         self.log = root / "go.log"
@@ -73,7 +80,7 @@ def go_on_ours(tmp_path: Path) -> Iterator[tuple[GoPeer, EmbeddedNode]]:
     node = EmbeddedNode(tmp_path / "node").start()
     peer = None
     try:
-        peer = GoPeer(tmp_path, node)
+        peer = GoPeer(tmp_path, node.api_multiaddr)
         peer.wait("freespace:", "health", "metrics", "freespace")  # the connector read our repo/stat
         yield peer, node
     finally:
@@ -132,3 +139,47 @@ def test_gos_cluster_adds_pins_and_collects_on_the_embedded_node(go_on_ours: tup
     assert code == 0, err
     peer.wait("PINNED", "status", held)
     assert held in json.loads(_node(node, "pin/ls?type=recursive"))["Keys"]
+
+
+def test_gos_cluster_on_top_of_ours_through_the_proxy(tmp_path: Path) -> None:
+    """A composite cluster with Go's on top: its IPFS daemon is our peer's proxy."""
+    from tests.integration.cluster_harness import init_peers, start_cluster, stop_all
+
+    lower = init_peers(tmp_path / "lower", 2)
+    peer = None
+    try:
+        start_cluster(lower)
+        proxy = lower[0].service["api"]["ipfsproxy"]["listen_multiaddress"]
+        peer = GoPeer(tmp_path, proxy[0] if isinstance(proxy, list) else proxy)
+        peer.wait("freespace:", "health", "metrics", "freespace")  # the proxy's repo/stat: our cluster's
+        data = os.urandom(700_000)
+        f = tmp_path / "f.bin"
+        f.write_bytes(data)
+        cids = []
+        for extra in ((), ("--cid-version", "1", "--raw-leaves")):
+            code, out, err = peer.ctl("add", *extra, str(f))
+            assert code == 0, err
+            cids.append(out.split()[1])
+        for cid in cids:
+            peer.wait("PINNED", "status", cid)
+            status, pins = lower[1].api("GET", "/allocations")  # in our shared pinset, seen from another peer
+            assert status == 200 and cid in {p["cid"] for p in pins}, pins
+        for p in lower:  # each lower peer pins it (replication -1) and serves it
+            deadline = time.monotonic() + 60
+            while True:
+                status, info = p.api("GET", f"/pins/{cids[1]}?local=true")
+                if status == 200 and all(v["status"] == "pinned" for v in info["peer_map"].values()):
+                    break
+                assert time.monotonic() < deadline, info
+                time.sleep(0.5)
+        code, _, err = peer.ctl("pin", "rm", "--no-status", cids[1])
+        assert code == 0, err
+        deadline = time.monotonic() + 30
+        while cids[1] in {p["cid"] for p in lower[1].api("GET", "/allocations")[1] or []}:
+            assert time.monotonic() < deadline, "Go's unpin did not reach our pinset"
+            time.sleep(0.3)
+        assert cids[0] in {p["cid"] for p in lower[1].api("GET", "/allocations")[1] or []}
+    finally:
+        if peer is not None:
+            peer.stop()
+        stop_all(lower)
