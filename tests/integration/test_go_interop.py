@@ -1,4 +1,6 @@
-"""IPFS Cluster's own Go daemon (``ipfs-cluster-service`` 1.1.6) with pincluster underneath, as its IPFS daemon:
+"""IPFS Cluster's own Go daemon (``ipfs-cluster-service`` 1.1.6) and pincluster stacked both ways.
+
+Go's cluster with pincluster underneath, as its IPFS daemon:
 
 1. pincluster's embedded IPFS node (``pincluster-ipfs daemon``): a real kubo client, Go's ipfshttp connector,
    drives our kubo RPC API through adding (CIDv0, and CIDv1 with raw leaves: Go's adder sends every block with
@@ -8,7 +10,12 @@
 2. a pincluster cluster's IPFS proxy (a composite cluster with Go's on top): Go's adds and pins become pins of
    our cluster, its free space is our cluster's, its unpin leaves our pinset.
 
-Skipped with ``PINCLUSTER_NO_GO_CLUSTER=1``.
+And the other way round:
+
+3. a pincluster peer whose IPFS daemon is Go's IPFS proxy (kubo beneath it): our connector and adder against
+   Go's proxy, whose ``pin/ls`` answers from Go's pinset.
+
+Skipped with ``PINCLUSTER_NO_GO_CLUSTER=1`` or ``PINCLUSTER_NO_KUBO=1`` (the third).
 """
 
 from __future__ import annotations
@@ -36,14 +43,16 @@ pytestmark = pytest.mark.timeout(180)
 class GoPeer:
     """A one-peer Go cluster whose IPFS daemon is at ``node_multiaddress``."""
 
-    def __init__(self, root: Path, node_multiaddress: str) -> None:
+    def __init__(self, root: Path, node_multiaddress: str, name: str = "gopeer") -> None:
         self.service, self.ctl_bin = go_cluster_binary("ipfs-cluster-service"), go_cluster_binary("ipfs-cluster-ctl")
         self.folder = root / "go"
-        self.env = clean_env({"CLUSTER_SECRET": "5a" * 32, "CLUSTER_PEERNAME": "gopeer", "GOLOG_LOG_LEVEL": "error"})
+        self.env = clean_env({"CLUSTER_SECRET": "5a" * 32, "CLUSTER_PEERNAME": name, "GOLOG_LOG_LEVEL": "info"})
         subprocess.run([str(self.service), "-c", str(self.folder), "init", "--consensus", "raft", "--randomports"],
                        env=self.env, check=True, capture_output=True, timeout=60)
         cfg = json.loads((self.folder / "service.json").read_text())
         cfg["ipfs_connector"]["ipfshttp"]["node_multiaddress"] = node_multiaddress
+        cfg["api"]["ipfsproxy"]["node_multiaddress"] = node_multiaddress
+        self.proxy = cfg["api"]["ipfsproxy"]["listen_multiaddress"]
         (self.folder / "service.json").write_text(json.dumps(cfg, indent=2))
         self.rest = cfg["api"]["restapi"]["http_listen_multiaddress"]
         self.log = root / "go.log"
@@ -183,3 +192,56 @@ def test_gos_cluster_on_top_of_ours_through_the_proxy(tmp_path: Path) -> None:
         if peer is not None:
             peer.stop()
         stop_all(lower)
+
+
+def test_ours_on_top_of_gos_cluster_through_its_proxy(tmp_path: Path) -> None:
+    """A pincluster peer whose IPFS daemon is Go's proxy (kubo beneath): our adds, pins, statuses, recover, GC
+    and unpins go through Go's hijacked endpoints, and become pins of Go's cluster."""
+    from tests.integration.cluster_harness import ctl, init_peers, start_cluster, stop_all
+
+    from kubo import KuboDaemon, kubo_binary
+
+    kubo = KuboDaemon(tmp_path / "kubo", binary=kubo_binary()).start()
+    lower = upper = None
+    try:
+        lower = GoPeer(tmp_path, kubo.api_multiaddr, "lower")
+        deadline = time.monotonic() + 60
+        while "IPFS Cluster is READY" not in lower.log.read_text():
+            assert time.monotonic() < deadline and lower.proc.poll() is None, lower.log.read_text()[-3000:]
+            time.sleep(0.3)
+        upper = init_peers(tmp_path / "upper", 1, ipfs="external",
+                           service_changes={"ipfs_connector.ipfshttp.node_multiaddress": lower.proxy})
+        start_cluster(upper)
+        ours = upper[0]
+        data = os.urandom(700_000)
+        f = tmp_path / "f.bin"
+        f.write_bytes(data)
+        cids = []
+        for extra in ((), ("--cid-version", "1", "--raw-leaves")):
+            res = ctl(ours, "add", *extra, str(f), check=False)
+            assert res.returncode == 0, res.stderr
+            cids.append(res.stdout.split()[1])
+        for cid in cids:
+            lower.wait("PINNED", "status", cid)  # a pin of Go's cluster
+            deadline = time.monotonic() + 30
+            while "PINNED" not in (res := ctl(ours, "status", cid)).stdout:
+                assert time.monotonic() < deadline, res.stdout
+                time.sleep(0.3)
+        req = urllib.request.Request(f"{kubo.api_url}/api/v0/cat?arg={cids[1]}", method="POST")
+        with urllib.request.urlopen(req, timeout=30) as r:
+            assert r.read() == data  # our adder's blocks are in kubo, under Go's proxy
+        assert ctl(ours, "recover").returncode == 0 and ctl(ours, "ipfs", "gc").returncode == 0
+        assert "PINNED" in ctl(ours, "status", cids[0]).stdout
+        res = ctl(ours, "pin", "rm", "--no-status", cids[1], check=False)
+        assert res.returncode == 0, res.stderr
+        deadline = time.monotonic() + 30
+        while cids[1] in lower.ctl("pin", "ls")[1]:
+            assert time.monotonic() < deadline, "our unpin did not reach Go's pinset"
+            time.sleep(0.3)
+        assert cids[0] in lower.ctl("pin", "ls")[1]
+    finally:
+        if upper is not None:
+            stop_all(upper)
+        if lower is not None:
+            lower.stop()
+        kubo.stop()
