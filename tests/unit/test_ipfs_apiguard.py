@@ -51,6 +51,7 @@ def test_wildcard_origins_and_preflights() -> None:
     ("https://user:pw@site.example/x", "https://site.example"),
     ("no-scheme", "://"),
     ("::bad", None), ("http://a\x7f/", None), ("http://[::1/", None), ("http://h:port/", None),
+    ("http://h%zz/", None), ("http://a b/", None), ("http://h%41/x", None), ("http://h%c3%a9/", "http://h%c3%a9"),
 ])
 def test_referer_origin_as_go_parses_it(referer: str, origin: str | None) -> None:
     assert referer_origin(referer) == origin
