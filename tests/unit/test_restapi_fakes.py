@@ -57,6 +57,7 @@ class FakeCluster:
         self.fail_after: int | None = None  # streams raise after this many items (0 = before the first)
         self.failing_cids: set[CID] = set()
         self.calls: list[tuple[str, Any]] = []
+        self.pin_delay = 0.0  # seconds each pin takes (a slow cluster)
 
     @property
     def members(self) -> list[PeerID]:
@@ -91,6 +92,8 @@ class FakeCluster:
 
     async def pin(self, cid: CID, options: PinOptions) -> Pin:
         self.calls.append(("pin", options))
+        if self.pin_delay:
+            await asyncio.sleep(self.pin_delay)
         pin = Pin.with_options(cid, options, timestamp=NOW).with_replication_defaults(-1, -1)
         self.pinset[cid] = pin
         return pin

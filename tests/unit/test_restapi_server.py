@@ -258,6 +258,30 @@ async def test_header_limit_431(api: tuple[RestAPI, FakeCluster]) -> None:
     assert status_of(data) == 431
 
 
+async def converse(api: RestAPI, steps: list[tuple[float, bytes]]) -> tuple[float, bytes]:
+    """Send ``steps`` (a pause, then bytes) on a new connection while reading everything the server answers
+    until it closes; returns (seconds until closed, bytes answered)."""
+    host, port = api.addresses[0].tcp_host_port()
+    loop = asyncio.get_running_loop()
+    r, w = await asyncio.open_connection(host, port)
+    t0 = loop.time()
+
+    async def feed() -> None:
+        for pause, data in steps:
+            await asyncio.sleep(pause)
+            if w.is_closing():
+                return
+            w.write(data)
+            with contextlib.suppress(ConnectionError):
+                await w.drain()
+
+    feeder = asyncio.create_task(feed())
+    got = await asyncio.wait_for(r.read(), 10)
+    feeder.cancel()
+    w.close()
+    return loop.time() - t0, got
+
+
 async def test_read_header_timeout_closes_slow_headers_only() -> None:
     """Go's ``read_header_timeout``: a connection whose request line and headers do not all arrive in time is
     closed (slowloris), on a new connection and on a kept-alive one (counted from the next request's first
@@ -268,37 +292,18 @@ async def test_read_header_timeout_closes_slow_headers_only() -> None:
     host, port = a.addresses[0].tcp_host_port()
     loop = asyncio.get_running_loop()
 
-    async def closed_after(writer_steps: list[tuple[float, bytes]]) -> tuple[float, bytes]:
-        r, w = await asyncio.open_connection(host, port)
-        t0 = loop.time()
-
-        async def feed() -> None:
-            for pause, data in writer_steps:
-                await asyncio.sleep(pause)
-                if w.is_closing():
-                    return
-                w.write(data)
-                with contextlib.suppress(ConnectionError):
-                    await w.drain()
-
-        feeder = asyncio.create_task(feed())
-        got = await asyncio.wait_for(r.read(), 10)
-        feeder.cancel()
-        w.close()
-        return loop.time() - t0, got
-
     try:
-        took, got = await closed_after([])  # says nothing
+        took, got = await converse(a, [])  # says nothing
         assert got == b"" and 0.4 < took < 2
         drip = [(0, b"GET /id HTTP/1.1\r\nHost: x\r\n")] + [(0.2, b"X-Slow: 1\r\n")] * 10 + [(0, b"\r\n")]
-        took, got = await closed_after(drip)  # headers never complete in time
+        took, got = await converse(a, drip)  # headers never complete in time
         assert got == b"" and 0.4 < took < 2
         # a body that takes longer than the timeout is fine: the headers were on time
         body = (b"--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n"
                 b"Content-Type: application/octet-stream\r\n\r\nslow body\r\n--B--\r\n")
         head = (f"POST /add?stream-channels=false HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
                 f"Content-Type: multipart/form-data; boundary=B\r\nContent-Length: {len(body)}\r\n\r\n").encode()
-        took, got = await closed_after([(0, head)] + [(0.25, body[i:i + 20]) for i in range(0, len(body), 20)])
+        took, got = await converse(a, [(0, head)] + [(0.25, body[i:i + 20]) for i in range(0, len(body), 20)])
         assert status_of(got) == 200 and took > 1
         # kept alive: idle longer than the timeout, then a prompt request is served; a slow one is closed
         r, w = await asyncio.open_connection(host, port)
@@ -315,6 +320,45 @@ async def test_read_header_timeout_closes_slow_headers_only() -> None:
         w.close()
     finally:
         await a.stop()
+
+
+async def test_read_and_write_timeouts_close_slow_requests_and_answers() -> None:
+    """Go's ``read_timeout`` (the whole request, body included, from its first byte) and ``write_timeout``
+    (from the end of the headers to the end of the answer): past either the connection is closed; a request
+    whose body is all in may then be handled as slowly as it takes under ``read_timeout`` alone."""
+    from datetime import timedelta
+
+    body = (b"--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n"
+            b"Content-Type: application/octet-stream\r\n\r\nslow body\r\n--B--\r\n")
+    head = (f"POST /add?stream-channels=false HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            f"Content-Type: multipart/form-data; boundary=B\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    slow_body = [(0, head)] + [(0.25, body[i:i + 20]) for i in range(0, len(body), 20)]  # ~1.5 s
+    for settings in ({"read_timeout": timedelta(seconds=0.6)}, {"write_timeout": timedelta(seconds=0.6)}):
+        a, _ = await start_api(**settings)
+        try:
+            took, got = await converse(a, slow_body)
+            assert got == b"" and 0.5 < took < 1.3, (settings, took, got[:60])
+            took, got = await converse(a, [(0, head + body)])  # prompt: served
+            assert status_of(got) == 200, settings
+        finally:
+            await a.stop()
+    # read_timeout alone: a slow answer after the whole body arrived is not cut off
+    slow = FakeCluster()
+    slow.pin_delay = 1.0
+    a, _ = await start_api(slow, read_timeout=timedelta(seconds=0.4))
+    try:
+        took, got = await converse(a, [(0, f"POST /pins/{cid_of(b'slow')} HTTP/1.1\r\nHost: x\r\nConnection: close"
+                                        "\r\nContent-Length: 0\r\n\r\n".encode())])
+        assert status_of(got) == 200 and took > 0.9
+    finally:
+        await a.stop()
+    b, _ = await start_api(slow, write_timeout=timedelta(seconds=0.4))  # write_timeout: it is
+    try:
+        took, got = await converse(b, [(0, f"POST /pins/{cid_of(b'slow2')} HTTP/1.1\r\nHost: x\r\nConnection: close"
+                                        "\r\nContent-Length: 0\r\n\r\n".encode())])
+        assert got == b"" and 0.3 < took < 0.9
+    finally:
+        await b.stop()
 
 
 async def test_cors() -> None:

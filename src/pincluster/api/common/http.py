@@ -27,7 +27,8 @@ from pincluster.types.multiaddr import Multiaddr
 
 __all__ = [
     "PARSER_LINE_LIMIT",
-    "HeaderDeadline",
+    "Deadlines",
+    "Timeouts",
     "close_listeners",
     "extra_headers_hook",
     "header_limit_middleware",
@@ -60,7 +61,7 @@ def header_limit_middleware(max_header_bytes: int) -> Middleware:
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        deadline = request_started(request)  # read_header_timeout: this request's headers are in
+        deadline = request_started(request)  # Go's timeouts: this request's headers are in
         try:
             return _too_large(request, limit) or await handler(request)
         finally:
@@ -102,7 +103,7 @@ def request_chain(
 
     @web.middleware
     async def chain(request: web.Request, handler: Handler) -> web.StreamResponse:
-        deadline = request_started(request)  # read_header_timeout: this request's headers are in
+        deadline = request_started(request)  # Go's timeouts: this request's headers are in
         try:
             answer = _too_large(request, limit) or auth.check(request)
             if answer is not None:
@@ -194,53 +195,107 @@ def _unix_socket(addr: Multiaddr) -> socket.socket:
     return sock
 
 
-class HeaderDeadline(asyncio.Protocol):
-    """Go's ``ReadHeaderTimeout`` around aiohttp's protocol for one connection: a request's line and headers
-    must arrive within ``timeout`` seconds of the connection's start, or of the first byte of a later request
-    on a kept-alive connection; otherwise the connection is closed, as Go's server does. aiohttp alone would
-    keep a client that sends a header byte now and then until its keep-alive timeout (minutes), so a few
-    hundred such clients would hold that many sockets (slowloris).
+@dataclasses.dataclass(frozen=True)
+class Timeouts:
+    """Go's ``http.Server`` timeouts, in seconds (0: none)."""
+
+    read_header: float = 0.0
+    read: float = 0.0
+    write: float = 0.0
+
+    def __bool__(self) -> bool:
+        return bool(self.read_header or self.read or self.write)
+
+
+class Deadlines(asyncio.Protocol):
+    """Go's ``ReadHeaderTimeout``, ``ReadTimeout`` and ``WriteTimeout`` around aiohttp's protocol, for one
+    connection; a connection past one of its deadlines is closed, as Go's server closes it.
+
+    - **read_header**: a request's line and headers must arrive within it, counted from the connection's start,
+      or from the first byte of a later request on a kept-alive connection. aiohttp alone keeps a client that
+      sends a header byte now and then until its keep-alive timeout (minutes), so a few hundred such clients
+      would hold that many sockets (slowloris).
+    - **read**: the whole request, body included, from the same start; a handler that has read the whole body
+      may take longer.
+    - **write**: from the end of the headers to the end of the answer (a long stream is cut off, as in Go).
 
     aiohttp calls no hook when a request's headers are complete, so the first middleware of the server's
     chain reports it (:func:`request_started`, then ``request_done``); everything else is handed to aiohttp's
-    protocol unchanged. The deadline is a number set per request; one timer per connection checks it and
-    re-arms itself for a later deadline, so requests on a busy connection create no timers."""
+    protocol unchanged. Deadlines are numbers set per request; one timer per connection checks them and
+    re-arms itself for a later one, so requests on a busy connection create no timers."""
 
-    __slots__ = ("_busy", "_deadline", "_inner", "_loop", "_timeout", "_timer", "_transport")
+    __slots__ = ("_body", "_busy", "_header_at", "_inner", "_loop", "_read_at", "_t", "_timer", "_timer_at",
+                 "_transport", "_write_at")
 
-    def __init__(self, inner: asyncio.Protocol, timeout: float) -> None:
+    def __init__(self, inner: asyncio.Protocol, timeouts: Timeouts) -> None:
         self._inner = inner
-        self._timeout = timeout
+        self._t = timeouts
         self._loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
         self._transport: asyncio.BaseTransport | None = None
-        self._deadline: float | None = None  # when the headers being read must be in
         self._busy = False  # a request's headers are in, its answer is not finished
+        self._header_at: float | None = None  # when the headers being read must be in
+        self._read_at: float | None = None  # when the request being read must be in, body included
+        self._write_at: float | None = None  # when the answer being written must be done
+        self._body: Any = None  # the body of the request in progress (aiohttp's StreamReader)
 
-    def _arm(self) -> None:
-        self._deadline = self._loop.time() + self._timeout
-        if self._timer is None:
-            self._timer = self._loop.call_at(self._deadline, self._check)
+    def _schedule(self, when: float) -> None:
+        if self._timer is not None:
+            if self._timer_at <= when:
+                return  # the pending check comes first and re-arms for this one
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = self._loop.call_at(when, self._check)
+
+    def _request_begins(self) -> None:
+        """The first byte of a request: its header and read deadlines start."""
+        now = self._loop.time()
+        t = self._t
+        if t.read_header:
+            self._header_at = now + t.read_header
+            self._schedule(self._header_at)
+        if t.read:
+            self._read_at = now + t.read
+            self._schedule(self._read_at)
 
     def _check(self) -> None:
         self._timer = None
-        deadline = self._deadline
-        if deadline is None or self._busy or self._transport is None:
+        if self._transport is None:
             return
-        if self._loop.time() < deadline:  # a later request's deadline: wait for it
-            self._timer = self._loop.call_at(deadline, self._check)
+        now = self._loop.time()
+        due: list[float] = []
+        why = ""
+        if not self._busy:
+            if self._header_at is not None:
+                if now >= self._header_at:
+                    why = f"request headers took over {self._t.read_header:.1f} s"
+                due.append(self._header_at)
+        else:
+            body = self._body
+            if self._read_at is not None and body is not None and not body.is_eof():
+                if now >= self._read_at:
+                    why = f"request took over {self._t.read:.1f} s to arrive"
+                due.append(self._read_at)
+            if self._write_at is not None:
+                if now >= self._write_at:
+                    why = f"answer took over {self._t.write:.1f} s"
+                due.append(self._write_at)
+        if why:
+            log.debug("closing a connection: its %s", why)
+            self._transport.close()
             return
-        log.debug("closing a connection whose request headers took over %.1f s", self._timeout)
-        self._transport.close()
+        if due:
+            self._schedule(min(due))
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport
-        self._arm()
+        self._request_begins()
         self._inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
-        if not self._busy and self._deadline is None:
-            self._arm()
+        if not self._busy and self._header_at is None and self._read_at is None:
+            self._request_begins()
         self._inner.data_received(data)
 
     def eof_received(self) -> bool | None:
@@ -251,6 +306,7 @@ class HeaderDeadline(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
         self._transport = None
+        self._body = None
         self._inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
@@ -261,34 +317,40 @@ class HeaderDeadline(asyncio.Protocol):
 
     def request_done(self) -> None:
         self._busy = False
+        self._read_at = self._write_at = self._body = None
 
 
-def request_started(request: web.Request) -> HeaderDeadline | None:
-    """Tell the connection's :class:`HeaderDeadline` (if any) that a request's headers are in; the caller calls
+def request_started(request: web.Request) -> Deadlines | None:
+    """Tell the connection's :class:`Deadlines` (if any) that a request's headers are in; the caller calls
     ``request_done()`` on what this returns once the answer is finished."""
     transport = request.transport
-    deadline = transport.get_protocol() if transport is not None else None
-    if type(deadline) is not HeaderDeadline:
+    deadlines = transport.get_protocol() if transport is not None else None
+    if type(deadlines) is not Deadlines:
         return None
-    deadline._busy = True
-    deadline._deadline = None
-    return deadline
+    deadlines._busy = True
+    deadlines._header_at = None
+    if deadlines._read_at is not None:
+        deadlines._body = request.content
+    write = deadlines._t.write
+    if write:
+        deadlines._write_at = when = deadlines._loop.time() + write
+        deadlines._schedule(when)
+    return deadlines
 
 
 async def open_listeners(
     runner: web.BaseRunner, listen: Sequence[Multiaddr], ssl_context: ssl.SSLContext | None,
-    read_header_timeout: float = 0.0,
+    timeouts: Timeouts = Timeouts(),
 ) -> tuple[list[asyncio.Server], list[Multiaddr]]:
-    """Listen on every multiaddr with ``runner``'s request handler (wrapped in :class:`HeaderDeadline` when
-    ``read_header_timeout`` > 0: the app's first middleware must call :func:`request_started`); returns the
-    servers (close them before ``runner.cleanup()``) and the
-    addresses actually bound (port 0 resolved)."""
+    """Listen on every multiaddr with ``runner``'s request handler (wrapped in :class:`Deadlines` when a timeout
+    is set: the app's first middleware must call :func:`request_started`); returns the servers (close them
+    before ``runner.cleanup()``) and the addresses actually bound (port 0 resolved)."""
     handlers = runner.server
     assert handlers is not None, "runner.setup() first"
 
     def protocol() -> asyncio.Protocol:
         inner = handlers()
-        return HeaderDeadline(inner, read_header_timeout) if read_header_timeout > 0 else inner
+        return Deadlines(inner, timeouts) if timeouts else inner
 
     loop = asyncio.get_running_loop()
     servers: list[asyncio.Server] = []
@@ -370,7 +432,7 @@ class HTTPServer(abc.ABC):
         await runner.setup()
         try:
             self._servers, self.addresses = await open_listeners(runner, opts.listen, opts.ssl_context,
-                                                                 opts.read_header_timeout)
+                                                                 opts.timeouts)
         except BaseException:
             await runner.cleanup()
             raise
@@ -415,4 +477,4 @@ class ListenOptions:
     ssl_context: ssl.SSLContext | None = None
     idle_timeout: float = 0.0  # seconds; 0 → aiohttp's 75 s keep-alive
     log_file: str = ""
-    read_header_timeout: float = 0.0  # seconds; 0 → none (see HeaderDeadline)
+    timeouts: Timeouts = Timeouts()  # Go's read-header, read and write timeouts (see Deadlines)

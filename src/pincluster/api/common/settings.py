@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 from pincluster.api.common.cors import CORSPolicy
-from pincluster.api.common.http import ListenOptions
+from pincluster.api.common.http import ListenOptions, Timeouts
 from pincluster.errors import ConfigError
 from pincluster.types.multiaddr import Multiaddr
 
@@ -122,7 +122,9 @@ class HTTPAPISettings:
 
         ssl_ctx = server_ssl_context(self.ssl_cert_file, self.ssl_key_file) if self.tls else None
         return ListenOptions(self.listen, logger, access_log, ssl_ctx, self.idle_timeout.total_seconds(),
-                             self.http_log_file, read_header_timeout=self.read_header_timeout.total_seconds())
+                             self.http_log_file, timeouts=Timeouts(self.read_header_timeout.total_seconds(),
+                                                                  self.read_timeout.total_seconds(),
+                                                                  self.write_timeout.total_seconds()))
 
     def cors_policy(self) -> CORSPolicy:
         """The CORS policy of these settings (the REST and Pinning Service APIs share the keys)."""

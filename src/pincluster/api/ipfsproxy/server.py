@@ -23,7 +23,7 @@ from typing import Any, Final
 import msgspec
 from aiohttp import web
 
-from pincluster.api.common.http import HTTPServer, ListenOptions, header_limit_middleware
+from pincluster.api.common.http import HTTPServer, ListenOptions, Timeouts, header_limit_middleware
 from pincluster.api.common.stream import stream_ndjson
 from pincluster.api.interface import ClusterAPI
 from pincluster.api.ipfsproxy.upstream import (
@@ -212,7 +212,9 @@ class IPFSProxy(HTTPServer):
     def listen_options(self) -> ListenOptions:
         return ListenOptions(self.cfg.listen_multiaddress, log, access_log, None,
                              self.cfg.idle_timeout.total_seconds(), self.log_file,
-                             read_header_timeout=self.cfg.read_header_timeout.total_seconds())
+                             timeouts=Timeouts(self.cfg.read_header_timeout.total_seconds(),
+                                              self.cfg.read_timeout.total_seconds(),
+                                              self.cfg.write_timeout.total_seconds()))
 
     def listening_message(self, addr: Multiaddr) -> str:
         return f"IPFS Proxy is listening on {addr} (forwarding to {self.cfg.node_multiaddress})"
