@@ -361,6 +361,26 @@ async def test_read_and_write_timeouts_close_slow_requests_and_answers() -> None
         await b.stop()
 
 
+async def test_stop_does_not_wait_for_idle_keep_alive_connections(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Since Python 3.12 ``Server.wait_closed`` waits for every connection; stopping must close the connections
+    first (an idle keep-alive lasts ``idle_timeout``, minutes). The 3.12 behaviour is simulated here, so the
+    test holds on 3.11 too."""
+    import asyncio.base_events
+
+    async def wait_closed_312(self: asyncio.base_events.Server) -> None:
+        while self._active_count:  # type: ignore[attr-defined]
+            await asyncio.sleep(0.01)
+
+    monkeypatch.setattr(asyncio.base_events.Server, "wait_closed", wait_closed_312)
+    a, _ = await start_api()
+    host, port = a.addresses[0].tcp_host_port()
+    r, w = await asyncio.open_connection(host, port)
+    w.write(b"GET /id HTTP/1.1\r\nHost: x\r\n\r\n")  # answered, then the connection idles, kept alive
+    assert (await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 5)).startswith(b"HTTP/1.1 200")
+    await asyncio.wait_for(a.stop(), 5)
+    w.close()
+
+
 async def test_cors() -> None:
     a, _ = await start_api(cors_allowed_methods=("GET", "POST"), basic_auth_credentials={"u": "p"})
     try:

@@ -374,13 +374,17 @@ async def open_listeners(
     return servers, bound
 
 
-async def close_listeners(servers: Sequence[asyncio.Server]) -> None:
-    """Stop accepting on ``servers`` (the open connections are closed by the runner's cleanup)."""
+async def close_listeners(servers: Sequence[asyncio.Server], runner: web.BaseRunner | None = None) -> None:
+    """Stop accepting on ``servers``, then close the open connections (``runner.cleanup()``: in-flight answers
+    get its shutdown grace), then wait for the servers. In that order: since Python 3.12 ``wait_closed`` waits
+    for every connection, so waiting first would hang on an idle keep-alive."""
     for server in servers:
         server.close()
+    if runner is not None:
+        await runner.cleanup()
     for server in servers:
         with contextlib.suppress(Exception):
-            await server.wait_closed()
+            await asyncio.wait_for(server.wait_closed(), 10)
 
 
 class HTTPServer(abc.ABC):
@@ -446,11 +450,9 @@ class HTTPServer(abc.ABC):
 
         runner, self._runner = self._runner, None
         servers, self._servers = self._servers, []
-        await close_listeners(servers)
-        if runner is not None:
-            await runner.cleanup()
-            if self._log_file:
-                close_log_files()
+        await close_listeners(servers, runner)
+        if runner is not None and self._log_file:
+            close_log_files()
 
     @property
     def url(self) -> str:
