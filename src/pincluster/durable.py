@@ -6,7 +6,7 @@ import errno
 import os
 from pathlib import Path
 
-__all__ = ["fsync_dir"]
+__all__ = ["fsync_dir", "fsync_parent"]
 
 
 def fsync_dir(directory: str | Path) -> None:
@@ -22,3 +22,8 @@ def fsync_dir(directory: str | Path) -> None:
             raise
     finally:
         os.close(fd)
+
+
+def fsync_parent(path: str | Path) -> None:
+    """``fsync_dir`` of the folder holding ``path`` (after a rename to ``path``)."""
+    fsync_dir(os.path.dirname(os.path.abspath(path)))

@@ -26,10 +26,11 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from tests.integration.cluster_harness import ctl, init_peers, start_cluster, stop_all, wait_for
 
 from pincluster.localnet import clean_env
 
@@ -98,6 +99,17 @@ def go_on_ours(tmp_path: Path) -> Iterator[tuple[GoPeer, EmbeddedNode]]:
         node.stop()
 
 
+def add_twice(add: Callable[..., tuple[int, str, str]], path: Path) -> list[str]:
+    """``add`` the file at ``path`` as CIDv0, then as CIDv1 with raw leaves, through some ctl (``add(*args)``
+    gives its exit code, stdout and stderr); the two CIDs."""
+    cids = []
+    for extra in ((), ("--cid-version", "1", "--raw-leaves")):
+        code, out, err = add("add", *extra, str(path))
+        assert code == 0, err
+        cids.append(out.split()[1])
+    return cids
+
+
 def _node(node: EmbeddedNode, path: str) -> bytes:
     req = urllib.request.Request(f"{node.api_url}/api/v0/{path}", method="POST")
     with urllib.request.urlopen(req, timeout=30) as r:
@@ -110,11 +122,7 @@ def test_gos_cluster_adds_pins_and_collects_on_the_embedded_node(go_on_ours: tup
     data = os.urandom(700_000)  # three chunks
     f = tmp_path / "f.bin"
     f.write_bytes(data)
-    cids = []
-    for extra in ((), ("--cid-version", "1", "--raw-leaves")):
-        code, out, err = peer.ctl("add", *extra, str(f))
-        assert code == 0, err
-        cids.append(out.split()[1])
+    cids = add_twice(peer.ctl, f)
     assert cids[0].startswith("Qm") and cids[1].startswith("bafy")
     for cid in cids:
         peer.wait("PINNED", "status", cid)
@@ -131,10 +139,8 @@ def test_gos_cluster_adds_pins_and_collects_on_the_embedded_node(go_on_ours: tup
     # unpin one through the cluster: gone from the node's pins; the other stays
     code, _, err = peer.ctl("pin", "rm", "--no-status", cids[0])
     assert code == 0, err
-    deadline = time.monotonic() + 30
-    while cids[0] in json.loads(_node(node, "pin/ls?type=recursive"))["Keys"]:
-        assert time.monotonic() < deadline, "Go's cluster did not unpin on the node"
-        time.sleep(0.3)
+    wait_for(lambda: cids[0] not in json.loads(_node(node, "pin/ls?type=recursive"))["Keys"],
+             "Go's cluster unpinning on the node", 30)
     assert cids[1] in json.loads(_node(node, "pin/ls?type=recursive"))["Keys"]
     # content the node holds unpinned, pinned through the cluster (pin/add with progress, then pin/ls)
     body = (b'--b\r\nContent-Disposition: form-data; name="file"; filename="g"\r\n'
@@ -152,8 +158,6 @@ def test_gos_cluster_adds_pins_and_collects_on_the_embedded_node(go_on_ours: tup
 
 def test_gos_cluster_on_top_of_ours_through_the_proxy(tmp_path: Path) -> None:
     """A composite cluster with Go's on top: its IPFS daemon is our peer's proxy."""
-    from tests.integration.cluster_harness import init_peers, start_cluster, stop_all
-
     lower = init_peers(tmp_path / "lower", 2)
     peer = None
     try:
@@ -164,29 +168,18 @@ def test_gos_cluster_on_top_of_ours_through_the_proxy(tmp_path: Path) -> None:
         data = os.urandom(700_000)
         f = tmp_path / "f.bin"
         f.write_bytes(data)
-        cids = []
-        for extra in ((), ("--cid-version", "1", "--raw-leaves")):
-            code, out, err = peer.ctl("add", *extra, str(f))
-            assert code == 0, err
-            cids.append(out.split()[1])
+        cids = add_twice(peer.ctl, f)
         for cid in cids:
             peer.wait("PINNED", "status", cid)
             status, pins = lower[1].api("GET", "/allocations")  # in our shared pinset, seen from another peer
             assert status == 200 and cid in {p["cid"] for p in pins}, pins
         for p in lower:  # each lower peer pins it (replication -1) and serves it
-            deadline = time.monotonic() + 60
-            while True:
-                status, info = p.api("GET", f"/pins/{cids[1]}?local=true")
-                if status == 200 and all(v["status"] == "pinned" for v in info["peer_map"].values()):
-                    break
-                assert time.monotonic() < deadline, info
-                time.sleep(0.5)
+            wait_for(lambda p=p: p.api("GET", f"/pins/{cids[1]}?local=true"), f"{cids[1]} pinned", 60,
+                     done=lambda r: r[0] == 200 and all(v["status"] == "pinned" for v in r[1]["peer_map"].values()))
         code, _, err = peer.ctl("pin", "rm", "--no-status", cids[1])
         assert code == 0, err
-        deadline = time.monotonic() + 30
-        while cids[1] in {p["cid"] for p in lower[1].api("GET", "/allocations")[1] or []}:
-            assert time.monotonic() < deadline, "Go's unpin did not reach our pinset"
-            time.sleep(0.3)
+        wait_for(lambda: cids[1] not in {p["cid"] for p in lower[1].api("GET", "/allocations")[1] or []},
+                 "Go's unpin reaching our pinset", 30)
         assert cids[0] in {p["cid"] for p in lower[1].api("GET", "/allocations")[1] or []}
     finally:
         if peer is not None:
@@ -197,18 +190,15 @@ def test_gos_cluster_on_top_of_ours_through_the_proxy(tmp_path: Path) -> None:
 def test_ours_on_top_of_gos_cluster_through_its_proxy(tmp_path: Path) -> None:
     """A pincluster peer whose IPFS daemon is Go's proxy (kubo beneath): our adds, pins, statuses, recover, GC
     and unpins go through Go's hijacked endpoints, and become pins of Go's cluster."""
-    from tests.integration.cluster_harness import ctl, init_peers, start_cluster, stop_all
-
     from kubo import KuboDaemon, kubo_binary
 
     kubo = KuboDaemon(tmp_path / "kubo", binary=kubo_binary()).start()
     lower = upper = None
     try:
         lower = GoPeer(tmp_path, kubo.api_multiaddr, "lower")
-        deadline = time.monotonic() + 60
-        while "IPFS Cluster is READY" not in lower.log.read_text():
-            assert time.monotonic() < deadline and lower.proc.poll() is None, lower.log.read_text()[-3000:]
-            time.sleep(0.3)
+        wait_for(lambda: "IPFS Cluster is READY" in lower.log.read_text() or lower.proc.poll() is not None,
+                 "Go's peer ready", 60)
+        assert lower.proc.poll() is None, lower.log.read_text()[-3000:]
         upper = init_peers(tmp_path / "upper", 1, ipfs="external",
                            service_changes={"ipfs_connector.ipfshttp.node_multiaddress": lower.proxy})
         start_cluster(upper)
@@ -216,17 +206,15 @@ def test_ours_on_top_of_gos_cluster_through_its_proxy(tmp_path: Path) -> None:
         data = os.urandom(700_000)
         f = tmp_path / "f.bin"
         f.write_bytes(data)
-        cids = []
-        for extra in ((), ("--cid-version", "1", "--raw-leaves")):
-            res = ctl(ours, "add", *extra, str(f), check=False)
-            assert res.returncode == 0, res.stderr
-            cids.append(res.stdout.split()[1])
+        def our_ctl(*args: str) -> tuple[int, str, str]:
+            res = ctl(ours, *args, check=False)
+            return res.returncode, res.stdout, res.stderr
+
+        cids = add_twice(our_ctl, f)
         for cid in cids:
             lower.wait("PINNED", "status", cid)  # a pin of Go's cluster
-            deadline = time.monotonic() + 30
-            while "PINNED" not in (res := ctl(ours, "status", cid)).stdout:
-                assert time.monotonic() < deadline, res.stdout
-                time.sleep(0.3)
+            wait_for(lambda cid=cid: ctl(ours, "status", cid).stdout, f"{cid} pinned here", 30,
+                     done=lambda out: "PINNED" in out)
         req = urllib.request.Request(f"{kubo.api_url}/api/v0/cat?arg={cids[1]}", method="POST")
         with urllib.request.urlopen(req, timeout=30) as r:
             assert r.read() == data  # our adder's blocks are in kubo, under Go's proxy
@@ -234,10 +222,7 @@ def test_ours_on_top_of_gos_cluster_through_its_proxy(tmp_path: Path) -> None:
         assert "PINNED" in ctl(ours, "status", cids[0]).stdout
         res = ctl(ours, "pin", "rm", "--no-status", cids[1], check=False)
         assert res.returncode == 0, res.stderr
-        deadline = time.monotonic() + 30
-        while cids[1] in lower.ctl("pin", "ls")[1]:
-            assert time.monotonic() < deadline, "our unpin did not reach Go's pinset"
-            time.sleep(0.3)
+        wait_for(lambda: cids[1] not in lower.ctl("pin", "ls")[1], "our unpin reaching Go's pinset", 30)
         assert cids[0] in lower.ctl("pin", "ls")[1]
     finally:
         if upper is not None:

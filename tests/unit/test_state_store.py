@@ -215,8 +215,11 @@ def test_clear(tmp_path: Path) -> None:
 def test_fsync_dir_syncs_a_directory_and_refuses_what_is_not_one(tmp_path: Path) -> None:
     """The one directory-sync helper of the state, the Raft journal and the blockstore: a missing folder or a
     file is an error (a silent no-op would lose the durability the callers rely on)."""
-    from pincluster.durable import fsync_dir
+    from pincluster.durable import fsync_dir, fsync_parent
 
+    fsync_parent(tmp_path / "renamed-here")  # the folder holding a path
+    with pytest.raises(FileNotFoundError):
+        fsync_parent(tmp_path / "missing" / "x")
     fsync_dir(tmp_path)
     fsync_dir(str(tmp_path))
     with pytest.raises(FileNotFoundError):

@@ -37,7 +37,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from pincluster.durable import fsync_dir
+from pincluster.durable import fsync_parent
 
 _log = logging.getLogger("pincluster.raft")
 
@@ -186,7 +186,7 @@ def _rewritten(old: Any, path: str, keep: list[Any]) -> Any:
     fresh._destroy()  # msync of the whole file, then close
     old._destroy()
     os.replace(tmp, path)
-    fsync_dir(os.path.dirname(os.path.abspath(path)))
+    fsync_parent(path)
     new = pj.FileJournal(path)
     _strip_trailers(new)
     # term, vote and commit index as the old journal held them (stored or not yet stored)
@@ -372,7 +372,7 @@ def _store_meta_durably(storer: Any, meta: Any) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        fsync_dir(os.path.dirname(os.path.abspath(path)))
+        fsync_parent(path)
     except OSError as exc:
         if not is_disk_full(exc):
             raise
@@ -404,7 +404,7 @@ def _durable_replace(old: str, new: str) -> None:
     finally:
         os.close(fd)
     os.replace(old, new)
-    fsync_dir(os.path.dirname(os.path.abspath(new)))
+    fsync_parent(new)
 
 
 def _reserving_write(rf: Any, offset: int, values: bytes) -> None:

@@ -315,6 +315,17 @@ class Deadlines(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._inner.resume_writing()
 
+    def request_begun(self, body: Any) -> None:
+        """The request's headers are in (``body``: its body stream): the header deadline is met, the write
+        deadline starts."""
+        self._busy = True
+        self._header_at = None
+        if self._read_at is not None:
+            self._body = body
+        if self._t.write:
+            self._write_at = when = self._loop.time() + self._t.write
+            self._schedule(when)
+
     def request_done(self) -> None:
         self._busy = False
         self._read_at = self._write_at = self._body = None
@@ -327,14 +338,7 @@ def request_started(request: web.Request) -> Deadlines | None:
     deadlines = transport.get_protocol() if transport is not None else None
     if type(deadlines) is not Deadlines:
         return None
-    deadlines._busy = True
-    deadlines._header_at = None
-    if deadlines._read_at is not None:
-        deadlines._body = request.content
-    write = deadlines._t.write
-    if write:
-        deadlines._write_at = when = deadlines._loop.time() + write
-        deadlines._schedule(when)
+    deadlines.request_begun(request.content)
     return deadlines
 
 
