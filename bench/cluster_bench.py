@@ -11,7 +11,9 @@
 
 Besides the rates (which depend on how busy the machine is), it prints the CPU time the three daemons used
 per pin (user+system, from /proc), which compares runs made under different loads, and the two rates that
-CPU time allows (``ceilings``): the busiest daemon on one core, and every process on the machine's cores.
+CPU time allows (``ceilings``): the busiest daemon on one core, and every process on the machine's cores. At
+its start and end it prints the machine's speed as the CPU time of one step of a bare Python loop, which
+moves with the host's load and scales every per-item cost.
 
 ``--listing N`` skips the ingest: the peers start once (to form their peerset) and stop; every peer's state
 then gets the same N pins (``state import`` on each peer, keeping the peerset), allocated round-robin with
@@ -43,7 +45,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from loadgen import count_lines, host_port, post_pins, process_cpu_seconds
+from loadgen import count_lines, host_port, post_pins, process_cpu_seconds, python_step_ns
 
 from pincluster.config import load_config
 from pincluster.localnet import CTL, Peer, init_peers, start_network, stop_network
@@ -267,7 +269,9 @@ async def main() -> None:
                     help="run the whole bench N times, each on a new network, and print the medians (this "
                          "machine's speed drifts by ±20%% within minutes: one run says little)")
     args = ap.parse_args()
+    print(f"machine speed: a bare Python loop step takes {python_step_ns():.0f} ns of CPU")
     runs = [await run(args) for _ in range(max(1, args.repeat))]
+    print(f"machine speed at the end: {python_step_ns():.0f} ns per bare loop step")
     ingests = [r for r in runs if r is not None]
     if len(ingests) > 1:
         rates = sorted(r[0] for r in ingests)

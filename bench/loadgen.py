@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import cast
@@ -21,6 +22,17 @@ def process_cpu_seconds(pid: int) -> float:
     """User + system CPU time of process ``pid`` so far (from /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def python_step_ns(steps: int = 2_000_000) -> float:
+    """CPU nanoseconds per step of a bare Python loop (``total += i``) in this process, now: how fast the machine
+    runs Python at the moment of a figure. A bench prints it beside its rates, so that figures taken in
+    different hours, or on different machines, can be set side by side (per-item costs scale with it)."""
+    t0 = time.process_time()
+    total = 0
+    for i in range(steps):
+        total += i
+    return (time.process_time() - t0) / steps * 1e9
 
 
 def parse_head(head: bytes) -> tuple[int, dict[str, str]]:

@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from pincluster.cli.service import free_port
 from pincluster.consensus.transport import RaftAuthenticator, sealed_frame
 from pincluster.state.store import FORMAT_VERSION
 
@@ -34,12 +35,6 @@ SECRET = "5a" * 32
 WRONG_SECRET = "a5" * 32
 # small compaction threshold so that snapshots are written and shipped during the tests
 CONFIG = json.dumps({"compaction_min_entries": 40, "commit_timeout": "50ms", "election_timeout": "1s"})
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Peer:

@@ -105,7 +105,7 @@ def add_twice(add: Callable[..., tuple[int, str, str]], path: Path) -> list[str]
     cids = []
     for extra in ((), ("--cid-version", "1", "--raw-leaves")):
         code, out, err = add("add", *extra, str(path))
-        assert code == 0, err
+        assert code == 0, (out, err)
         cids.append(out.split()[1])
     return cids
 

@@ -20,17 +20,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from tests.integration.cluster_harness import Peer, ctl, init_peers, stop_all, wait_for
 
+from pincluster.cli.service import free_port
 from pincluster.localnet import SERVICE, clean_env
 
 pytestmark = pytest.mark.timeout(180)
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def scrape(port: int) -> Samples:

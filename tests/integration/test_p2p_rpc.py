@@ -175,12 +175,9 @@ async def test_misdial_names_both_ids(remote: PeerProc, local: tuple[Host, RPC])
 
 async def test_connection_refused_names_address(local: tuple[Host, RPC]) -> None:
     h, _ = local
-    import socket
+    from pincluster.cli.service import free_port
 
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
+    port = free_port()
     addr = Multiaddr(f"/ip4/127.0.0.1/tcp/{port}")
     t0 = time.monotonic()
     with pytest.raises(ConnectFailed, match=f"refused by /ip4/127.0.0.1/tcp/{port}"):

@@ -226,3 +226,25 @@ def test_init_force_keeps_the_embedded_node_and_points_at_it(tmp_path: Path) -> 
     cfg = json.loads((d / "service.json").read_text())
     assert cfg["ipfs_connector"]["ipfshttp"]["node_multiaddress"] == api
     assert cfg["api"]["ipfsproxy"]["node_multiaddress"] == api
+
+
+def test_randomports_stay_in_the_range_the_environment_gives(tmp_path: Path) -> None:
+    """PINCLUSTER_RANDOMPORTS_RANGE confines every port ``init --randomports`` picks (the cluster's listeners and
+    the embedded node's); a malformed range is refused with a message that shows the expected form."""
+    import re
+
+    d = tmp_path / "peer"
+    res = run("-c", str(d), "init", "--randomports", "--ipfs", "embedded",
+              env={"PINCLUSTER_RANDOMPORTS_RANGE": "23000-23999"})
+    assert res.returncode == 0, res.stderr
+    svc = json.loads((d / "service.json").read_text())
+    svc.pop("observations", None)  # where metrics and traces go (not listeners; Go leaves them too)
+    text = json.dumps(svc) + (d / "ipfs" / "config").read_text()
+    ports = {int(p) for p in re.findall(r"/(?:tcp|udp)/(\d+)", text)} - {0}
+    assert len(ports) >= 6, ports  # cluster, Raft, REST, proxy, pinning service, the node's API, swarm, gateway
+    assert all(23000 <= p <= 23999 for p in ports), sorted(ports)
+    for bad in ("23000", "9-5", "x-y", "0-10", "1-70000"):
+        res = run("-c", str(tmp_path / f"bad{bad}"), "init", "--randomports",
+                  env={"PINCLUSTER_RANDOMPORTS_RANGE": bad})
+        assert res.returncode != 0
+        assert "PINCLUSTER_RANDOMPORTS_RANGE" in res.stderr and "LOW-HIGH" in res.stderr, res.stderr

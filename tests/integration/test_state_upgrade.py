@@ -16,7 +16,6 @@ import hashlib
 import json
 import re
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from pincluster.cli.service import free_port
 from pincluster.localnet import SERVICE, Peer, clean_env, init_peers
 from pincluster.state.store import FORMAT_VERSION, SQLiteStore, read_format_version
 from pincluster.types.peer import PeerID
@@ -37,16 +37,7 @@ UPGRADE = "ipfs-cluster-service state upgrade"
 
 
 def free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+    return [free_port() for _ in range(n)]  # distinct: free_port never hands out a port twice
 
 
 def copy_fixture(dest: Path, index: int = 0) -> Peer:

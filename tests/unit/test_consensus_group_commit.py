@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pincluster.cli.service import free_port
 from pincluster.consensus.config import RaftConfig, raft_config
 from pincluster.consensus.raft import AppliedOps, RaftConsensus
 from pincluster.errors import InvalidInput
 from pincluster.state.store import OP_DELETE, OP_PUT, Op, SQLiteStore
 
 SECRET = bytes.fromhex("44" * 32)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_apply_many_writes_groups_skips_applied_and_reports_previous(tmp_path: Path) -> None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from pathlib import Path
 
 import pytest
 
+from pincluster.cli.service import free_port
 from pincluster.consensus.config import raft_config
 from pincluster.consensus.interface import Consensus
 from pincluster.consensus.raft import DUMP_FILE, RaftConsensus, clean_raft_folder
@@ -16,12 +16,6 @@ from pincluster.errors import InvalidInput, NotFound, PeerError, Unavailable
 from pincluster.state.store import OP_DELETE, OP_PUT, Op
 
 SECRET = bytes.fromhex("33" * 32)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make(folder: Path, port: int, applied: list[list[Op]] | None = None, **cfg: object) -> RaftConsensus:

@@ -13,6 +13,7 @@ import secrets
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 import click
 
@@ -181,16 +182,39 @@ def _ephemeral_range() -> tuple[int, int]:
 _HANDED_OUT: set[tuple[str, int]] = set()
 
 
-def _free_port(transport: str, host: str) -> int:
+#: ``LOW-HIGH``: the ports ``init --randomports`` picks from. Several processes making peers at once (parallel
+#: test workers, provisioning scripts) each check a port free *now* and cannot see each other's picks; giving
+#: each its own range keeps their peers apart. Default: 10000 up to the kernel's ephemeral range.
+RANDOMPORTS_RANGE_ENV: Final = "PINCLUSTER_RANDOMPORTS_RANGE"
+
+
+def randomports_range() -> tuple[int, int] | None:
+    """The inclusive range ``--randomports`` picks from (see ``RANDOMPORTS_RANGE_ENV``); None to let the kernel
+    pick (the default when its ephemeral range starts too low to leave a range below it)."""
+    text = os.environ.get(RANDOMPORTS_RANGE_ENV, "").strip()
+    if not text:
+        top = min(_ephemeral_range()[0], 65536) - 1
+        return (10000, top) if top > 11000 else None
+    lo, sep, hi = text.partition("-")
+    try:
+        low, high = int(lo), int(hi)
+    except ValueError:
+        low = high = 0
+    if not sep or not 1 <= low <= high <= 65535:
+        raise InvalidInput(f"{RANDOMPORTS_RANGE_ENV}={text!r}: expected LOW-HIGH with 1 <= LOW <= HIGH <= 65535, "
+                           "for example 20000-29999")
+    return low, high
+
+
+def free_port(transport: str = "tcp", host: str = "127.0.0.1") -> int:
     """A port free right now and not handed out before by this process, chosen *below* the kernel's ephemeral
-    range: a port the kernel hands out with ``bind(0)`` can be taken by any outgoing connection before the
-    daemon starts and binds it."""
+    range (or in ``RANDOMPORTS_RANGE_ENV``): a port the kernel hands out with ``bind(0)`` can be taken by any
+    outgoing connection before the daemon starts and binds it."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     kind = socket.SOCK_STREAM if transport == "tcp" else socket.SOCK_DGRAM
-    low, _high = _ephemeral_range()
-    top = min(low, 65536) - 1
+    span = randomports_range()
     for _ in range(200):
-        port = secrets.randbelow(top - 10000) + 10000 if top > 11000 else 0
+        port = 0 if span is None else secrets.randbelow(span[1] - span[0] + 1) + span[0]
         if (transport, port) in _HANDED_OUT:
             continue
         with socket.socket(family, kind) as s:
@@ -210,7 +234,7 @@ def randomize_port(addr: Multiaddr) -> Multiaddr:
     parts: list[str] = []
     for name, value in addr.protocols:
         if name in ("tcp", "udp") and value is not None:
-            value = str(_free_port(name, host))
+            value = str(free_port(name, host))
         parts.append(f"/{name}" if value is None else f"/{name}/{value}")
     return Multiaddr("".join(parts))
 
