@@ -3,13 +3,14 @@ a real kubo daemon (``tests/kubo.py``)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -73,3 +74,25 @@ class EmbeddedNode:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def beside_kubo(root: Path, api: dict[str, Any], authorization: str = "") -> Iterator[tuple[Any, EmbeddedNode]]:
+    """A kubo daemon (offline) and an embedded node, both with the same ``API`` config section (``API.<key>``
+    set in each); ``authorization`` is the header kubo's readiness check sends. Yields ``(kubo, ours)``."""
+    from kubo import KuboDaemon, kubo_binary
+
+    kubo = KuboDaemon(root / "kubo", binary=kubo_binary(), offline=True)
+    kubo.root.mkdir(parents=True, exist_ok=True)
+    kubo.ipfs("init", "--profile", "test")
+    for key, value in api.items():
+        kubo.ipfs("config", "--json", f"API.{key}", json.dumps(value))
+    kubo.authorization = authorization
+    ours = EmbeddedNode(root / "ours")
+    try:
+        kubo.start()
+        ours.start(lambda cfg: cfg.setdefault("API", {}).update(api))
+        yield kubo, ours
+    finally:
+        ours.stop()
+        kubo.stop()

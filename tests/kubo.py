@@ -119,6 +119,8 @@ class KuboDaemon:
         self.api_multiaddr = ""
         self.api_url = ""
         self.peer_id = ""
+        #: ``Authorization`` header of ``rpc`` calls (a daemon with ``API.Authorizations`` refuses them without)
+        self.authorization = ""
         self._log = root / "daemon.log"
 
     @property
@@ -202,7 +204,8 @@ class KuboDaemon:
 
     def rpc(self, path: str, timeout: float = 10.0) -> dict[str, Any]:
         """A synchronous RPC call (for setup and cross-checks, independent of the code under test)."""
-        req = urllib.request.Request(f"{self.api_url}/api/v0/{path}", method="POST", data=b"")
+        req = urllib.request.Request(f"{self.api_url}/api/v0/{path}", method="POST", data=b"",
+                                     headers={"Authorization": self.authorization} if self.authorization else {})
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             body = resp.read().decode()
         return json.loads(body.splitlines()[0]) if body.strip() else {}

@@ -111,6 +111,7 @@ class Daemon:
         node_api = None if self.node is None or self.node.api is None else self.node.api.multiaddr
         if node_api is not None and self.ipfs.read_pins_from(self.node.pins, node_api):
             log.debug("ipfs: status listings read the embedded node's pin store directly")
+            self.ipfs.authorization = self._embedded_authorization()
 
         listen = [a for a in cc.listen_multiaddress if a.has("tcp")]
         for a in cc.listen_multiaddress:
@@ -245,6 +246,22 @@ class Daemon:
         except OSError as exc:
             raise Unavailable(f"ipfs: cannot start the embedded IPFS node: {exc}; is its port in use?") from exc
         log.info("embedded IPFS node %s started (API %s)", self.node.peer_id, cfg.ipfshttp.node_multiaddress)
+
+    def _embedded_authorization(self) -> str | None:
+        """The ``Authorization`` the connector sends to the embedded node: none unless the node's config has
+        ``API.Authorizations``; then the secret of a user allowed every command (``/api/v0``)."""
+        assert self.node is not None and self.node.api is not None
+        auth = self.node.api.authorizations
+        if not auth.by_header:
+            return None
+        header: str | None = auth.header_for("/api/v0/")
+        if header is None:
+            raise ConfigError("API.Authorizations", f"the embedded node's config ({self.folder / EMBEDDED_IPFS_DIR}"
+                              "/config) lets no user run every command, and the cluster needs to: give one user "
+                              '"AllowedPaths": ["/api/v0"]')
+        log.info("ipfs: the embedded node's API requires authorization; the cluster uses user %s",
+                 auth.by_header[header][0])
+        return header
 
     async def _start_apis(self, cfg: ServiceConfig) -> None:
         """Start each API whose section is in service.json (Go starts only the configured ones)."""

@@ -16,13 +16,12 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from embedded import EmbeddedNode
-from kubo import KuboDaemon, kubo_binary, kubo_disabled
+from embedded import EmbeddedNode, beside_kubo
+from kubo import KuboDaemon, kubo_disabled
 
 pytestmark = [pytest.mark.kubo, pytest.mark.timeout(180)]
 
@@ -90,33 +89,12 @@ def _cases(port: str) -> list[tuple[str, str, dict[str, str]]]:
     ]
 
 
-def _configure_kubo(d: KuboDaemon, http_headers: dict[str, list[str]] | None) -> None:
-    d.root.mkdir(parents=True, exist_ok=True)
-    d.ipfs("init", "--profile", "test")
-    if http_headers is not None:
-        d.ipfs("config", "--json", "API.HTTPHeaders", json.dumps(http_headers))
-
-
 @pytest.fixture(params=["default", "policy"])
 def pair(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[KuboDaemon, EmbeddedNode]]:
     if kubo_disabled():
         pytest.skip("PINCLUSTER_NO_KUBO=1")
-    http_headers = _POLICY if request.param == "policy" else None
-    kubo = KuboDaemon(tmp_path / "kubo", binary=kubo_binary(), offline=True)
-    _configure_kubo(kubo, http_headers)
-    ours = EmbeddedNode(tmp_path / "ours")
-
-    def configure(cfg: dict[str, Any]) -> None:
-        if http_headers is not None:
-            cfg.setdefault("API", {})["HTTPHeaders"] = http_headers
-
-    try:
-        kubo.start()
-        ours.start(configure)
-        yield kubo, ours
-    finally:
-        ours.stop()
-        kubo.stop()
+    with beside_kubo(tmp_path, {"HTTPHeaders": _POLICY} if request.param == "policy" else {}) as both:
+        yield both
 
 
 def test_cross_site_requests_get_kubos_answers(pair: tuple[KuboDaemon, EmbeddedNode]) -> None:

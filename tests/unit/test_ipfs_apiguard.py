@@ -65,3 +65,31 @@ def test_which_origins_a_request_must_come_from() -> None:
     assert origins_to_check("GET", {"User-Agent": "Mozilla/5.0"}) == []  # the browser rule is for POST
     assert origins_to_check("POST", {"Origin": "http://a", "Referer": "http://b/x"}) == ["http://a", "http://b"]
     assert origins_to_check("POST", {"Referer": "::bad"}) is None
+
+
+def test_auth_secrets_become_kubos_authorization_headers() -> None:
+    """kubo's ``config.ConvertAuthSecret``."""
+    from pincluster.ipfs.apiguard import auth_header
+
+    assert auth_header("tok") == "Bearer tok"
+    assert auth_header("bearer:tok") == "Bearer tok"
+    assert auth_header("basic:u:p") == "Basic dTpw"
+    assert auth_header("basic:dTpw") == "Basic dTpw"
+    assert auth_header("digest:x") == "" and auth_header("") == ""
+
+
+def test_rpc_authorizations_let_through_what_kubo_does() -> None:
+    from pincluster.ipfs.apiguard import RpcAuthorizations
+
+    open_api = RpcAuthorizations.from_scopes({})
+    assert open_api.allows("", "/api/v0/pin/rm") and open_api.header_for("/api/v0/") is None
+    auth = RpcAuthorizations.from_scopes({"pins": ("bearer:p", ["/api/v0/pin/ls"]), "root": ("basic:r:pw", ["/api/v0"]),
+                                          "none": ("n", [])})
+    assert not auth.allows("", "/api/v0/version") and not auth.allows("Bearer x", "/api/v0/version")
+    assert auth.allows("Bearer n", "/api/v0/version")  # version: any known secret
+    assert not auth.allows("Bearer n", "/api/v0/id")
+    assert auth.allows("Bearer p", "/api/v0/pin/ls") and not auth.allows("Bearer p", "/api/v0/pin/rm")
+    assert not auth.allows("bearer p", "/api/v0/pin/ls")  # the header is compared exactly
+    assert auth.allows("Basic cjpwdw==", "/api/v0/repo/gc")
+    assert auth.header_for("/api/v0/") == "Basic cjpwdw=="
+    assert RpcAuthorizations.from_scopes({"pins": ("p", ["/api/v0/pin"])}).header_for("/api/v0/") is None

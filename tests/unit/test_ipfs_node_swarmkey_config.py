@@ -170,3 +170,28 @@ def test_api_http_headers_are_read_checked_and_kept() -> None:
         with pytest.raises(ConfigError) as info:
             NodeConfig.from_json(doc)
         assert key in str(info.value)
+
+
+def test_api_authorizations_are_read_checked_and_kept() -> None:
+    """kubo's ``API.Authorizations``: user → {AuthSecret, AllowedPaths}; a secret kubo would silently ignore (an
+    unknown type, an empty one) is refused naming the key, and the map survives a round trip."""
+    from pincluster.errors import ConfigError
+    from pincluster.ipfs.config import NodeConfig
+
+    doc = NodeConfig.generate().to_json()
+    doc["API"] = {"Authorizations": {"alice": {"AuthSecret": "bearer:t", "AllowedPaths": ["/api/v0"]},
+                                     "bob": {"AuthSecret": "basic:bob:pw", "AllowedPaths": None}}}
+    cfg = NodeConfig.from_json(doc)
+    assert cfg.authorizations == {"alice": ("bearer:t", ["/api/v0"]), "bob": ("basic:bob:pw", [])}
+    assert NodeConfig.from_json(cfg.to_json()).authorizations == cfg.authorizations
+    for bad, key in (({"Authorizations": ["x"]}, "API.Authorizations"),
+                     ({"Authorizations": {"u": None}}, "API.Authorizations.u"),
+                     ({"Authorizations": {"u": {"AuthSecret": "digest:x"}}}, "API.Authorizations.u.AuthSecret"),
+                     ({"Authorizations": {"u": {"AuthSecret": ""}}}, "API.Authorizations.u.AuthSecret"),
+                     ({"Authorizations": {"u": {"AuthSecret": 5}}}, "API.Authorizations.u.AuthSecret"),
+                     ({"Authorizations": {"u": {"AuthSecret": "t", "AllowedPaths": "/api/v0"}}},
+                      "API.Authorizations.u.AllowedPaths")):
+        doc["API"] = bad
+        with pytest.raises(ConfigError) as info:
+            NodeConfig.from_json(doc)
+        assert key in str(info.value)

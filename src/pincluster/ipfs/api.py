@@ -29,10 +29,12 @@ from pincluster.errors import InvalidInput, NotFound, PinclusterError
 from pincluster.ipfs import dagpb
 from pincluster.ipfs.apiguard import (
     ALLOW,
+    AUTH_DENIED_TEXT,
     EXPOSED_HEADERS,
     FORBIDDEN_TEXT,
     METHOD_NOT_ALLOWED_TEXT,
     CorsPolicy,
+    RpcAuthorizations,
     go_http_error,
     origins_to_check,
 )
@@ -267,6 +269,7 @@ class ApiServer:
         self._runner: web.AppRunner | None = None
         # the API's own origins need its port: set again once bound
         self.policy = CorsPolicy.from_http_headers(node.config.http_headers, node.config.api.tcp_host_port()[1])
+        self.authorizations = RpcAuthorizations.from_scopes(node.config.authorizations)
         self.multiaddr: Multiaddr | None = None
         routes: dict[str, Handler] = {
             "version": self.version, "id": self.id, "add": self.add, "cat": self.cat, "get": self.get,
@@ -302,6 +305,8 @@ class ApiServer:
         self.multiaddr = Multiaddr.from_host_port(host, bound_port)
         self.policy = CorsPolicy.from_http_headers(self.node.config.http_headers, bound_port)
         log.info("kubo RPC API listening on %s", self.multiaddr)
+        if self.authorizations.by_header:
+            log.info("RPC API access is limited by the rules defined in API.Authorizations")
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -332,12 +337,17 @@ class ApiServer:
             return error_response(f"internal error: {exc}")
 
     def _command(self, handler: Handler) -> Handler:
-        """go-ipfs-cmds' handler around a command, with rs/cors in front: preflights answered from the CORS
-        policy; OPTIONS 204 and other methods than POST 405, with ``Allow``; then the cross-site checks (403,
-        see ``apiguard``) before the command runs."""
+        """go-ipfs-cmds' handler around a command, with kubo's ``API.Authorizations`` and rs/cors in front:
+        without a configured authorization that allows the path, 403 (preflights included, as kubo); preflights
+        answered from the CORS policy; OPTIONS 204 and other methods than POST 405, with ``Allow``; then the
+        cross-site checks (403, see ``apiguard``) before the command runs."""
 
         async def wrapped(request: web.Request) -> web.StreamResponse:
             h = request.headers
+            if not self.authorizations.allows(h.get("Authorization", ""), request.path):
+                log.warning("API refused %s %s: no authorization of API.Authorizations allows it", request.method,
+                            request.path)
+                return go_http_error(403, AUTH_DENIED_TEXT)
             if request.method == "OPTIONS" and h.get("Access-Control-Request-Method"):
                 return web.Response(status=204, headers=self.policy.preflight(
                     h, h.getall("Access-Control-Request-Headers", [])))

@@ -12,6 +12,7 @@ tests/integration/test_ipfs_api_guard.py).
 
 from __future__ import annotations
 
+import base64
 import functools
 import re
 import urllib.parse
@@ -25,10 +26,13 @@ from pincluster.cors import CorsRules, canonical_header
 
 __all__ = [
     "ALLOW",
+    "AUTH_DENIED_TEXT",
     "EXPOSED_HEADERS",
     "FORBIDDEN_TEXT",
     "METHOD_NOT_ALLOWED_TEXT",
     "CorsPolicy",
+    "RpcAuthorizations",
+    "auth_header",
     "go_http_error",
     "origins_to_check",
     "referer_origin",
@@ -39,6 +43,9 @@ __all__ = [
 EXPOSED_HEADERS: Final = "X-Stream-Output, X-Chunked-Output, X-Content-Length"
 FORBIDDEN_TEXT: Final = "403 - Forbidden\n"
 METHOD_NOT_ALLOWED_TEXT: Final = "405 - Method Not Allowed\n"
+#: kubo's answer (403) to a request that ``API.Authorizations`` does not let through.
+AUTH_DENIED_TEXT: Final = ("Kubo RPC Access Denied: Please provide a valid authorization token as defined in the "
+                           "API.Authorizations configuration.\n")
 #: The ``Allow`` header of kubo's answers to OPTIONS and to other methods than POST.
 ALLOW: Final = "OPTIONS, POST"
 
@@ -161,3 +168,53 @@ def origins_to_check(method: str, headers: Mapping[str, str]) -> list[str] | Non
         if agent.startswith("Mozilla") and "Electron" not in agent:
             return None
     return out
+
+
+# --- API.Authorizations ---------------------------------------------------------------------------------------
+def auth_header(secret: str) -> str:
+    """kubo's ``config.ConvertAuthSecret``: the ``Authorization`` header value a secret stands for.
+
+    ``bearer:TOKEN`` and a bare ``TOKEN`` are ``Bearer TOKEN``; ``basic:USER:PASSWORD`` is ``Basic`` and its
+    base64, ``basic:BASE64`` is ``Basic BASE64``. Another ``type:`` gives "" (kubo then ignores the secret)."""
+    if not secret:
+        return ""
+    _kind, sep, value = secret.partition(":")
+    if not sep:
+        return "Bearer " + secret
+    if secret.startswith("basic:"):
+        return "Basic " + (base64.b64encode(value.encode()).decode() if ":" in value else value)
+    if secret.startswith("bearer:"):
+        return "Bearer " + value
+    return ""
+
+
+@dataclass(frozen=True)
+class RpcAuthorizations:
+    """kubo's ``API.Authorizations`` (``withAuthSecrets``): when any is configured, a command runs only if the
+    request's ``Authorization`` header is exactly one of theirs and its path starts with one of that user's
+    ``AllowedPaths`` (``/api/v0`` allows every command); ``/api/v0/version`` needs only a valid header. No
+    authorization configured: every request may go on (to the cross-site checks)."""
+
+    #: ``Authorization`` header value → (user, allowed path prefixes)
+    by_header: Mapping[str, tuple[str, tuple[str, ...]]]
+
+    @classmethod
+    def from_scopes(cls, scopes: Mapping[str, tuple[str, Sequence[str]]]) -> RpcAuthorizations:
+        """``scopes``: user → (AuthSecret, AllowedPaths), as validated by the node's config."""
+        return cls({auth_header(secret): (user, tuple(paths)) for user, (secret, paths) in scopes.items()
+                    if auth_header(secret)})
+
+    def allows(self, authorization: str, path: str) -> bool:
+        if not self.by_header:
+            return True
+        scope = self.by_header.get(authorization)
+        if scope is None:
+            return False
+        return path == "/api/v0/version" or any(path.startswith(prefix) for prefix in scope[1])
+
+    def header_for(self, path: str) -> str | None:
+        """A configured ``Authorization`` value that ``path`` (and so every command under it) is allowed with;
+        None when no authorization is configured or none covers it. The cluster's connector uses it to reach
+        its own embedded node."""
+        return next((h for h, (_, paths) in sorted(self.by_header.items(), key=lambda kv: kv[1][0])
+                     if any(path.startswith(p) for p in paths)), None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import os
 import signal
@@ -23,6 +24,7 @@ import click
 
 from pincluster.cli.ctl_format import humanize_bytes
 from pincluster.errors import PinclusterError
+from pincluster.ipfs.apiguard import auth_header
 from pincluster.ipfs.config import NodeConfig
 from pincluster.ipfs.swarmkey import generate_swarm_key, load_swarm_key
 from pincluster.types.multiaddr import Multiaddr
@@ -32,9 +34,10 @@ REPO_ENV = "PINCLUSTER_IPFS_PATH"
 
 
 class Ctx:
-    def __init__(self, repo: Path, api: str | None) -> None:
+    def __init__(self, repo: Path, api: str | None, api_auth: str | None = None) -> None:
         self.repo = repo
         self.api = api
+        self.api_auth = api_auth
 
     def api_url(self) -> str:
         text = self.api
@@ -58,10 +61,13 @@ def fail(msg: str) -> None:
 @click.option("--repo", envvar=REPO_ENV, default=DEFAULT_REPO, show_default=True,
               help=f"node repo folder (env {REPO_ENV})")
 @click.option("--api", default=None, help="API multiaddr or URL of a running node (default: from the repo)")
+@click.option("--api-auth", default=None, metavar="SECRET",
+              help="the secret of an API.Authorizations user of that node: bearer:TOKEN, basic:USER:PASSWORD "
+                   "(as kubo's --api-auth)")
 @click.pass_context
-def main(ctx: click.Context, repo: str, api: str | None) -> None:
+def main(ctx: click.Context, repo: str, api: str | None, api_auth: str | None) -> None:
     """Embedded IPFS node of pincluster (kubo RPC compatible, private swarm)."""
-    ctx.obj = Ctx(Path(repo).expanduser(), api)
+    ctx.obj = Ctx(Path(repo).expanduser(), api, api_auth)
 
 
 # --- repo / daemon -------------------------------------------------------------------------------------------
@@ -136,8 +142,14 @@ async def _daemon(repo: Path) -> None:
 
 
 # --- client helpers ------------------------------------------------------------------------------------------
+#: The ``Authorization`` header of this command's requests (from ``--api-auth``; "" for none).
+_AUTHORIZATION: contextvars.ContextVar[str] = contextvars.ContextVar("authorization", default="")
+
+
 async def _post(url: str, path: str, params: list[tuple[str, str]], data: Any = None) -> aiohttp.ClientResponse:
-    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+    auth = _AUTHORIZATION.get()
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+                                    headers={"Authorization": auth} if auth else None)
     try:
         resp = await session.post(f"{url}/api/v0/{path}", params=params, data=data)
     except aiohttp.ClientError as exc:
@@ -182,6 +194,11 @@ async def _lines(url: str, path: str, params: list[tuple[str, str]], data: Any =
 
 
 def run(obj: Ctx, coro_fn: Any) -> None:
+    if obj.api_auth is not None:
+        header = auth_header(obj.api_auth)
+        if not header:
+            fail(f"--api-auth {obj.api_auth!r}: expected bearer:TOKEN, basic:USER:PASSWORD, basic:BASE64 or TOKEN")
+        _AUTHORIZATION.set(header)
     try:
         asyncio.run(coro_fn(obj.api_url()))
     except PinclusterError as exc:

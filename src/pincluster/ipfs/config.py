@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pincluster.errors import ConfigError, InvalidInput
+from pincluster.ipfs.apiguard import auth_header
 from pincluster.p2p.keys import PrivateKey
 from pincluster.types.multiaddr import Multiaddr
 from pincluster.types.peer import PeerID
@@ -73,6 +74,9 @@ class NodeConfig:
     #: kubo's ``API.HTTPHeaders``: the CORS policy of the RPC API (``Access-Control-Allow-Origin``…) and
     #: headers added to its answers (see ``pincluster.ipfs.apiguard``).
     http_headers: dict[str, list[str]] = field(default_factory=dict)
+    #: kubo's ``API.Authorizations``: user → (AuthSecret, AllowedPaths). Any at all, and the RPC API runs only
+    #: requests that carry one of their secrets (see ``pincluster.ipfs.apiguard.RpcAuthorizations``).
+    authorizations: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -116,6 +120,10 @@ class NodeConfig:
         }
         if self.http_headers:
             doc["API"] = {**dict(doc.get("API") or {}), "HTTPHeaders": copy.deepcopy(self.http_headers)}
+        if self.authorizations:
+            doc["API"] = {**dict(doc.get("API") or {}), "Authorizations": {
+                user: {"AuthSecret": secret, "AllowedPaths": list(paths)}
+                for user, (secret, paths) in self.authorizations.items()}}
         return doc
 
     @classmethod
@@ -174,11 +182,12 @@ class NodeConfig:
         if not isinstance(conc, int) or isinstance(conc, bool) or not 1 <= conc <= 256:
             raise ConfigError("Exchange.FetchConcurrency", f"{conc!r} must be an integer from 1 to 256")
         http_headers = _http_headers(_obj(doc, "API").get("HTTPHeaders"))
+        authorizations = _authorizations(_obj(doc, "API").get("Authorizations"))
         extra = {k: v for k, v in doc.items()}
         return cls(
             private_key=key, api=api, swarm=swarm, bootstrap=bootstrap, datastore_path=ds_path,
             storage_max=storage_max, swarm_key_path=key_path, fetch_timeout=fetch_timeout,
-            fetch_concurrency=conc, http_headers=http_headers, extra=extra,
+            fetch_concurrency=conc, http_headers=http_headers, authorizations=authorizations, extra=extra,
         )
 
     @classmethod
@@ -229,6 +238,30 @@ def _http_headers(value: Any) -> dict[str, list[str]]:
         if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
             raise ConfigError(f"API.HTTPHeaders.{name}", f"must be a list of strings {example}")
         out[name] = list(values)
+    return out
+
+
+def _authorizations(value: Any) -> dict[str, tuple[str, list[str]]]:
+    """``API.Authorizations``: user → {AuthSecret, AllowedPaths}. kubo ignores a secret of a type it does not
+    know, or an empty one, which leaves that user locked out without a word; here such a config is refused."""
+    if value is None:
+        return {}
+    example = '(example: {"alice": {"AuthSecret": "bearer:TOKEN", "AllowedPaths": ["/api/v0"]}})'
+    if not isinstance(value, dict):
+        raise ConfigError("API.Authorizations", f"must be an object of user names to scopes {example}")
+    out: dict[str, tuple[str, list[str]]] = {}
+    for user, scope in value.items():
+        key = f"API.Authorizations.{user}"
+        if not isinstance(scope, dict):
+            raise ConfigError(key, f"must be an object with AuthSecret and AllowedPaths {example}")
+        secret = scope.get("AuthSecret")
+        if not isinstance(secret, str) or not auth_header(secret):
+            raise ConfigError(f"{key}.AuthSecret", "must be bearer:TOKEN, basic:USER:PASSWORD, basic:BASE64 or a "
+                              f"bare TOKEN, got {secret!r}")
+        paths = scope.get("AllowedPaths") or []
+        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+            raise ConfigError(f"{key}.AllowedPaths", 'must be a list of RPC path prefixes, such as ["/api/v0"]')
+        out[user] = (secret, list(paths))
     return out
 
 

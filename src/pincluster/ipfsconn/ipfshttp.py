@@ -261,6 +261,9 @@ class IPFSHTTPConnector:
         self.pin_count = 0
         self.observer: IPFSObserver | None = None  # metrics hook (pincluster.observe), set by the daemon
         self._local_pins: LocalPinStore | None = None
+        #: ``Authorization`` header of every request: set by the daemon when its embedded node has
+        #: ``API.Authorizations`` (Go's connector has no such setting, so an external kubo must not require it)
+        self.authorization: str | None = None
 
     @classmethod
     def from_config(cls, cfg: IPFSHTTPConfig, *, informer_trigger: InformerTrigger | None = None) -> IPFSHTTPConnector:
@@ -319,6 +322,7 @@ class IPFSHTTPConnector:
                 connector=connector,
                 timeout=aiohttp.ClientTimeout(total=None),
                 auto_decompress=True,
+                headers={"Authorization": self.authorization} if self.authorization else None,
             )
         return self._session
 
