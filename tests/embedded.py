@@ -44,25 +44,35 @@ class EmbeddedNode:
             cfg = json.loads(cfg_path.read_text())
             configure(cfg)
             cfg_path.write_text(json.dumps(cfg, indent=2))
-        self.proc = subprocess.Popen(self._cmd("daemon"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        assert self.proc.stdout is not None
+        # the daemon's output goes to a file: a pipe nobody reads after the start would fill and stall it
+        self.root.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("w") as out:
+            self.proc = subprocess.Popen(self._cmd("daemon"), stdout=out, stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + 60
-        seen: list[str] = []
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            seen.append(line)
-            if m := re.match(r"RPC API server listening on (\S+)", line):
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            text = self.log_text()
+            if m := re.search(r"^RPC API server listening on (\S+)", text, re.M):
                 self.api_multiaddr = m.group(1)
                 host, port = Multiaddr(self.api_multiaddr).tcp_host_port()
                 self.api_url = f"http://{host}:{port}"
-            elif m := re.match(r"peer identity: (\S+)", line):
+            if m := re.search(r"^peer identity: (\S+)", text, re.M):
                 self.peer_id = m.group(1)
-            elif line.startswith("Daemon is ready"):
+            if re.search(r"^Daemon is ready", text, re.M):
                 return self
+            time.sleep(0.05)
         self.stop()
-        raise RuntimeError("embedded IPFS node did not start:\n" + "".join(seen)[-3000:])
+        raise RuntimeError("embedded IPFS node did not start:\n" + self.log_text()[-3000:])
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "daemon.log"
+
+    def log_text(self) -> str:
+        """What the daemon printed so far (its log lines included)."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None

@@ -137,3 +137,20 @@ def test_a_refused_request_does_not_run(pair: tuple[KuboDaemon, EmbeddedNode]) -
         assert (status, body) == (403, b"403 - Forbidden\n")
     status, _, body = _request(ours.api_url, "POST", f"/api/v0/pin/ls?arg={cid}", {})
     assert status == 200 and json.loads(body)["Keys"][cid]["Type"] == "recursive"
+
+
+def test_the_deprecated_api_origin_variable_allows_its_origin_as_kubo(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """kubo's ``API_ORIGIN`` environment variable adds one allowed origin (with a deprecation warning)."""
+    if kubo_disabled():
+        pytest.skip("PINCLUSTER_NO_KUBO=1")
+    monkeypatch.setenv("API_ORIGIN", "http://legacy.example")
+    with beside_kubo(tmp_path, {}) as (kubo, ours):
+        for origin, status in (("http://legacy.example", 200), ("http://evil.example", 403)):
+            answers = [_request(d.api_url, "POST", "/api/v0/version", {"Origin": origin}) for d in (kubo, ours)]
+            assert [a[0] for a in answers] == [status, status], answers
+            assert answers[0][1] == answers[1][1]
+        preflight = {"Origin": "http://legacy.example", "Access-Control-Request-Method": "POST"}
+        answers = [_request(d.api_url, "OPTIONS", "/api/v0/version", preflight) for d in (kubo, ours)]
+        assert answers[0][:2] == answers[1][:2] and answers[0][0] == 204
+    assert "API_ORIGIN environment variable" in ours.log_text()

@@ -93,3 +93,9 @@ def test_rpc_authorizations_let_through_what_kubo_does() -> None:
     assert auth.allows("Basic cjpwdw==", "/api/v0/repo/gc")
     assert auth.header_for("/api/v0/") == "Basic cjpwdw=="
     assert RpcAuthorizations.from_scopes({"pins": ("p", ["/api/v0/pin"])}).header_for("/api/v0/") is None
+
+
+def test_the_api_origin_variable_adds_its_origin_before_the_defaults() -> None:
+    p = CorsPolicy.from_http_headers({"Access-Control-Allow-Origin": ["http://a.example"]}, 5001, "http://legacy.example")
+    assert p.origins[:3] == ("http://a.example", "http://legacy.example", "http://127.0.0.1:5001")
+    assert p.allows("http://legacy.example") and not CorsPolicy.from_http_headers({}, 5001).allows("http://legacy.example")

@@ -15,6 +15,7 @@ import base64
 import decimal
 import json
 import logging
+import os
 import platform
 import struct
 import urllib.parse
@@ -29,6 +30,7 @@ from pincluster.errors import InvalidInput, NotFound, PinclusterError
 from pincluster.ipfs import dagpb
 from pincluster.ipfs.apiguard import (
     ALLOW,
+    API_ORIGIN_ENV,
     AUTH_DENIED_TEXT,
     EXPOSED_HEADERS,
     FORBIDDEN_TEXT,
@@ -268,7 +270,7 @@ class ApiServer:
         self.app.on_response_prepare.append(self._add_headers)
         self._runner: web.AppRunner | None = None
         # the API's own origins need its port: set again once bound
-        self.policy = CorsPolicy.from_http_headers(node.config.http_headers, node.config.api.tcp_host_port()[1])
+        self.policy = self._cors_policy(node.config.api.tcp_host_port()[1])
         self.authorizations = RpcAuthorizations.from_scopes(node.config.authorizations)
         self.multiaddr: Multiaddr | None = None
         routes: dict[str, Handler] = {
@@ -303,10 +305,18 @@ class ApiServer:
         sockets = getattr(server, "sockets", None) or []
         bound_port = sockets[0].getsockname()[1] if sockets else port
         self.multiaddr = Multiaddr.from_host_port(host, bound_port)
-        self.policy = CorsPolicy.from_http_headers(self.node.config.http_headers, bound_port)
+        env_origin = os.environ.get(API_ORIGIN_ENV, "")
+        if env_origin:
+            log.warning("You are using the %s environment variable (it allows %s). It is deprecated, as in kubo: "
+                        "list the origin in API.HTTPHeaders.Access-Control-Allow-Origin of the node's config "
+                        "instead.", API_ORIGIN_ENV, env_origin)
+        self.policy = self._cors_policy(bound_port)
         log.info("kubo RPC API listening on %s", self.multiaddr)
         if self.authorizations.by_header:
             log.info("RPC API access is limited by the rules defined in API.Authorizations")
+
+    def _cors_policy(self, port: int) -> CorsPolicy:
+        return CorsPolicy.from_http_headers(self.node.config.http_headers, port, os.environ.get(API_ORIGIN_ENV, ""))
 
     async def stop(self) -> None:
         if self._runner is not None:

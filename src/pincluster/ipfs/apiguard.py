@@ -26,6 +26,7 @@ from pincluster.cors import CorsRules, canonical_header
 
 __all__ = [
     "ALLOW",
+    "API_ORIGIN_ENV",
     "AUTH_DENIED_TEXT",
     "EXPOSED_HEADERS",
     "FORBIDDEN_TEXT",
@@ -43,6 +44,8 @@ __all__ = [
 EXPOSED_HEADERS: Final = "X-Stream-Output, X-Chunked-Output, X-Content-Length"
 FORBIDDEN_TEXT: Final = "403 - Forbidden\n"
 METHOD_NOT_ALLOWED_TEXT: Final = "405 - Method Not Allowed\n"
+#: kubo's deprecated environment variable that adds one allowed origin (before ``API.HTTPHeaders`` existed).
+API_ORIGIN_ENV: Final = "API_ORIGIN"
 #: kubo's answer (403) to a request that ``API.Authorizations`` does not let through.
 AUTH_DENIED_TEXT: Final = ("Kubo RPC Access Denied: Please provide a valid authorization token as defined in the "
                            "API.Authorizations configuration.\n")
@@ -87,8 +90,10 @@ class CorsPolicy:
     extra: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def from_http_headers(cls, http_headers: Mapping[str, Sequence[str]], port: int | None) -> CorsPolicy:
-        """kubo's ``commandsOption``: the configured headers, then the default origins with ``<port>`` set."""
+    def from_http_headers(cls, http_headers: Mapping[str, Sequence[str]], port: int | None,
+                          env_origin: str = "") -> CorsPolicy:
+        """kubo's ``commandsOption``: the configured headers, then the origin of the deprecated ``API_ORIGIN``
+        environment variable (``env_origin``), then the default origins, with ``<port>`` set."""
         origins: list[str] = []
         methods: list[str] = ["POST"]
         credentials = False
@@ -104,6 +109,8 @@ class CorsPolicy:
                     credentials = v.lower() == "true"
             else:
                 extra += [(key, v) for v in values]
+        if env_origin:
+            origins.append(env_origin)
         origins += [*_LOCALHOST_ORIGINS, *_COMPANION_ORIGINS]
         if not methods:
             methods = ["GET", "POST", "PUT"]
