@@ -25,9 +25,9 @@ def process_cpu_seconds(pid: int) -> float:
 
 
 def python_step_ns(steps: int = 2_000_000) -> float:
-    """CPU nanoseconds per step of a bare Python loop (``total += i``) in this process, now: how fast the machine
-    runs Python at the moment of a figure. A bench prints it beside its rates, so that figures taken in
-    different hours, or on different machines, can be set side by side (per-item costs scale with it)."""
+    """CPU nanoseconds per step of a bare Python loop (``total += i``) in this process, now: how fast the host
+    runs plain Python at that moment. A bench prints it before and after its runs; figures far apart mean the
+    host changed speed during them (on a shared VM it can halve within a minute)."""
     t0 = time.process_time()
     total = 0
     for i in range(steps):
