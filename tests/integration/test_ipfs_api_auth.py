@@ -96,6 +96,12 @@ def test_requests_get_kubos_answers(pair: tuple[KuboDaemon, EmbeddedNode]) -> No
             differences.append(f"{method} {path} {headers}:\n  kubo {k[0]} {k[1]} {k[2][:90]!r}\n"
                                f"  ours {o[0]} {o[1]} {o[2][:90]!r}")
     assert not differences, "\n".join(differences)
+    # the secrets never leave the node: `config show` empties API.Authorizations, as kubo's does
+    bob = {"Authorization": "Bearer bob-token"}
+    shown = [json.loads(_request(d.api_url, "POST", "/api/v0/config/show", bob)[2]) for d in (kubo, ours)]
+    assert shown[0]["API"]["Authorizations"] == shown[1]["API"]["Authorizations"] == {}
+    got = _request(ours.api_url, "POST", "/api/v0/config?arg=API.Authorizations", bob)
+    assert b"bob-token" not in got[2]  # kubo's `config API.Authorizations` shows them: ours does not
     assert _request(ours.api_url, "POST", "/api/v0/id", {})[2] == DENIED
     assert _request(ours.api_url, "POST", "/api/v0/id", {"Authorization": "Bearer bob-token"})[0] == 200
 

@@ -97,7 +97,8 @@ class NodeConfig:
         return cls(private_key=PrivateKey.generate_ed25519(), **kwargs)
 
     def to_json(self, *, secrets: bool = True) -> dict[str, Any]:
-        """The kubo-shaped JSON; ``secrets=False`` drops the private key, as kubo's `config show` does."""
+        """The kubo-shaped JSON; ``secrets=False`` drops the private key and empties ``API.Authorizations``, as
+        kubo's `config show` does (kubo's `config API.Authorizations` still shows the secrets; ours does not)."""
         doc: dict[str, Any] = copy.deepcopy(self.extra)
         identity: dict[str, Any] = {"PeerID": str(self.peer_id)}
         if secrets:
@@ -124,6 +125,8 @@ class NodeConfig:
             doc["API"] = {**dict(doc.get("API") or {}), "Authorizations": {
                 user: {"AuthSecret": secret, "AllowedPaths": list(paths)}
                 for user, (secret, paths) in self.authorizations.items()}}
+        if not secrets and isinstance(doc.get("API"), dict) and "Authorizations" in doc["API"]:
+            doc["API"] = {**doc["API"], "Authorizations": {}}
         return doc
 
     @classmethod
