@@ -52,9 +52,10 @@ _STATUS: dict[tuple[OpType, OpPhase], TrackerStatus] = {
 }
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Operation:
-    """One pin or unpin of one CID. Mutated only from the event loop."""
+    """One pin or unpin of one CID. Mutated only from the event loop. Slotted: a queue may hold up to
+    ``max_pin_queue_size`` (1M by default) of them, and a per-instance ``__dict__`` was a quarter of each one."""
 
     pin: Pin
     type: OpType
