@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import subprocess
 import sys
 import urllib.error
@@ -47,8 +48,13 @@ def _mask(text: str) -> str:
     return text
 
 
+#: This module's own secret: Go's daemons find each other by mDNS, so two test modules running at once (the
+#: suite's parallel workers) with one secret would connect their clusters.
+SECRET = secrets.token_hex(32)
+
+
 def _env(name: str) -> dict[str, str]:
-    return clean_env({"CLUSTER_SECRET": "5a" * 32, "CLUSTER_PEERNAME": name, "GOLOG_LOG_LEVEL": "error"})
+    return clean_env({"CLUSTER_SECRET": SECRET, "CLUSTER_PEERNAME": name, "GOLOG_LOG_LEVEL": "error"})
 
 
 def _start(binary: Path | str, folder: Path, name: str, log: Path) -> subprocess.Popen[bytes]:
@@ -73,6 +79,7 @@ def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str,
             cfg = json.loads((folder / "service.json").read_text())
             if name == "gopeer":
                 cfg["ipfs_connector"]["ipfshttp"]["node_multiaddress"] = kubo.api_multiaddr
+                cfg["cluster"]["mdns_interval"] = "0s"  # no other test's Go peers (see SECRET)
                 (folder / "service.json").write_text(json.dumps(cfg, indent=2))
             else:  # the embedded node's swarm on loopback only, as kubo's test profile has it
                 ipfs_cfg = json.loads((folder / "ipfs" / "config").read_text())

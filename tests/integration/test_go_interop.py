@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -47,12 +48,15 @@ class GoPeer:
     def __init__(self, root: Path, node_multiaddress: str, name: str = "gopeer") -> None:
         self.service, self.ctl_bin = go_cluster_binary("ipfs-cluster-service"), go_cluster_binary("ipfs-cluster-ctl")
         self.folder = root / "go"
-        self.env = clean_env({"CLUSTER_SECRET": "5a" * 32, "CLUSTER_PEERNAME": name, "GOLOG_LOG_LEVEL": "info"})
+        # a secret of its own, and no mDNS: other tests' Go peers may run at the same time
+        self.env = clean_env({"CLUSTER_SECRET": secrets.token_hex(32), "CLUSTER_PEERNAME": name,
+                              "GOLOG_LOG_LEVEL": "info"})
         subprocess.run([str(self.service), "-c", str(self.folder), "init", "--consensus", "raft", "--randomports"],
                        env=self.env, check=True, capture_output=True, timeout=60)
         cfg = json.loads((self.folder / "service.json").read_text())
         cfg["ipfs_connector"]["ipfshttp"]["node_multiaddress"] = node_multiaddress
         cfg["api"]["ipfsproxy"]["node_multiaddress"] = node_multiaddress
+        cfg["cluster"]["mdns_interval"] = "0s"
         self.proxy = cfg["api"]["ipfsproxy"]["listen_multiaddress"]
         (self.folder / "service.json").write_text(json.dumps(cfg, indent=2))
         self.rest = cfg["api"]["restapi"]["http_listen_multiaddress"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -29,7 +30,7 @@ from kubo import go_cluster_binary  # type: ignore[import-not-found,unused-ignor
 
 pytestmark = pytest.mark.timeout(120)
 
-SECRET = "5a" * 32
+SECRET = secrets.token_hex(32)  # this module's own: Go's daemons find other tests' peers by mDNS
 #: ``service.json`` keys pincluster writes and Go does not (its own Raft transport and journal compaction)
 OURS_ONLY = {"consensus.raft.listen_multiaddress", "consensus.raft.compaction_min_entries"}
 
