@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pincluster.cli.service import free_port
 from pincluster.localnet import Peer, clean_env, ctl, existing_peers, start_network, stop_network
 from pincluster.localnet import init_peers as _init_peers
 
@@ -17,6 +20,7 @@ __all__ = [
     "ctl",
     "existing_peers",
     "init_peers",
+    "own_ports",
     "running_cluster",
     "start_cluster",
     "stop_all",
@@ -24,6 +28,31 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+
+def own_ports(service_json: Path) -> dict[str, Any]:
+    """Move the TCP and UDP listeners of a ``service.json`` made by Go's ``init --randomports`` (which binds port 0 and
+    closes it: a kernel ephemeral port, which another worker's process may take before the daemon binds it) to
+    ports of this worker's range (``free_port``, see tests/conftest.py); returns the config written."""
+    cfg = json.loads(service_json.read_text())
+    moved: dict[str, str] = {}
+
+    def new_port(m: re.Match[str]) -> str:
+        proto, port = m.group(1), m.group(2)
+        return f"/{proto}/" + moved.setdefault(f"{proto}/{port}", str(free_port(proto)))
+
+    def walk(node: Any, listening: bool) -> Any:
+        if isinstance(node, dict):
+            return {k: walk(v, listening or "listen" in k) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v, listening) for v in node]
+        if listening and isinstance(node, str):
+            return re.sub(r"/(tcp|udp)/([1-9]\d*)", new_port, node)
+        return node
+
+    cfg = walk(cfg, False)
+    service_json.write_text(json.dumps(cfg, indent=2))
+    return cfg  # type: ignore[no-any-return]
 
 
 def init_peers(root: Path, n: int, **kwargs: Any) -> list[Peer]:

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from tests.integration.cluster_harness import ctl, init_peers, start_cluster, stop_all, wait_for
+from tests.integration.cluster_harness import ctl, init_peers, own_ports, start_cluster, stop_all, wait_for
 
 from pincluster.localnet import clean_env
 
@@ -53,7 +53,7 @@ class GoPeer:
                               "GOLOG_LOG_LEVEL": "info"})
         subprocess.run([str(self.service), "-c", str(self.folder), "init", "--consensus", "raft", "--randomports"],
                        env=self.env, check=True, capture_output=True, timeout=60)
-        cfg = json.loads((self.folder / "service.json").read_text())
+        cfg = own_ports(self.folder / "service.json")
         cfg["ipfs_connector"]["ipfshttp"]["node_multiaddress"] = node_multiaddress
         cfg["api"]["ipfsproxy"]["node_multiaddress"] = node_multiaddress
         cfg["cluster"]["mdns_interval"] = "0s"
