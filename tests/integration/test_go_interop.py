@@ -103,6 +103,10 @@ def go_on_ours(tmp_path: Path) -> Iterator[tuple[GoPeer, EmbeddedNode]]:
         node.stop()
 
 
+#: How aiohttp reports an answer cut short (see ``test_ours_on_top_of_gos_cluster_through_its_proxy``).
+_TRUNCATED = "Not enough data to satisfy transfer length header"
+
+
 def add_twice(add: Callable[..., tuple[int, str, str]], path: Path) -> list[str]:
     """``add`` the file at ``path`` as CIDv0, then as CIDv1 with raw leaves, through some ctl (``add(*args)``
     gives its exit code, stdout and stderr); the two CIDs."""
@@ -212,6 +216,11 @@ def test_ours_on_top_of_gos_cluster_through_its_proxy(tmp_path: Path) -> None:
         f.write_bytes(data)
         def our_ctl(*args: str) -> tuple[int, str, str]:
             res = ctl(ours, *args, check=False)
+            if args[0] == "add" and _TRUNCATED in res.stdout:
+                # Go's proxy is an HTTP/1.1 reverse proxy without full duplex: when kubo starts answering a
+                # streamed block/put before the upload ends, the proxy can cut the answer (seen once in ~5
+                # parallel suite runs, under load). Go's own adder streams blocks the same way. Once more:
+                res = ctl(ours, *args, check=False)
             return res.returncode, res.stdout, res.stderr
 
         cids = add_twice(our_ctl, f)
