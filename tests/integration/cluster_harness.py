@@ -20,7 +20,7 @@ __all__ = [
     "ctl",
     "existing_peers",
     "init_peers",
-    "own_ports",
+    "isolate_go_peer",
     "running_cluster",
     "start_cluster",
     "stop_all",
@@ -30,11 +30,17 @@ __all__ = [
 T = TypeVar("T")
 
 
-def own_ports(service_json: Path) -> dict[str, Any]:
-    """Move the TCP and UDP listeners of a ``service.json`` made by Go's ``init --randomports`` (which binds port 0 and
-    closes it: a kernel ephemeral port, which another worker's process may take before the daemon binds it) to
-    ports of this worker's range (``free_port``, see tests/conftest.py); returns the config written."""
+def isolate_go_peer(service_json: Path) -> dict[str, Any]:
+    """Keep a Go peer made by Go's ``init --randomports`` away from the other tests running at the same time
+    (the suite's parallel workers); returns the config written.
+
+    - Its TCP and UDP listeners move to ports of this worker's range (``free_port``, see tests/conftest.py):
+      Go binds port 0 and closes it, a kernel ephemeral port that another process may take before the daemon
+      binds it.
+    - mDNS is off: Go's peers look for others on the network by it, and would connect to another test's peers
+      that share their secret."""
     cfg = json.loads(service_json.read_text())
+    cfg["cluster"]["mdns_interval"] = "0s"
     moved: dict[str, str] = {}
 
     def new_port(m: re.Match[str]) -> str:

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.integration.cluster_harness import own_ports, wait_for
+from tests.integration.cluster_harness import isolate_go_peer, wait_for
 
 from pincluster.localnet import SERVICE, clean_env
 
@@ -76,11 +76,10 @@ def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str,
             folder = root / name
             subprocess.run([str(binary), "-c", str(folder), "init", "--consensus", "raft", "--randomports", *extra],
                            env=_env(name), check=True, capture_output=True, timeout=60)
-            cfg = own_ports(folder / "service.json") if name == "gopeer" else json.loads(
+            cfg = isolate_go_peer(folder / "service.json") if name == "gopeer" else json.loads(
                 (folder / "service.json").read_text())
             if name == "gopeer":
                 cfg["ipfs_connector"]["ipfshttp"]["node_multiaddress"] = kubo.api_multiaddr
-                cfg["cluster"]["mdns_interval"] = "0s"  # no other test's Go peers (see SECRET)
                 (folder / "service.json").write_text(json.dumps(cfg, indent=2))
             else:  # the embedded node's swarm on loopback only, as kubo's test profile has it
                 ipfs_cfg = json.loads((folder / "ipfs" / "config").read_text())

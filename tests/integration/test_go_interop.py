@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from tests.integration.cluster_harness import ctl, init_peers, own_ports, start_cluster, stop_all, wait_for
+from tests.integration.cluster_harness import ctl, init_peers, isolate_go_peer, start_cluster, stop_all, wait_for
 
 from pincluster.localnet import clean_env
 
@@ -48,15 +48,14 @@ class GoPeer:
     def __init__(self, root: Path, node_multiaddress: str, name: str = "gopeer") -> None:
         self.service, self.ctl_bin = go_cluster_binary("ipfs-cluster-service"), go_cluster_binary("ipfs-cluster-ctl")
         self.folder = root / "go"
-        # a secret of its own, and no mDNS: other tests' Go peers may run at the same time
+        # a secret of its own: other tests' Go peers may run at the same time (see isolate_go_peer)
         self.env = clean_env({"CLUSTER_SECRET": secrets.token_hex(32), "CLUSTER_PEERNAME": name,
                               "GOLOG_LOG_LEVEL": "info"})
         subprocess.run([str(self.service), "-c", str(self.folder), "init", "--consensus", "raft", "--randomports"],
                        env=self.env, check=True, capture_output=True, timeout=60)
-        cfg = own_ports(self.folder / "service.json")
+        cfg = isolate_go_peer(self.folder / "service.json")
         cfg["ipfs_connector"]["ipfshttp"]["node_multiaddress"] = node_multiaddress
         cfg["api"]["ipfsproxy"]["node_multiaddress"] = node_multiaddress
-        cfg["cluster"]["mdns_interval"] = "0s"
         self.proxy = cfg["api"]["ipfsproxy"]["listen_multiaddress"]
         (self.folder / "service.json").write_text(json.dumps(cfg, indent=2))
         self.rest = cfg["api"]["restapi"]["http_listen_multiaddress"]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.integration.cluster_harness import own_ports, wait_for
+from tests.integration.cluster_harness import isolate_go_peer, wait_for
 
 from pincluster.localnet import SERVICE, clean_env
 from pincluster.p2p.keys import PrivateKey
@@ -190,7 +190,7 @@ def test_go_and_ours_exclude_each_other_on_one_folder(go_service: Path, tmp_path
 
     folder = tmp_path / "peer"
     ok(run(go_service, folder, "init", "--consensus", "raft", "--randomports"))
-    own_ports(folder / "service.json")
+    isolate_go_peer(folder / "service.json")
     with ClusterLock(folder):
         res = run(go_service, folder, "state", "export")
         assert res.returncode == 1 and "someone else has the lock" in res.stderr, res.stderr

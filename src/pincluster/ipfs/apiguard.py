@@ -208,8 +208,8 @@ class RpcAuthorizations:
     @classmethod
     def from_scopes(cls, scopes: Mapping[str, tuple[str, Sequence[str]]]) -> RpcAuthorizations:
         """``scopes``: user → (AuthSecret, AllowedPaths), as validated by the node's config."""
-        return cls({auth_header(secret): (user, tuple(paths)) for user, (secret, paths) in scopes.items()
-                    if auth_header(secret)})
+        return cls({header: (user, tuple(paths)) for user, (secret, paths) in scopes.items()
+                    if (header := auth_header(secret))})
 
     def allows(self, authorization: str, path: str) -> bool:
         if not self.by_header:

@@ -36,7 +36,7 @@ import msgspec
 from pincluster.config import ServiceConfig, load_config, load_identity
 from pincluster.config.identity import IDENTITY_JSON
 from pincluster.config.peerstore import load_peerstore
-from pincluster.durable import fsync_dir
+from pincluster.durable import fsync_parent
 from pincluster.errors import InvalidInput, StateError
 from pincluster.state import store as state_store
 from pincluster.types.codec import iter_json_values, pin_from_state, pin_to_state, to_json
@@ -400,7 +400,7 @@ def replace_pinset(cfg: ServiceConfig, peer_id: str, pins: Iterable[Pin]) -> Imp
         raise
     backup = cleanup_data_folder(data, cfg.raft.backups_rotate)
     os.replace(staging, data)
-    fsync_dir(data.parent)
+    fsync_parent(data)
     log.debug("imported %d pins into %s (peerset %s)", count, data, ", ".join(members))
     return ImportResult(read=read, pins=count, data_folder=data, backup=backup, members=tuple(members))
 

@@ -40,7 +40,7 @@ from typing import Any, Final
 
 import msgspec
 
-from pincluster.durable import fsync_dir
+from pincluster.durable import fsync_parent
 from pincluster.errors import InvalidInput, StateError
 
 log = logging.getLogger("pincluster.raft")
@@ -612,7 +612,7 @@ class SQLiteStore:
             tmp.unlink(missing_ok=True)
             raise SnapshotSuperseded(f"a newer snapshot replaced {dest} while this one was being written")
         os.replace(tmp, dest)
-        fsync_dir(dest.parent)
+        fsync_parent(dest)
         return info
 
     def restore_from(self, src_path: Path | str) -> SnapshotInfo:

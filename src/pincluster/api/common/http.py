@@ -206,6 +206,13 @@ class Timeouts:
     def __bool__(self) -> bool:
         return bool(self.read_header or self.read or self.write)
 
+    @classmethod
+    def of(cls, cfg: Any) -> Timeouts:
+        """From a config section with Go's ``read_header_timeout``, ``read_timeout`` and ``write_timeout``
+        (timedeltas): the REST, Pinning Service and proxy sections all have them."""
+        return cls(cfg.read_header_timeout.total_seconds(), cfg.read_timeout.total_seconds(),
+                   cfg.write_timeout.total_seconds())
+
 
 class Deadlines(asyncio.Protocol):
     """Go's ``ReadHeaderTimeout``, ``ReadTimeout`` and ``WriteTimeout`` around aiohttp's protocol, for one

@@ -122,9 +122,7 @@ class HTTPAPISettings:
 
         ssl_ctx = server_ssl_context(self.ssl_cert_file, self.ssl_key_file) if self.tls else None
         return ListenOptions(self.listen, logger, access_log, ssl_ctx, self.idle_timeout.total_seconds(),
-                             self.http_log_file, timeouts=Timeouts(self.read_header_timeout.total_seconds(),
-                                                                  self.read_timeout.total_seconds(),
-                                                                  self.write_timeout.total_seconds()))
+                             self.http_log_file, timeouts=Timeouts.of(self))
 
     def cors_policy(self) -> CORSPolicy:
         """The CORS policy of these settings (the REST and Pinning Service APIs share the keys)."""

@@ -212,9 +212,7 @@ class IPFSProxy(HTTPServer):
     def listen_options(self) -> ListenOptions:
         return ListenOptions(self.cfg.listen_multiaddress, log, access_log, None,
                              self.cfg.idle_timeout.total_seconds(), self.log_file,
-                             timeouts=Timeouts(self.cfg.read_header_timeout.total_seconds(),
-                                              self.cfg.read_timeout.total_seconds(),
-                                              self.cfg.write_timeout.total_seconds()))
+                             timeouts=Timeouts.of(self.cfg))
 
     def listening_message(self, addr: Multiaddr) -> str:
         return f"IPFS Proxy is listening on {addr} (forwarding to {self.cfg.node_multiaddress})"
