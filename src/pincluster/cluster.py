@@ -35,7 +35,7 @@ from pincluster.monitor.monitor import InformerPublisher, Monitor, ping_metric
 from pincluster.observe import tracing
 from pincluster.observe.bandwidth import BandwidthCounter
 from pincluster.p2p.host import Host
-from pincluster.pintracker.listing import PeerEntries, local_lines, merged_lines
+from pincluster.pintracker.listing import PeerEntries, local_lines, merged_lines, sparse_lines
 from pincluster.pintracker.rows import StatusRows
 from pincluster.pintracker.stateless import StatelessPinTracker
 from pincluster.rpc.core import RPC, UNBOUNDED
@@ -45,7 +45,9 @@ from pincluster.types.cid import CID
 from pincluster.types.codec import (
     StoredPin,
     decode_state,
+    decode_status_fields,
     from_json,
+    listing_columns,
     pin_from_state,
     pin_to_state,
     state_pin_lines,
@@ -87,6 +89,7 @@ def _seconds(td: timedelta) -> float:
 
 
 _StoredPage = list[tuple[bytes, bytes]]
+_ListingPage = list[tuple[bytes, bytes, bytes | None, bytes | None]]
 
 #: How long a write waits for this peer to catch up with the leader before saying "not in the pinset".
 _SYNC_BEFORE_NOT_FOUND = 3.0
@@ -150,6 +153,37 @@ class StatePinset:
                 chunk = []
         if chunk:
             yield chunk
+
+    async def listing_pages(self) -> AsyncIterator[_ListingPage]:
+        """``raw_pages`` with each pin's stored listing columns (``types.codec.listing_columns``), derived here
+        when the state does not keep them."""
+        state = self._state()
+        if hasattr(state, "listing_pages"):
+            async for page in state.listing_pages():
+                yield page
+            return
+        async for raw_page in self.raw_pages():
+            yield [(key, raw, *listing_columns(raw)) for key, raw in raw_page]
+
+    async def listed_for(self, peer: PeerID) -> AsyncIterator[_StoredPage]:
+        """Pages of ``(key, status key)`` of the stored pins ``peer`` holds (allocated to it, or to every
+        peer): from the allocations index when the state has one, else by a scan."""
+        state = self._state()
+        if hasattr(state, "pins_listed_for"):
+            async for listed in state.pins_listed_for(peer.bytes):
+                yield listed
+            return
+        me = peer.bytes
+        async for raw_page in self.raw_pages():
+            held: _StoredPage = []
+            for key, raw in raw_page:
+                s = decode_status_fields(raw)
+                if (s.rf_min == -1 and s.rf_max == -1) or me in s.allocations:
+                    skey = listing_columns(raw)[1]
+                    assert skey is not None  # it decoded
+                    held.append((key, skey))
+            if held:
+                yield held
 
     async def stored(self, key: bytes) -> StoredPin | None:
         """One stored pin, decoded only as far as listings need (None when not in the pinset)."""
@@ -934,12 +968,18 @@ class Cluster:
                 yield chunk
             return
         members = await self.member_ids()
-        remotes = {p: self._status_rows_of(p, filter) for p in members if p != self.peer_id}
 
         async def entries_of(peer: PeerID) -> PeerEntries:
             info = await self._peer_info(peer)
             return PeerEntries(peer, info.peername, info.ipfs_id, info.ipfs_addresses)
 
+        if filter == 0 and self.peer_id in members:
+            sparse = {p: self._sparse_rows_of(p) for p in members if p != self.peer_id}
+            async for chunk in sparse_lines(members, self.peer_id, self.tracker.listing_pages(), me, sparse,
+                                            entries_of, self.pinset.stored, self.clock.now_ns):
+                yield chunk
+            return
+        remotes = {p: self._status_rows_of(p, filter) for p in members if p != self.peer_id}
         # The local walk also gives the pins' fields for the other peers' rows; with a filter only operations
         # can match, those rows are few and their pins are read one by one instead (no pinset walk).
         every = not self.tracker.only_operations(filter)
@@ -948,6 +988,24 @@ class Cluster:
             self.pinset.stored, self.clock.now_ns,
         ):
             yield chunk
+
+    async def _sparse_rows_of(self, peer: PeerID) -> AsyncIterator[tuple[bool, list[StatusRows]]]:
+        """``peer``'s rows for an unfiltered merged listing: ``StatusAllSparse`` (True: what is not sent is
+        derived here), or all its rows from a peer that does not have it (False)."""
+        first = True
+        try:
+            async with contextlib.aclosing(self.rpc.stream_batches(
+                    peer, "PinTracker.StatusAllSparse", None, result_type=StatusRows, timeout=UNBOUNDED)) as stream:
+                async for batches in stream:
+                    first = False
+                    yield True, batches
+            return
+        except UnknownMethod:
+            if not first:
+                raise
+            log.debug("%s has no StatusAllSparse (an older version): asking for every row", peer)
+        async for batches in self._status_rows_of(peer, TrackerStatus.UNDEFINED):
+            yield False, batches
 
     async def _status_rows_of(self, peer: PeerID, filter: TrackerStatus) -> AsyncIterator[list[StatusRows]]:
         """``peer``'s rows for a merged listing: ``StatusAllCompact``, or ``StatusAllRows`` from a peer that

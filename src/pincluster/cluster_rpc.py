@@ -135,6 +135,13 @@ class PinTrackerService:
         async for batch in self.c.tracker.status_rows(TrackerStatus(flt or 0), compact=True):
             yield batch
 
+    @rpc_method("StatusAllSparse")
+    async def status_all_sparse(self) -> AsyncIterator[StatusRows]:
+        """The unfiltered ``StatusAllCompact`` without the statuses the asking peer derives from its own
+        pinset (remote, sharded): see ``StatelessPinTracker.status_rows_sparse``."""
+        async for batch in self.c.tracker.status_rows_sparse():
+            yield batch
+
     @rpc_method("Recover")
     async def recover(self, cid: CID) -> PinInfo:
         return await self.c.tracker.recover(cid)

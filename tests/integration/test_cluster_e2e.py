@@ -376,8 +376,18 @@ def test_ipfs_daemon_down_gives_clear_errors(cluster: Cluster) -> None:
 
     wait_for(victim_errored, what="cluster_error for the peer whose IPFS is down")
 
-    # Every IPFS daemon down: the merged listing has no peer to answer, and says so (not an empty 204).
+    # Every IPFS daemon down: the merged listing still lists the pinset (not an empty 204, which would claim
+    # there are no pins), every peer's entry saying why it has no status.
     for p in up:
         cluster.kubos[p.index].stop()
     status, items, _ = stream(up[0], "/pins")
+    assert status == 200 and cid in [item["cid"] for item in items], items
+    ids = {p.identity for p in up}
+    for item in items:  # a peer not allocated the pin is still "remote" (that needs no IPFS); others say why not
+        running = [e for peer, e in item["peer_map"].items() if peer in ids]
+        assert running and all(e["status"] == "remote" or "IPFS" in e["error"] for e in running), item
+        if item["cid"] == cid:  # pinned everywhere
+            assert {e["status"] for e in running} == {"cluster_error"} and len(running) == len(up), item
+    # A filtered listing merges what each peer answers: nobody could, and it says so.
+    status, items, _ = stream(up[0], "/pins?filter=pinned")
     assert status == 500 and "no peer could list its statuses" in items[0]["message"], items

@@ -451,7 +451,7 @@ def test_health_metrics(cluster: list[Peer], names: dict[str, str]) -> None:
     assert sorted(p for p, _ in pings) == sorted(names.values())
 
 
-RPC_PROTO, RAFT_PROTO = "/pincluster/rpc/2.1", "/pincluster/raft/2"
+RPC_PROTO, RAFT_PROTO = "/pincluster/rpc/3.0", "/pincluster/raft/2"
 
 
 def test_health_bandwidth_counts_each_peers_rpc_and_raft_traffic(cluster: list[Peer]) -> None:

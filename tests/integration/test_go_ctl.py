@@ -150,7 +150,7 @@ def test_listings_and_statuses_read_the_same(go_ctl: Path, cluster: list[Peer], 
     # and JSON, numbers and their units aside
     for args in (("health", "bandwidth"), ("--enc", "json", "health", "bandwidth")):
         go, ours = both(go_ctl, p, *args)
-        assert "/pincluster/raft/2" in ours[1] and "/pincluster/rpc/2.1" in ours[1]
+        assert "/pincluster/raft/2" in ours[1] and "/pincluster/rpc/3.0" in ours[1]
         _same(_numbers_masked(go), _numbers_masked(ours), args)
     for args in (("status",), ("status", cid), ("status", "--local"), ("status", "--filter", "pinned,remote"),
                  ("status", "--local", "--filter", "pin_error"), ("status", cid, cid), ("recover", cid),

@@ -1,4 +1,5 @@
-"""State format upgrade, end to end, on a data folder written by the previous release (format version 1).
+"""State format upgrade, end to end, on a data folder written by an earlier release (format version 1; the upgrade
+runs both steps, 1 → 2 → 3).
 
 ``tests/data/state-v1/peer`` is a single-peer cluster folder made by the format-1 code (see its README): 201 pins
 with varied options, a Raft snapshot and a journal after it. Each test copies it, moves every port to a free
@@ -25,7 +26,8 @@ import pytest
 
 from pincluster.cli.service import free_port
 from pincluster.localnet import SERVICE, Peer, clean_env, init_peers
-from pincluster.state.store import FORMAT_VERSION, SQLiteStore, read_format_version
+from pincluster.state.store import EVERYWHERE, FORMAT_VERSION, SQLiteStore, read_format_version
+from pincluster.types.codec import listing_columns
 from pincluster.types.peer import PeerID
 
 pytestmark = pytest.mark.timeout(300)
@@ -88,18 +90,27 @@ def assert_serves_v1_pins(peer: Peer) -> None:
 
 
 def assert_index_matches(peer: Peer) -> None:
-    """The migrated allocations index lists, for each peer, exactly the pins whose allocations name it."""
+    """The migrated allocations index lists, for each peer, exactly the pins whose allocations name it, and
+    under EVERYWHERE the pins replicated on every peer; every pin has its listing head (format 3)."""
     by_peer: dict[str, set[str]] = {}
+    spread: set[str] = set()
     for cid, pin in v1_pins().items():
         for p in pin["allocations"]:
             by_peer.setdefault(p, set()).add(cid)
-    assert by_peer  # the fixture has allocated pins
+        if pin["replication_factor_min"] == pin["replication_factor_max"] == -1:
+            spread.add(cid)
+    assert by_peer and spread  # the fixture has allocated pins and pins replicated everywhere
     store = SQLiteStore(peer.folder / "raft" / "state.sqlite")
     try:
         for p, cids in by_peer.items():
             pid = PeerID.decode(p).bytes
             assert store.count_allocated(pid) == len(cids)
             assert {pin for pin in _cids(store.allocated_page(pid, None, 10_000))} == cids
+        assert store.count_allocated(EVERYWHERE) == len(spread)
+        assert set(_cids(store.allocated_page(EVERYWHERE, None, 10_000))) == spread
+        rows = store.listing_page(None, 10_000)
+        assert len(rows) == len(v1_pins())
+        assert all((head, skey) == listing_columns(v) and head is not None for _k, v, head, skey in rows)
     finally:
         store.close()
 

@@ -5,8 +5,9 @@ same NDJSON, byte for byte, as the object path: each tracker's ``status_all`` Pi
 from __future__ import annotations
 
 import asyncio
+import json
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from test_pintracker_stateless import FakeIPFS, new_peer, settle
 
 from pincluster.config.sections import StatelessTrackerConfig
 from pincluster.errors import Unavailable
-from pincluster.pintracker.listing import PeerEntries, local_lines, merged_lines
+from pincluster.pintracker.listing import PeerEntries, local_lines, merged_lines, sparse_lines
 from pincluster.pintracker.rows import StatusRows
 from pincluster.pintracker.stateless import IPFSInfo, StatelessPinTracker, _MultihashIndex
 from pincluster.rpc.core import decoder_for, encode
@@ -118,6 +119,19 @@ class Cluster3:
             await t.shutdown()
 
 
+def lag(c: Cluster3) -> tuple[dict[bytes, Pin], SortedPinset]:
+    """Pinsets as Raft lag makes them: member 1 lacks every 97th pin, member 0 (this peer) every 211th, which
+    arrive in its pinset during the listing. Returns the whole pinset and member 1's."""
+    full = dict(c.pinset.pins)
+    keys = sorted(full)
+    lagging = SortedPinset()
+    lagging.pins = {k: full[k] for i, k in enumerate(keys) if i % 97 != 5}
+    c.trackers[1]._pinset = lagging
+    c.pinset.pins = {k: full[k] for i, k in enumerate(keys) if i % 211 != 9}
+    c.arrived = full
+    return full, lagging
+
+
 async def old_merged(c: Cluster3, flt: TrackerStatus) -> bytes:
     by_cid: dict[bytes, list[PinInfo]] = {}
     for t in c.trackers:
@@ -138,9 +152,9 @@ def entries(t: StatelessPinTracker) -> PeerEntries:
     return PeerEntries(t.peer, name, ipfs_id, addrs)
 
 
-async def new_merged(c: Cluster3, flt: TrackerStatus, remotes: dict[PeerID, AsyncIterator[list[Any]]] | None = None,
-                     compact: bool = True) -> bytes:
-    t0 = c.trackers[0]
+def lookups(c: Cluster3) -> tuple[Callable[[PeerID], Awaitable[PeerEntries]],
+                                   Callable[[bytes], Awaitable[StoredPin | None]]]:
+    """What the merge asks the cluster: a member's identity, and a pin from the pinset (or one that arrived)."""
     by_peer = {t.peer: t for t in c.trackers}
 
     async def entries_of(peer: PeerID) -> PeerEntries:
@@ -150,6 +164,13 @@ async def new_merged(c: Cluster3, flt: TrackerStatus, remotes: dict[PeerID, Asyn
         pin = c.pinset.pins.get(key) or (c.arrived or {}).get(key)
         return None if pin is None else decode_state(pin_to_state(pin))
 
+    return entries_of, stored_of
+
+
+async def new_merged(c: Cluster3, flt: TrackerStatus, remotes: dict[PeerID, AsyncIterator[list[Any]]] | None = None,
+                     compact: bool = True) -> bytes:
+    t0 = c.trackers[0]
+    entries_of, stored_of = lookups(c)
     if remotes is None:
         remotes = {t.peer: wire(t.status_rows(flt, compact=compact)) for t in c.trackers[1:]}
     out = b""
@@ -193,13 +214,7 @@ async def test_merged_listing_of_a_large_pinset_when_peers_lag(compact: bool) ->
     the rest the per-CID merge; the lines are still those of the object path."""
     c = Cluster3(seed=7, n=1500)
     try:
-        full = dict(c.pinset.pins)
-        keys = sorted(full)
-        lagging = SortedPinset()
-        lagging.pins = {k: full[k] for i, k in enumerate(keys) if i % 97 != 5}
-        c.trackers[1]._pinset = lagging
-        c.pinset.pins = {k: full[k] for i, k in enumerate(keys) if i % 211 != 9}
-        c.arrived = full
+        lag(c)
         for flt in (S.UNDEFINED, S.PINNED, S.REMOTE | S.UNEXPECTEDLY_UNPINNED):
             old = await old_merged(c, flt)
             new = await new_merged(c, flt, compact=compact)
@@ -330,3 +345,158 @@ async def test_rows_of_an_older_peer_come_from_status_all_rows() -> None:
         _ = [b async for b in Cluster._status_rows_of(
             SimpleNamespace(rpc=rpc_for(True, Unavailable("down"))), peer, S.UNDEFINED)]
     assert asked == ["PinTracker.StatusAllCompact"]
+
+
+# --- unfiltered merged listings from sparse rows (StatusAllSparse + sparse_lines) ------------------------------
+async def sparse_wire(gen: AsyncIterator[StatusRows], sparse: bool = True) -> AsyncIterator[tuple[bool, list[Any]]]:
+    async for batches in wire(gen):
+        yield sparse, batches
+
+
+async def new_sparse(c: Cluster3, remotes: dict[PeerID, AsyncIterator[tuple[bool, list[Any]]]] | None = None,
+                     ) -> bytes:
+    t0 = c.trackers[0]
+    entries_of, stored_of = lookups(c)
+    if remotes is None:
+        remotes = {t.peer: sparse_wire(t.status_rows_sparse()) for t in c.trackers[1:]}
+    chunks = [chunk async for chunk in sparse_lines(c.peers, t0.peer, t0.listing_pages(), entries(t0), remotes,
+                                                    entries_of, stored_of, c.clock.now_ns)]
+    return b"".join(chunks)
+
+
+@pytest.mark.parametrize("n", [300, 2600])
+@pytest.mark.parametrize("ops", [False, True])
+async def test_sparse_listing_is_byte_identical(ops: bool, n: int) -> None:
+    """The other members send only the pins they hold and their operations; this peer writes their remote
+    and sharded entries itself. The lines are those of the object path (random allocations, everywhere and
+    metadata pins, pinned and unexpectedly unpinned, failed and queued operations, an unpin outside the
+    pinset), past the page and batch sizes."""
+    c = Cluster3(seed=11 + ops, n=n)
+    try:
+        if ops:
+            await c.add_operations()
+        old = await old_merged(c, S.UNDEFINED)
+        new = await new_sparse(c)
+        if ops:  # an operation outside the pinset comes after the pinset's lines: the order may differ
+            assert sorted(new.splitlines()) == sorted(old.splitlines())
+        else:
+            assert new == old
+        assert new.count(b"\n") == n + (1 if ops else 0)
+        # the members sent fewer rows than there are pins: those they hold, and their operations
+        for t in c.trackers[1:]:
+            sent = sum([len(b.keys) + len(b.rows) async for b in t.status_rows_sparse()])
+            held = sum(1 for p in c.pins if p.type is not PinType.META
+                       and (p.is_pin_everywhere or t.peer in p.allocations))
+            assert sent <= held + len(t._ops) and sent < n
+    finally:
+        await c.shutdown()
+
+
+async def test_sparse_listing_of_a_member_sending_every_row() -> None:
+    """A member without ``StatusAllSparse`` (an older version) sends every row: missing rows then mean it does
+    not have the pin, as in ``merged_lines``."""
+    c = Cluster3(seed=13)
+    try:
+        await c.add_operations()
+        remotes = {t.peer: sparse_wire(t.status_rows(S.UNDEFINED, compact=True), sparse=False)
+                   for t in c.trackers[1:]}
+        new = await new_sparse(c, remotes)
+        assert sorted(new.splitlines()) == sorted((await old_merged(c, S.UNDEFINED)).splitlines())
+    finally:
+        await c.shutdown()
+
+
+async def test_sparse_listing_when_peers_lag() -> None:
+    """Pinsets that differ as Raft lag makes them: member 1 lacks some pins, this peer lacks others (they arrive
+    during the listing: written from the pinset when read, in CID order). A pin member 1 lacks shows the
+    status this peer derives for it there (remote, sharded) where the object path shows no entry; every other
+    entry is the object path's."""
+    c = Cluster3(seed=7, n=1500)
+    try:
+        full, lagging = lag(c)
+        old = {json.loads(line)["cid"]: line for line in (await old_merged(c, S.UNDEFINED)).splitlines()}
+        listed = (await new_sparse(c)).splitlines()
+        new = {json.loads(line)["cid"]: line for line in listed}
+        assert list(new) == sorted(new, key=lambda text: CID.decode(text).bytes)  # in CID order
+        # A pin this peer lacks is listed when another member holds it: one no other member holds is not
+        # (they send nothing for it), where the object path lists the others' "remote".
+        for text in old.keys() - new.keys():
+            key = CID.decode(text).bytes
+            pin = full[key]
+            assert key not in c.pinset.pins
+            assert pin.type is PinType.META or not (pin.is_pin_everywhere or set(pin.allocations) - {c.peers[0]})
+        assert 0 < len(old) - len(new) <= 1500 // 211 + 1
+        lag_peer = str(c.peers[1])
+        differ = 0
+        for text, n in new.items():
+            o = old[text]
+            if o == n:
+                continue
+            differ += 1
+            jo, jn = json.loads(o), json.loads(n)
+            assert CID.decode(text).bytes not in lagging.pins
+            extra = jn["peer_map"].pop(lag_peer)
+            assert lag_peer not in jo["peer_map"] and extra["status"] in ("remote", "sharded")
+            assert jn == jo
+        assert 0 < differ <= 1500 // 97 + 1
+    finally:
+        await c.shutdown()
+
+
+async def test_sparse_listing_with_a_failed_member_and_local_ipfs_down() -> None:
+    """A member whose stream fails shows cluster_error on every line. With this peer's IPFS down, its pins show
+    cluster_error with the reason, and what it derives without IPFS (remote, sharded) still shows."""
+    c = Cluster3(seed=4)
+    try:
+        t1 = c.trackers[1]
+        remotes = {t1.peer: sparse_wire(t1.status_rows_sparse()), c.peers[2]: _failing_sparse()}
+        lines = (await new_sparse(c, remotes)).splitlines()
+        assert len(lines) == len(c.pinset.pins)
+        for line in lines:
+            entry = json.loads(line)["peer_map"][str(c.peers[2])]
+            assert entry["status"] == "cluster_error" and entry["error"] == "connection refused"
+        c.ipfs[0].ls_error = RuntimeError("ipfs down")
+        statuses = set()
+        for line in (await new_sparse(c)).splitlines():
+            pin = c.pinset.pins[CID.decode(json.loads(line)["cid"]).bytes]
+            mine = json.loads(line)["peer_map"][str(c.peers[0])]
+            statuses.add(mine["status"])
+            if pin.type is PinType.META:
+                assert mine["status"] == "sharded"
+            elif pin.is_pin_everywhere or c.peers[0] in pin.allocations:
+                assert mine["status"] == "cluster_error" and "ipfs down" in mine["error"]
+            else:
+                assert mine["status"] == "remote"
+        assert {"sharded", "cluster_error", "remote"} <= statuses
+    finally:
+        await c.shutdown()
+
+
+async def _failing_sparse() -> AsyncIterator[tuple[bool, list[Any]]]:
+    raise Unavailable("connection refused")
+    yield True, []  # pragma: no cover
+
+
+async def test_sparse_rows_of_an_older_peer_come_from_every_row() -> None:
+    """A peer without ``StatusAllSparse`` is asked ``StatusAllCompact`` (its rows marked not sparse)."""
+    from types import SimpleNamespace
+
+    from pincluster.cluster import Cluster
+    from pincluster.rpc.errors import UnknownMethod
+
+    asked: list[str] = []
+    batch = StatusRows(ts_ns=1, rows=[(b"k", int(S.PINNED), None, "", 0, False, True)])
+
+    def stream_batches(peer: PeerID, method: str, arg: Any, **_: Any) -> AsyncIterator[list[StatusRows]]:
+        async def gen() -> AsyncIterator[list[StatusRows]]:
+            asked.append(method)
+            if method.endswith("Sparse"):
+                raise UnknownMethod(f"peer {peer} has no RPC method {method}")
+            yield [batch]
+        return gen()
+
+    fake = SimpleNamespace(rpc=SimpleNamespace(stream_batches=stream_batches))
+    fake._status_rows_of = lambda peer, flt: Cluster._status_rows_of(fake, peer, flt)  # type: ignore[attr-defined]
+    got = [b async for b in Cluster._sparse_rows_of(fake, new_peer())]  # type: ignore[arg-type]
+    assert got == [(False, [batch])]
+    assert asked == ["PinTracker.StatusAllSparse", "PinTracker.StatusAllCompact"]

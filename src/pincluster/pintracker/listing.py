@@ -15,15 +15,28 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from bisect import bisect_right
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from itertools import chain
 from typing import Any, Final, cast
 
 from pincluster.cache import cached
 from pincluster.errors import PinclusterError, Unavailable
-from pincluster.pintracker.rows import DERIVED_CODES, DERIVED_ERRORS, LocalRow, Row, StatusRows, derived_row
+from pincluster.pintracker.rows import (
+    CODE_OF,
+    DERIVED_CODES,
+    DERIVED_ERRORS,
+    ListedPage,
+    LocalRow,
+    Row,
+    StatusRows,
+    derived_row,
+)
 from pincluster.types.codec import (
+    StatusKey,
     StoredPin,
     blank_head_json,
+    decode_status_key,
     global_head_json,
     status_entry_prefix,
     status_entry_rest,
@@ -31,9 +44,9 @@ from pincluster.types.codec import (
 from pincluster.types.gotime import format_time, from_unix_nano
 from pincluster.types.multiaddr import Multiaddr
 from pincluster.types.peer import PeerID
-from pincluster.types.status import TrackerStatus
+from pincluster.types.status import PinType, TrackerStatus
 
-__all__ = ["PeerEntries", "local_lines", "merged_lines"]
+__all__ = ["PeerEntries", "local_lines", "merged_lines", "sparse_lines"]
 
 log = logging.getLogger("pincluster.pintracker")
 
@@ -73,6 +86,9 @@ class _Lines:
 
 
 _CLUSTER_ERROR: Final = int(TrackerStatus.CLUSTER_ERROR)
+_REMOTE: Final = int(TrackerStatus.REMOTE)
+_SHARDED: Final = int(TrackerStatus.SHARDED)
+_META: Final = PinType.META.bits
 _Derived = dict[int, tuple[str, str]]
 _TIME_TEXT: dict[int, str] = {}
 
@@ -80,6 +96,15 @@ _TIME_TEXT: dict[int, str] = {}
 def time_text(ts_ns: int) -> str:
     """``format_time`` of a Unix-nanosecond instant (a listing's batches share a few: cached)."""
     return cached(_TIME_TEXT, ts_ns, lambda ns: format_time(from_unix_nano(ns)), 64)
+
+
+async def _close_all(streams: Sequence[object]) -> None:
+    """Close a listing's streams (the members' and the local walk), whatever state they stopped in."""
+    for stream in streams:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            with contextlib.suppress(Exception):
+                await aclose()
 
 
 def _takes_over(status: int) -> bool:
@@ -353,15 +378,7 @@ async def merged_lines(
             raise Unavailable("StatusAll: no peer could list its statuses: " + "; ".join(
                 f"{members[i]}: {sources[i].failed}" for i in range(k)))
     finally:
-        for stream in remotes.values():
-            aclose = getattr(stream, "aclose", None)
-            if aclose is not None:
-                with contextlib.suppress(Exception):
-                    await aclose()
-        aclose_local = getattr(local, "aclose", None)
-        if aclose_local is not None:
-            with contextlib.suppress(Exception):
-                await aclose_local()
+        await _close_all([*remotes.values(), local])
 
 
 #: Rows compared at once for a run (see ``_aligned_run``), and items then taken one by one when they differ
@@ -429,3 +446,233 @@ async def _stored_head(stored_of: Callable[[bytes], Awaitable[StoredPin | None]]
     except PinclusterError:
         s = None
     return blank_head_json(key) if s is None else global_head_json(s)
+
+
+# --- unfiltered merged listings from sparse rows ---------------------------------------------------------------
+# The other members send only what this peer cannot derive from its own pinset (``StatusAllSparse``): the pins
+# they hold and their operations. A pin allocated elsewhere is ``remote`` on a member, a metadata pin
+# ``sharded``; this peer writes those itself, from the status fields its own walk decodes anyway. At
+# replication 1 on 3 peers each other member sends a third of the rows, and reads a third of the pinset (its
+# allocations index). The line's start is the pin's stored listing text (state format 3), and the peer_map
+# part repeats across pins with the same allocations and statuses: it is written once per listing and reused.
+
+#: A member's explicit value for a CID: a derived status code (compact batch) or a row.
+_Val = int | Row
+#: ``_Remote`` value standing for "this member's stream failed": its entry is the failure.
+_FAILED: Final = -2
+#: Distinct peer_map texts kept per listing (allocations × statuses in use: a handful in a steady state).
+_TAILS_MAX: Final = 4096
+
+
+class _Remote:
+    """Another member's sparse stream: the batch being read, and the rows read ahead of the local walk."""
+
+    __slots__ = ("batch_time", "entries", "failed", "index", "keys", "peer", "pos", "sparse", "stream", "vals",
+                 "waiting")
+
+    def __init__(self, index: int, peer: PeerID, stream: AsyncIterator[tuple[bool, list[StatusRows]]]) -> None:
+        self.index = index
+        self.peer = peer
+        self.stream = stream
+        self.entries: PeerEntries | None = None
+        self.sparse = True
+        self.keys: list[bytes] = []
+        self.vals: Sequence[_Val] = ()
+        self.pos = 0
+        self.batch_time = ""
+        self.failed: str | None = None
+        self.waiting: list[StatusRows] = []
+        #: rows with CIDs up to the local walk's page end, by CID, taken out as the page's CIDs are written
+
+
+async def sparse_lines(
+    members: Sequence[PeerID],
+    local_peer: PeerID,
+    local: AsyncIterator[ListedPage],
+    me: PeerEntries,
+    remotes: Mapping[PeerID, AsyncIterator[tuple[bool, list[StatusRows]]]],
+    entries_of: Callable[[PeerID], Awaitable[PeerEntries]],
+    stored_of: Callable[[bytes], Awaitable[StoredPin | None]],
+    now_ns: Callable[[], int],
+) -> AsyncIterator[bytes]:
+    """``GET /pins`` (no filter) on a member: the local walk (``listing_pages``) drives, one line per CID.
+
+    ``remotes`` yield ``(sparse, batches)``: ``sparse`` False for a member that sent every row
+    (``StatusAllCompact``, an older version), whose missing rows then mean it does not have the pin. Lines
+    are byte for byte those of ``merged_lines`` for the same statuses (tests/unit/test_pintracker_listing.py).
+    A member whose stream fails shows ``cluster_error`` from then on."""
+    k = len(members)
+    order = sorted(range(k), key=lambda i: str(members[i]))
+    local_index = members.index(local_peer)
+    rs = [_Remote(i, p, remotes[p]) for i, p in enumerate(members) if i != local_index]
+    gots: list[dict[bytes, _Val]] = [{} for _ in rs]
+    failed_text: dict[int, str] = {}
+    #: peer_map texts by signature, for each combination of batch times and failed members (constant in practice)
+    texts: dict[tuple[Any, ...], dict[tuple[Any, ...], bytes]] = {}
+    local_time = ""
+
+    async def pull(r: _Remote) -> bool:
+        """The next non-empty batch of ``r`` into its buffer; False at its end or failure (recorded)."""
+        if r.failed is not None:
+            return False
+        try:
+            while not r.waiting:
+                r.sparse, batches = await anext(r.stream)
+                r.waiting.extend(batches)
+            batch = r.waiting.pop(0)
+            if batch.ident is not None:
+                r.entries = PeerEntries.from_ident(r.peer, batch.ident)
+            r.batch_time = time_text(batch.ts_ns)
+            if batch.keys:
+                if len(batch.codes) != len(batch.keys) or max(batch.codes) >= len(DERIVED_CODES):
+                    raise ValueError(f"malformed compact rows from {r.peer}")
+                r.keys, r.vals = batch.keys, batch.codes
+            else:
+                r.keys, r.vals = [row[0] for row in batch.rows], batch.rows
+            r.pos = 0
+            return True
+        except StopAsyncIteration:
+            return False
+        except Exception as exc:
+            text = str(exc) or type(exc).__name__
+            r.failed = text
+            log.warning("status listing: %s failed: %s", r.peer, exc)
+            ent = await entries_of(r.peer)  # from its last ping, as for any unreachable peer
+            failed_text[r.index] = ent.error_entry(text, now_ns())
+            return False
+
+    async def fill(r: _Remote, got: dict[bytes, _Val], last: bytes | None) -> None:
+        """Move ``r``'s rows with CIDs up to ``last`` (all, for None) into ``got``."""
+        while True:
+            n = len(r.keys)
+            if r.pos < n:
+                j = n if last is None else bisect_right(r.keys, last, r.pos)
+                if j > r.pos:
+                    got.update(zip(r.keys[r.pos:j], r.vals[r.pos:j], strict=True))
+                    r.pos = j
+                if j < n:
+                    return
+            if not await pull(r):
+                return
+
+    async def entries(r: _Remote) -> PeerEntries:
+        if r.entries is None:
+            r.entries = await entries_of(r.peer)
+        return r.entries
+
+    async def line_parts(key: bytes, f: StatusKey | None, row: Row | None, vals: list[_Val | None],
+                         ) -> tuple[list[str], Row | None]:
+        """The peer_map entries of one CID in peer order, and the row whose pin fields the line shows."""
+        by_member: list[Row | None] = [None] * k
+        texts: list[str | None] = [None] * k
+        if row is not None:
+            by_member[local_index] = row
+            texts[local_index] = me.entry(row, local_time)
+        for r, v in zip(rs, vals, strict=True):
+            i = r.index
+            if v == _FAILED or (v is None and r.failed is not None):
+                texts[i] = failed_text[i]
+                continue
+            ent = await entries(r)
+            if v is None:
+                if f is None or not r.sparse:
+                    continue  # the member does not have the pin (or is behind): no entry, as Go shows
+                if f.type == _META:
+                    st = _SHARDED
+                elif not (f.rf_min == -1 and f.rf_max == -1) and r.peer.bytes not in f.allocations:
+                    st = _REMOTE
+                else:
+                    continue  # it should hold the pin but did not list it: behind this peer's pinset
+                implied = derived_row(key, CODE_OF[st])
+                by_member[i], texts[i] = implied, ent.entry(implied, local_time)
+            else:
+                explicit = derived_row(key, v) if isinstance(v, int) else v
+                by_member[i], texts[i] = explicit, ent.entry(explicit, r.batch_time)
+        top: Row | None = None
+        for rr in by_member:
+            if rr is not None and (top is None or _takes_over(rr[1])):
+                top = rr
+        return [t for i in order if (t := texts[i]) is not None], top
+
+    async def extra_line(key: bytes, row: Row | None) -> bytes | None:
+        """The line of a CID outside this peer's pinset (operations, or members ahead of this peer)."""
+        vals: list[_Val | None] = [got.pop(key, None) for got in gots]
+        parts, top = await line_parts(key, None, row, vals)
+        if top is None:
+            return None
+        head = await _stored_head(stored_of, key) if top[6] else blank_head_json(key)
+        return (head + ",".join(parts) + "}}\n").encode()
+
+    outside: dict[bytes, Row] = {}
+    fields: dict[bytes, StatusKey] = {}  # decoded status keys (a handful per listing)
+    try:
+        async for page in local:
+            local_time = time_text(page.ts_ns)
+            keys = page.keys
+            if page.outside:  # operations outside the pinset: written with the members' extras
+                outside.update(zip(keys, cast(list[Row], page.states), strict=True))
+                continue
+            if not keys:
+                continue
+            for r, got in zip(rs, gots, strict=True):
+                await fill(r, got, keys[-1])
+            # The page by columns (list comprehensions and zip run at C speed, a loop per CID would not):
+            # each line is its head plus the peer_map text of its signature, which holds everything that text
+            # depends on (this peer's status or row, the status key, each member's value), looked up in the
+            # texts written so far in this listing.
+            heads = list(page.heads)
+            cols = [[got.pop(key, None) for key in keys] for got in gots]
+            sigs = list(zip(page.states, page.skeys, *cols, strict=True))
+            state = (local_time, *[(r.batch_time, r.failed is None) for r in rs])
+            tails = texts.get(state)
+            if tails is None or len(tails) >= _TAILS_MAX:
+                tails = texts[state] = {}
+            found = [tails.get(sig) for sig in sigs]
+            if None in found:
+                for i, tail in enumerate(found):
+                    if tail is not None:
+                        continue
+                    sig = sigs[i]
+                    tail = tails.get(sig)  # written for an earlier CID of this page
+                    if tail is not None:
+                        found[i] = tail
+                        continue
+                    key, st, skey = keys[i], sig[0], sig[1]
+                    f = fields.get(skey)
+                    if f is None:
+                        if len(fields) >= _TAILS_MAX:
+                            fields.clear()
+                        f = fields[skey] = decode_status_key(skey)
+                    row = derived_row(key, CODE_OF[st]) if isinstance(st, int) else st
+                    parts, top = await line_parts(key, f, row, list(sig[2:]))
+                    if top is None:
+                        heads[i] = found[i] = b""
+                    elif not top[6]:  # the line shows an unpin's empty fields
+                        heads[i] = blank_head_json(key).encode()
+                        found[i] = (",".join(parts) + "}}\n").encode()
+                    else:
+                        found[i] = tail = (",".join(parts) + "}}\n").encode()
+                        if isinstance(st, int) and all(v is None or isinstance(v, int) for v in sig[2:]):
+                            tails[sig] = tail  # not for operations' rows: their CID makes them unique
+            lines = cast(list[bytes], found)
+            if any(gots):  # members' CIDs this peer's pinset lacks: in CID order among the page's lines
+                for key in sorted(set().union(*gots), reverse=True):
+                    extra = await extra_line(key, None)
+                    if extra is not None:
+                        p = bisect_right(keys, key)
+                        heads.insert(p, b"")
+                        lines.insert(p, extra)
+            out = b"".join(chain.from_iterable(zip(heads, lines, strict=True)))
+            if out:
+                yield out
+        for r, got in zip(rs, gots, strict=True):
+            await fill(r, got, None)
+        extras: list[bytes] = []
+        for key in sorted(set(outside).union(*gots)):
+            extra = await extra_line(key, outside.get(key))
+            if extra is not None:
+                extras.append(extra)
+        if extras:
+            yield b"".join(extras)
+    finally:
+        await _close_all([*remotes.values(), local])

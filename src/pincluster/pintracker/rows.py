@@ -23,7 +23,7 @@ from msgspec import Struct
 from pincluster.types.codec import StoredPin
 from pincluster.types.status import UNEXPECTEDLY_UNPINNED_ERROR, TrackerStatus
 
-__all__ = ["DERIVED_CODES", "DERIVED_ERRORS", "LocalRow", "Row", "StatusRows", "derived_row"]
+__all__ = ["DERIVED_CODES", "DERIVED_ERRORS", "ListedPage", "LocalRow", "Row", "StatusRows", "derived_row"]
 
 #: The statuses a tracker derives from a pinset entry and its IPFS node's pins (rows without a time of their
 #: own), each with the error text it carries.
@@ -45,6 +45,24 @@ Row = tuple[bytes, int, int | None, str, int, bool, bool]
 #: What the local tracker gives the cluster: ``(cid bytes, stored pin or None, row or None)``; the row is None
 #: for a pin whose status does not match the listing's filter (the pin still gives merged items their fields).
 LocalRow = tuple[bytes, StoredPin | None, Row | None]
+
+
+class ListedPage:
+    """A page of what the local tracker gives an unfiltered merged listing (``listing_pages``), in columns:
+    CIDs, each pin's stored listing text and status key (``types.codec.listing_columns``), and this peer's
+    status: a derived status (int) or an operation's row. ``outside``: operations on CIDs outside the pinset,
+    with no text nor key."""
+
+    __slots__ = ("heads", "keys", "outside", "skeys", "states", "ts_ns")
+
+    def __init__(self, ts_ns: int, keys: list[bytes], heads: list[bytes], skeys: list[bytes],
+                 states: list[int | Row], *, outside: bool = False) -> None:
+        self.ts_ns = ts_ns
+        self.keys = keys
+        self.heads = heads
+        self.skeys = skeys
+        self.states = states
+        self.outside = outside
 
 
 def derived_row(key: bytes, code: int) -> Row:

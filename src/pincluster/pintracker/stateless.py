@@ -31,7 +31,7 @@ from array import array
 from bisect import bisect_left
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from pincluster.aio import cancel_and_wait
 from pincluster.clock import SYSTEM_CLOCK, Clock
@@ -41,14 +41,19 @@ from pincluster.ipfsconn.interface import IPFSError
 from pincluster.observe import tracing
 from pincluster.pintracker.interface import QUEUE_FULL_ERROR, PinsetReader, TrackerIPFS
 from pincluster.pintracker.optracker import Operation, OperationTracker, OpPhase, OpType
-from pincluster.pintracker.rows import CODE_OF, DERIVED_ERRORS, LocalRow, Row, StatusRows
+from pincluster.pintracker.rows import CODE_OF, DERIVED_ERRORS, ListedPage, LocalRow, Row, StatusRows
+from pincluster.state.store import ListingRow
 from pincluster.types.cid import CID
 from pincluster.types.codec import (
+    DecodeError,
     StatusFields,
+    StatusKey,
     StoredPin,
     cid_multihash,
     decode_state,
     decode_status_fields,
+    decode_status_key,
+    listing_columns,
     pin_from_state,
     pin_from_stored,
     pin_to_state,
@@ -87,6 +92,40 @@ _PINNED = int(TrackerStatus.PINNED)
 _REMOTE = int(TrackerStatus.REMOTE)
 _SHARDED = int(TrackerStatus.SHARDED)
 _META_CODE = PinType.META.bits
+#: ``listing_pages``: a status key that leaves this peer's status to its IPFS node's recursive / direct pins.
+_NEEDS_RECURSIVE = 0
+_NEEDS_DIRECT = -1
+_KINDS_MAX = 1 << 16
+
+
+class _Kinds:
+    """What a status key means for this peer: its status when the key decides it (remote, sharded), else
+    which IPFS pin decides it (``_NEEDS_RECURSIVE``, ``_NEEDS_DIRECT``). Worked out once per distinct key: a
+    listing has a handful (pins with the same allocations and replication share one)."""
+
+    __slots__ = ("known", "me")
+
+    def __init__(self, me: bytes) -> None:
+        self.me = me
+        self.known: dict[bytes, int] = {}
+
+    def of(self, skey: bytes) -> int:
+        kind = self.known.get(skey)
+        return kind if kind is not None else self.decide(skey, self.me, self.known)
+
+    @staticmethod
+    def decide(skey: bytes, me: bytes, known: dict[bytes, int]) -> int:
+        if len(known) >= _KINDS_MAX:  # many distinct allocation sets: keep the memory bounded
+            known.clear()
+        f = decode_status_key(skey)
+        if f.type == _META_CODE:
+            kind = _SHARDED
+        elif _elsewhere(f, me):
+            kind = _REMOTE
+        else:
+            kind = _NEEDS_DIRECT if f.max_depth == 0 else _NEEDS_RECURSIVE
+        known[skey] = kind
+        return kind
 
 
 def _row_batches(ts_ns: int, rows: list[Row], compact: bool) -> Iterator[StatusRows]:
@@ -107,7 +146,7 @@ def _row_batches(ts_ns: int, rows: list[Row], compact: bool) -> Iterator[StatusR
         i = j
 
 
-def _elsewhere(s: StatusFields | StoredPin, me: bytes) -> bool:
+def _elsewhere(s: StatusFields | StoredPin | StatusKey, me: bytes) -> bool:
     """``Pin.is_remote_pin`` of a stored pin: not everywhere (rf -1/-1), and ``me`` not among its allocations."""
     return not (s.rf_min == -1 and s.rf_max == -1) and me not in s.allocations
 
@@ -623,6 +662,182 @@ class StatelessPinTracker:
                 yield batch
         if ident is not None:  # nothing to list: still say who we are
             yield StatusRows(ts_ns=self._clock.now_ns(), rows=[], ident=ident)
+
+    async def status_rows_sparse(self) -> AsyncIterator[StatusRows]:
+        """The unfiltered ``status_rows`` (compact) without what the peer merging the listing derives from
+        its own pinset (RPC ``PinTracker.StatusAllSparse``): the pins allocated to other peers (remote) and
+        metadata pins (sharded) are left out, unless this peer has an operation on them. What is sent: the
+        pins this peer holds (allocated here or everywhere, read from the allocations index with their status
+        keys: a third of the pinset at replication 1 on 3 peers, none of it decoded), and every operation, in
+        CID order."""
+        name, ipfs_id, addrs = self.identity()
+        ident: tuple[str, bytes | None, list[str]] | None = (
+            name, None if ipfs_id is None else ipfs_id.bytes, [str(a) for a in addrs])
+        now_ns = self._clock.now_ns()
+        recursive, direct = await self._ipfs_pinsets()
+        pinned, unexpected = CODE_OF[_PINNED], CODE_OF[int(TrackerStatus.UNEXPECTEDLY_UNPINNED)]
+        ops = self._ops
+        op_keys = sorted(op.cid.bytes for op in ops)  # a snapshot: operations that end meanwhile are skipped
+        oi = 0
+        kinds = _Kinds(self.peer.bytes)
+        batches: list[StatusRows] = []
+        keys: list[bytes] = []
+        codes = bytearray()
+        rows: list[Row] = []
+
+        def flush() -> None:
+            """End the current run (derived statuses, or operations' rows) as a batch."""
+            nonlocal keys, codes, rows
+            if keys:
+                batches.append(StatusRows(ts_ns=now_ns, rows=[], keys=keys, codes=bytes(codes)))
+                keys, codes = [], bytearray()
+            if rows:
+                batches.append(StatusRows(ts_ns=now_ns, rows=rows))
+                rows = []
+
+        def op_row(op: Operation) -> None:
+            if keys or len(rows) >= _ROWS_PER_BATCH:
+                flush()
+            rows.append(self._op_row(op))
+
+        def ops_before(key: bytes | None) -> None:
+            """Rows of the operations on CIDs before ``key`` (all left, for None) that the walk does not meet."""
+            nonlocal oi
+            while oi < len(op_keys) and (key is None or op_keys[oi] < key):
+                op = ops.get_bytes(op_keys[oi])
+                if op is not None:
+                    op_row(op)
+                oi += 1
+
+        async for page in self._held():
+            check_ops = len(ops) > 0
+            for key, skey in page:
+                if op_keys:
+                    ops_before(key)
+                    if oi < len(op_keys) and op_keys[oi] == key:
+                        oi += 1
+                op = ops.get_bytes(key) if check_ops else None
+                if op is not None:
+                    op_row(op)
+                    continue
+                kind = kinds.of(skey)
+                if kind == _SHARDED:
+                    continue  # the merging peer derives it
+                if rows:
+                    flush()
+                keys.append(key)
+                if kind > 0:
+                    codes.append(CODE_OF[kind])
+                else:
+                    mh = cid_multihash(key)
+                    codes.append(pinned if (mh in recursive or (kind == _NEEDS_DIRECT and mh in direct))
+                                 else unexpected)
+                if len(keys) >= _ROWS_PER_BATCH:
+                    flush()
+            if page:
+                flush()
+            for batch in batches:
+                if ident is not None:
+                    batch.ident, ident = ident, None
+                yield batch
+            batches.clear()
+        ops_before(None)
+        flush()
+        for batch in batches:
+            if ident is not None:
+                batch.ident, ident = ident, None
+            yield batch
+        if ident is not None:  # nothing to list: still say who we are
+            yield StatusRows(ts_ns=now_ns, rows=[], ident=ident)
+
+    async def _held(self) -> AsyncIterator[list[tuple[bytes, bytes]]]:
+        """Pages of ``(key, status key)`` of the pins this peer holds, from the pinset's index when it has one."""
+        pages = getattr(self._pinset, "listed_for", None)
+        if pages is not None:
+            async for page in pages(self.peer):
+                yield page
+            return
+        me = self.peer.bytes
+        async for page in self._stored_pages():
+            held = []
+            for key, raw in page:
+                if not _elsewhere(decode_status_fields(raw), me):
+                    skey = listing_columns(raw)[1]
+                    assert skey is not None  # it decoded
+                    held.append((key, skey))
+            yield held
+
+    async def listing_pages(self) -> AsyncIterator[ListedPage]:
+        """This peer's unfiltered statuses for a merged listing (``pincluster.pintracker.listing``), as pages
+        in columns: the pinset's CIDs in order, with each pin's stored listing text and status key (what the
+        merge needs to write the line and the other peers' remote/sharded entries) and this peer's status;
+        then a page of the operations on CIDs outside the pinset, sorted (``outside``).
+
+        A status key's meaning here (remote, sharded, or which IPFS pin it needs) is worked out once per
+        distinct key: most pins need no decoding at all."""
+        now_ns = self._clock.now_ns()
+        ipfs_error: tuple[int, int, str, int, bool, bool] | None = None  # a Row without its CID
+        try:
+            recursive, direct = await self._ipfs_pinsets()
+        except Unavailable as exc:  # the pins IPFS should hold show the reason; remote and sharded still hold
+            recursive = direct = _MultihashIndex()
+            ipfs_error = (int(TrackerStatus.CLUSTER_ERROR), now_ns, str(exc), 0, False, True)
+        unexpected = int(TrackerStatus.UNEXPECTEDLY_UNPINNED)
+        me = self.peer.bytes
+        ops = self._ops
+        seen: set[bytes] = set()
+        pages = getattr(self._pinset, "listing_pages", None)
+        kinds = _Kinds(me).known
+
+        async def stored() -> AsyncIterator[list[ListingRow]]:
+            if pages is not None:
+                async for page in pages():
+                    yield page
+                return
+            async for page in self._stored_pages():
+                yield [(k, raw, *listing_columns(raw)) for k, raw in page]
+
+        async for page in stored():
+            if not page:
+                continue
+            stored_keys = [row[3] for row in page]
+            if None in stored_keys:  # not a readable pin: fails as any listing of it does
+                for _, raw, _, skey in page:
+                    if skey is None:
+                        decode_state(raw)
+                raise DecodeError("corrupt pin in the state store: no listing columns")
+            skeys = cast(list[bytes], stored_keys)
+            keys = [row[0] for row in page]
+            states: list[int | Row] = []
+            check_ops = len(ops) > 0
+            for key, skey in zip(keys, skeys, strict=True):
+                op = ops.get_bytes(key) if check_ops else None
+                if op is not None:
+                    seen.add(key)
+                    states.append(self._op_row(op))
+                    continue
+                kind = kinds.get(skey)
+                if kind is None:
+                    kind = _Kinds.decide(skey, me, kinds)
+                if kind > 0:
+                    states.append(kind)
+                elif ipfs_error is not None:
+                    states.append((key, *ipfs_error))
+                else:
+                    mh = cid_multihash(key)
+                    states.append(_PINNED if (mh in recursive or (kind == _NEEDS_DIRECT and mh in direct))
+                                  else unexpected)
+            # both columns are written together: a pin with a status key has its text
+            yield ListedPage(now_ns, keys, cast(list[bytes], [row[2] for row in page]), skeys, states)
+        outside: list[Row] = []
+        for other in list(ops):
+            key = other.cid.bytes
+            if key in seen or await self._pinset.get(other.cid) is not None:
+                continue  # met by the walk, or added to the pinset during it: not part of this listing
+            outside.append(self._op_row(other))
+        if outside:
+            outside.sort()
+            yield ListedPage(now_ns, [r[0] for r in outside], [], [], list(outside), outside=True)
 
     @staticmethod
     def only_operations(flt: TrackerStatus) -> bool:

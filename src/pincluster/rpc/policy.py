@@ -75,6 +75,7 @@ EXTENSIONS: dict[str, Policy] = {
     # Compact statuses for merged listings: the peer's identity once, then rows (CID, status, …) in CID order.
     "PinTracker.StatusAllRows": _T,
     "PinTracker.StatusAllCompact": _T,  # the same, with runs of derived statuses as CIDs plus a code byte each
+    "PinTracker.StatusAllSparse": _T,  # unfiltered, without the remote/sharded statuses the caller derives
 }
 POLICIES.update(EXTENSIONS)
 

@@ -40,7 +40,7 @@ class ReadOnlyState(Protocol):
 
 @runtime_checkable
 class IndexedState(ReadOnlyState, Protocol):
-    """A state with the format-2 indexes (``state.store``): reads that touch only the pins they return.
+    """A state with the format-3 indexes (``state.store``): reads that touch only the pins they return.
 
     A separate protocol so that fakes and other states need not provide it; callers check ``isinstance`` and
     fall back to scanning ``list()``.
@@ -52,6 +52,18 @@ class IndexedState(ReadOnlyState, Protocol):
 
     def expired(self, now: datetime, *, page_size: int = 1000) -> AsyncIterator[tuple[bytes, bytes]]:
         """Stream the pins whose ``expire_at`` is set and before ``now``, oldest first."""
+        ...
+
+    def listing_pages(
+        self, *, page_size: int = 2000
+    ) -> AsyncIterator[list[tuple[bytes, bytes, bytes | None, bytes | None]]]:
+        """Pages of ``(key, value, head, skey)`` in key order: the pin's stored listing text and status key
+        (format 3, ``types.codec.listing_columns``; None for a value that is not a readable pin)."""
+        ...
+
+    def pins_listed_for(self, peer: bytes, *, page_size: int = 2000) -> AsyncIterator[list[tuple[bytes, bytes]]]:
+        """Pages of ``(key, status key)`` of the pins a peer holds: allocated to ``peer`` or to every peer
+        (rf -1), in key order (``types.codec.StatusKey``)."""
         ...
 
 

@@ -4,19 +4,30 @@ Why SQLite: it is in the standard library, gives atomic multi-row commits (one R
 one fsync), readers that never block the writer (WAL), ordered iteration by key for streaming in CID order,
 and consistent copies of itself (``VACUUM INTO``) without stopping writes, which is what Raft snapshots need.
 
-Layout (format version 2)::
+Layout (format version 3)::
 
     meta(key TEXT PRIMARY KEY, value)     format_version, applied_index, applied_term
-    pins(key BLOB PRIMARY KEY, value BLOB) WITHOUT ROWID    key = CID bytes, value = compact Pin encoding
-    allocations(peer BLOB, key BLOB, PRIMARY KEY(peer, key)) WITHOUT ROWID   peer = peer-ID multihash bytes
+    pins(key BLOB PRIMARY KEY, value BLOB, head BLOB, skey BLOB) WITHOUT ROWID
+        key = CID bytes, value = compact Pin encoding, (head, skey) = types.codec.listing_columns(value)
+        (NULL: not a pin)
+    allocations(peer BLOB, key BLOB, PRIMARY KEY(peer, key)) WITHOUT ROWID
+        peer = peer-ID multihash bytes, or EVERYWHERE (b"") for a pin replicated on every peer
     expiry(expire_at INTEGER, key BLOB, PRIMARY KEY(expire_at, key)) WITHOUT ROWID  expire_at = µs since 1970
 
-Version 2 adds the two index tables, maintained in the same transaction as every change to ``pins``: re-pinning
-a dead peer's pins or removing a peer (``peers rm``) reads only that peer's pins (``pins_allocated_to``), and the
-expiry sweep reads only the pins whose ``expire_at`` has passed (``expired``), where version 1 had to decode the
-whole pinset for both. ``MIGRATIONS[1]`` builds them from the version 1 rows. The indexes read two fields of the
-stored pin encoding (``types.codec.pin_to_state`` format 1: #7 allocations, #10 expire_at); a value that is not
-such a pin is stored but not indexed.
+Version 2 added the two index tables, maintained in the same transaction as every change to ``pins``:
+re-pinning a dead peer's pins or removing a peer (``peers rm``) reads only that peer's pins
+(``pins_allocated_to``), and the expiry sweep reads only the pins whose ``expire_at`` has passed (``expired``),
+where version 1 had to decode the whole pinset for both. ``MIGRATIONS[1]`` builds them from the version 1 rows.
+
+Version 3 adds, kept by the same writes: the ``head`` and ``skey`` columns, the rendered start of the pin's
+line in a merged status listing and the fields that decide the peers' statuses (``types.codec.StatusKey``), so
+that ``GET /pins`` copies each pin's text and looks its statuses up by key instead of decoding and formatting
+it (``listing_pages``); and an ``allocations`` row under ``EVERYWHERE`` for each pin with replication factors
+-1/-1 (its allocations list is empty), so that a peer answering a listing reads only the pins it holds
+(``pins_listed_for``: its own rows and the everywhere rows). ``MIGRATIONS[2]`` fills both for existing pins.
+
+The indexes read fields of the stored pin encoding (``types.codec.pin_to_state`` format 1: #5/#6 rf_min/max,
+#7 allocations, #10 expire_at); a value that is not such a pin is stored but not indexed.
 
 ``applied_index`` is the Raft log index of the last batch written, committed in the same transaction as the
 batch. Applying an entry whose index is not above it is a no-op, which makes apply idempotent: PySyncObj
@@ -27,12 +38,13 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import functools
 import logging
 import os
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,11 +54,12 @@ import msgspec
 
 from pincluster.durable import fsync_parent
 from pincluster.errors import InvalidInput, StateError
+from pincluster.types.codec import listing_columns
 
 log = logging.getLogger("pincluster.raft")
 
 #: Version of the on-disk layout written by this release. Bump it and add a MIGRATIONS entry on any change.
-FORMAT_VERSION: Final = 2
+FORMAT_VERSION: Final = 3
 
 #: ``MIGRATIONS[v]`` upgrades a database from version ``v`` to ``v + 1`` inside one transaction (filled below).
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {}
@@ -59,6 +72,12 @@ OP_DELETE: Final = 2
 #: One state change: ``(OP_PUT, key, value)`` or ``(OP_DELETE, key, None)``.
 Op = tuple[int, bytes, bytes | None]
 
+#: A pin as merged listings read it: ``(key, value, head, skey)`` (see ``types.codec.listing_columns``).
+ListingRow = tuple[bytes, bytes, bytes | None, bytes | None]
+
+#: The ``allocations`` peer under which every pin replicated everywhere (rf -1/-1) is indexed (no peer ID is empty).
+EVERYWHERE: Final = b""
+
 _SCHEMA_INDEXES = (
     "CREATE TABLE IF NOT EXISTS allocations (peer BLOB NOT NULL, key BLOB NOT NULL, PRIMARY KEY (peer, key)) "
     "WITHOUT ROWID",
@@ -67,7 +86,7 @@ _SCHEMA_INDEXES = (
 )
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID",
-    "CREATE TABLE IF NOT EXISTS pins (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS pins (key BLOB PRIMARY KEY, value BLOB NOT NULL, head BLOB, skey BLOB) WITHOUT ROWID",
     *_SCHEMA_INDEXES,
 )
 
@@ -84,8 +103,8 @@ class _IndexedFields(msgspec.Struct, array_like=True):
     type: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
     max_depth: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
     timestamp: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
-    rf_min: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
-    rf_max: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
+    rf_min: int = 0
+    rf_max: int = 0
     allocations: list[bytes] | None = None
     name: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
     metadata: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
@@ -104,8 +123,9 @@ def to_micros(t: datetime) -> int:
 
 
 def index_entries(value: bytes) -> tuple[list[bytes], int | None]:
-    """(allocated peers, expire_at in µs or None) of a stored pin; ``([], None)`` for anything else.
+    """(``allocations`` peers, expire_at in µs or None) of a stored pin; ``([], None)`` for anything else.
 
+    The peers are the pin's allocations, plus EVERYWHERE when it is replicated on every peer (rf -1/-1).
     An unset expiry is Go's zero time or the Unix epoch (``Pin.expired_at`` treats both as "never").
     """
     try:
@@ -119,7 +139,10 @@ def index_entries(value: bytes) -> tuple[list[bytes], int | None]:
         expire = to_micros(f.expire_at)
         if expire == 0:
             expire = None
-    return list(dict.fromkeys(f.allocations or ())), expire
+    peers = list(dict.fromkeys(f.allocations or ()))
+    if f.rf_min == -1 and f.rf_max == -1 and EVERYWHERE not in peers:
+        peers.append(EVERYWHERE)
+    return peers, expire
 
 
 _NO_INDEX: Final[tuple[list[bytes], int | None]] = ([], None)
@@ -152,7 +175,7 @@ def _write_ops(w: sqlite3.Connection, ops: Sequence[Op]) -> list[bytes | None]:
     for op, key, value in ops:
         previous.append(current[key])
         current[key] = value if op == OP_PUT else None
-    puts: list[tuple[bytes, bytes]] = []
+    puts: list[tuple[bytes, bytes, bytes | None, bytes | None]] = []
     dels: list[tuple[bytes]] = []
     alloc_del: list[tuple[bytes, bytes]] = []
     alloc_add: list[tuple[bytes, bytes]] = []
@@ -165,7 +188,7 @@ def _write_ops(w: sqlite3.Connection, ops: Sequence[Op]) -> list[bytes | None]:
         if new is None:
             dels.append((key,))
         else:
-            puts.append((key, new))
+            puts.append((key, new, *listing_columns(new)))
         old_peers, old_exp = _NO_INDEX if old is None else index_entries(old)
         new_peers, new_exp = _NO_INDEX if new is None else index_entries(new)
         alloc_del.extend((p, key) for p in old_peers if p not in new_peers)
@@ -178,7 +201,7 @@ def _write_ops(w: sqlite3.Connection, ops: Sequence[Op]) -> list[bytes | None]:
     if dels:
         w.executemany("DELETE FROM pins WHERE key = ?", dels)
     if puts:
-        w.executemany("INSERT OR REPLACE INTO pins(key, value) VALUES (?, ?)", puts)
+        w.executemany("INSERT OR REPLACE INTO pins(key, value, head, skey) VALUES (?, ?, ?, ?)", puts)
     if alloc_del:
         w.executemany("DELETE FROM allocations WHERE peer = ? AND key = ?", alloc_del)
     if alloc_add:
@@ -190,10 +213,10 @@ def _write_ops(w: sqlite3.Connection, ops: Sequence[Op]) -> list[bytes | None]:
     return previous
 
 
-def _bulk_stage(w: sqlite3.Connection, rows: list[tuple[int, bytes, bytes]], allocs: list[tuple[int, bytes]],
-                exps: list[tuple[int, int]]) -> None:
+def _bulk_stage(w: sqlite3.Connection, rows: list[tuple[int, bytes, bytes, bytes | None, bytes | None]],
+                allocs: list[tuple[int, bytes]], exps: list[tuple[int, int]]) -> None:
     """``bulk_load``: append the gathered rows to its temporary tables, and empty the lists."""
-    w.executemany("INSERT INTO bulk(rowid, key, value) VALUES (?, ?, ?)", rows)
+    w.executemany("INSERT INTO bulk(rowid, key, value, head, skey) VALUES (?, ?, ?, ?, ?)", rows)
     w.executemany("INSERT INTO bulk_alloc(row, peer) VALUES (?, ?)", allocs)
     w.executemany("INSERT INTO bulk_exp(row, expire_at) VALUES (?, ?)", exps)
     rows.clear()
@@ -220,7 +243,7 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
     for key, value in reader.execute("SELECT key, value FROM pins"):
         k = bytes(key)
         peers, expire = index_entries(bytes(value))
-        allocs.extend((p, k) for p in peers)
+        allocs.extend((p, k) for p in peers if p != EVERYWHERE)  # format 3's rows: MIGRATIONS[2] adds them
         if expire is not None:
             expiry.append((expire, k))
         n += 1
@@ -230,7 +253,38 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
     log.info("state format 1 -> 2: indexed the allocations and expiry of %d pins", n)
 
 
+_MIGRATE_PAGE: Final = 2000  # pins read, rendered and rewritten at a time by MIGRATIONS[2]
+
+
+def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
+    """Format 2 → 3: add ``pins.head`` and ``pins.skey`` and fill them, and index the pins replicated everywhere
+    under EVERYWHERE (inside ``upgrade``'s transaction; keyset pages: a pinset of millions is never held in
+    memory)."""
+    conn.execute("ALTER TABLE pins ADD COLUMN head BLOB")
+    conn.execute("ALTER TABLE pins ADD COLUMN skey BLOB")
+    after: bytes | None = None
+    n = everywhere = 0
+    while True:
+        if after is None:
+            rows = conn.execute("SELECT key, value FROM pins ORDER BY key LIMIT ?", (_MIGRATE_PAGE,)).fetchall()
+        else:
+            rows = conn.execute("SELECT key, value FROM pins WHERE key > ? ORDER BY key LIMIT ?",
+                                (after, _MIGRATE_PAGE)).fetchall()
+        if not rows:
+            break
+        heads = [(*listing_columns(value), key) for key, value in rows]
+        spread = [(EVERYWHERE, key) for key, value in rows if EVERYWHERE in index_entries(value)[0]]
+        conn.executemany("UPDATE pins SET head = ?, skey = ? WHERE key = ?", heads)
+        conn.executemany("INSERT OR IGNORE INTO allocations(peer, key) VALUES (?, ?)", spread)
+        n += len(rows)
+        everywhere += len(spread)
+        after = rows[-1][0]
+    log.info("state format 2 -> 3: rendered the listing heads of %d pins, indexed %d pins replicated everywhere",
+             n, everywhere)
+
+
 MIGRATIONS[1] = _migrate_1_to_2
+MIGRATIONS[2] = _migrate_2_to_3
 
 
 class StateVersionError(StateError):
@@ -467,17 +521,17 @@ class SQLiteStore:
             w = self._w
             if w.execute("SELECT 1 FROM pins LIMIT 1").fetchone() is not None:
                 raise StateError("bulk_load needs an empty state")
-            w.execute("CREATE TEMP TABLE bulk (key BLOB NOT NULL, value BLOB NOT NULL)")
+            w.execute("CREATE TEMP TABLE bulk (key BLOB NOT NULL, value BLOB NOT NULL, head BLOB, skey BLOB)")
             w.execute("CREATE TEMP TABLE bulk_alloc (row INTEGER NOT NULL, peer BLOB NOT NULL)")
             w.execute("CREATE TEMP TABLE bulk_exp (row INTEGER NOT NULL, expire_at INTEGER NOT NULL)")
             try:
                 w.execute("BEGIN IMMEDIATE")
                 try:
-                    rows: list[tuple[int, bytes, bytes]] = []
+                    rows: list[tuple[int, bytes, bytes, bytes | None, bytes | None]] = []
                     allocs: list[tuple[int, bytes]] = []
                     exps: list[tuple[int, int]] = []
                     for row, (key, value) in enumerate(items, 1):
-                        rows.append((row, key, value))
+                        rows.append((row, key, value, *listing_columns(value)))
                         peers, expire = index_entries(value)
                         allocs.extend((row, p) for p in peers)
                         if expire is not None:
@@ -487,7 +541,7 @@ class SQLiteStore:
                     _bulk_stage(w, rows, allocs, exps)
                     # the last row of each key wins; sorted inserts fill the B-trees' pages in order
                     w.execute("CREATE TEMP TABLE bulk_last AS SELECT max(rowid) AS row FROM bulk GROUP BY key")
-                    w.execute("INSERT INTO pins(key, value) SELECT key, value FROM bulk "
+                    w.execute("INSERT INTO pins(key, value, head, skey) SELECT key, value, head, skey FROM bulk "
                               "WHERE rowid IN (SELECT row FROM bulk_last) ORDER BY key")
                     w.execute("INSERT OR IGNORE INTO allocations(peer, key) SELECT a.peer, b.key FROM bulk_alloc a "
                               "JOIN bulk b ON b.rowid = a.row WHERE a.row IN (SELECT row FROM bulk_last) "
@@ -541,13 +595,27 @@ class SQLiteStore:
             rows: list[tuple[bytes, bytes]] = cur.fetchall()  # BLOB columns come as bytes already: no copies
             return rows
 
-    def allocated_page(self, peer: bytes, after: bytes | None, limit: int) -> list[tuple[bytes, bytes]]:
+    def listing_page(self, after: bytes | None, limit: int) -> list[ListingRow]:
+        """:meth:`page` with each pin's stored listing columns (None: derive them from the value)."""
+        with self._rlock:
+            if after is None:
+                cur = self._r.execute("SELECT key, value, head, skey FROM pins ORDER BY key LIMIT ?", (limit,))
+            else:
+                cur = self._r.execute(
+                    "SELECT key, value, head, skey FROM pins WHERE key > ? ORDER BY key LIMIT ?", (after, limit)
+                )
+            rows: list[ListingRow] = cur.fetchall()
+            return rows
+
+    def allocated_page(self, peer: bytes, after: bytes | None, limit: int, *,
+                       skeys: bool = False) -> list[tuple[bytes, bytes]]:
         """Up to ``limit`` pins allocated to ``peer`` (peer-ID multihash bytes) with key > ``after``, in key
-        order: an index range scan, whatever the size of the pinset."""
+        order: an index range scan, whatever the size of the pinset. ``(key, value)``, or with ``skeys``
+        ``(key, status key)`` (what a merged listing needs of them)."""
         with self._rlock:
             cur = self._r.execute(
-                "SELECT a.key, p.value FROM allocations AS a JOIN pins AS p ON p.key = a.key "
-                "WHERE a.peer = ? AND a.key > ? ORDER BY a.key LIMIT ?",
+                f"SELECT a.key, p.{'skey' if skeys else 'value'} FROM allocations AS a JOIN pins AS p "
+                "ON p.key = a.key WHERE a.peer = ? AND a.key > ? ORDER BY a.key LIMIT ?",
                 (peer, after or b"", limit),
             )
             return [(bytes(k), bytes(v)) for k, v in cur.fetchall()]
@@ -644,7 +712,7 @@ class SQLiteStore:
         transaction), so the tracker can tell a new pin from a changed one without asking IPFS. The applied
         index and term become those of the last entry written. Any error rolls the whole group back.
 
-        Writes go through ``_write_ops``, as ``apply``'s do, so the format-2 indexes are kept the same way.
+        Writes go through ``_write_ops``, as ``apply``'s do, so the heads and indexes are kept the same way.
         """
         with self._wlock:
             w = self._w
@@ -773,6 +841,45 @@ def _first(row: Any) -> Any:
     return row[0]
 
 
+async def _merge_pages(
+    a: AsyncIterator[list[tuple[bytes, bytes]]], b: AsyncIterator[list[tuple[bytes, bytes]]], size: int
+) -> AsyncGenerator[list[tuple[bytes, bytes]], None]:
+    """Merge two key-ordered streams of pages into pages of ``size``, a key found in both given once."""
+
+    async def more(it: AsyncIterator[list[tuple[bytes, bytes]]]) -> list[tuple[bytes, bytes]]:
+        return await anext(it, [])  # _pages yields no empty page: [] is the end
+
+    out: list[tuple[bytes, bytes]] = []
+    xa, xb = await more(a), await more(b)
+    i = j = 0
+    while xa and xb:
+        ka, kb = xa[i][0], xb[j][0]
+        if ka < kb:
+            out.append(xa[i])
+            i += 1
+        else:
+            out.append(xb[j])
+            j += 1
+            if ka == kb:
+                i += 1
+        if len(out) == size:
+            yield out
+            out = []
+        if i == len(xa):
+            xa, i = await more(a), 0
+        if j == len(xb):
+            xb, j = await more(b), 0
+    rest, k, it = (xa, i, a) if xa else (xb, j, b)
+    while rest:
+        out.extend(rest[k:])
+        while len(out) >= size:
+            yield out[:size]
+            out = out[size:]
+        rest, k = await more(it), 0
+    if out:
+        yield out
+
+
 class SQLiteState:
     """Async ``State`` over a ``SQLiteStore``: reads run in worker threads, never on the event loop."""
 
@@ -798,7 +905,7 @@ class SQLiteState:
 
     @staticmethod
     async def _pages(fetch: Callable[[Any, int], builtins.list[Any]], resume: Callable[[Any], Any],
-                     page_size: int) -> AsyncIterator[builtins.list[Any]]:
+                     page_size: int) -> AsyncGenerator[builtins.list[Any], None]:
         """Keyset paging shared by the listings: ``fetch(after, n)`` in a worker thread until a short page;
         ``resume(last_row)`` is where the next page starts. The next page is read while the caller handles
         this one (SQLite reads without the GIL), so a listing does not stop at every page to wait for the
@@ -836,6 +943,35 @@ class SQLiteState:
         async for rows in self._pages(fetch, _first, page_size):
             for row in rows:
                 yield row
+
+    async def listing_pages(self, *, page_size: int = 2000) -> AsyncIterator[builtins.list[ListingRow]]:
+        """``list_pages`` with each pin's stored listing columns (``SQLiteStore.listing_page``)."""
+        async for rows in self._pages(self._store.listing_page, _first, page_size):
+            yield rows
+
+    async def pins_listed_for(
+        self, peer: bytes, *, page_size: int = 2000
+    ) -> AsyncIterator[builtins.list[tuple[bytes, bytes]]]:
+        """Pages of ``(key, status key)`` (``types.codec.StatusKey``) of the pins ``peer`` holds: allocated to
+        it or replicated everywhere, in key order, each once. Two index range scans, merged here: an
+        ``IN (…) ORDER BY`` would sort every page."""
+        peer = bytes(peer)
+
+        def scan(p: bytes) -> AsyncGenerator[builtins.list[tuple[bytes, bytes]], None]:
+            return self._pages(functools.partial(self._store.allocated_page, p, skeys=True), _first, page_size)
+
+        if peer == EVERYWHERE:
+            async for rows in scan(peer):
+                yield rows
+            return
+        own, everywhere = scan(peer), scan(EVERYWHERE)
+        try:
+            async with contextlib.aclosing(_merge_pages(own, everywhere, page_size)) as merged:
+                async for rows in merged:
+                    yield rows
+        finally:  # a caller that stops early: the scans' pages read ahead are dropped
+            for it in (own, everywhere):
+                await it.aclose()
 
     async def expired(self, now: datetime, *, page_size: int = 1000) -> AsyncIterator[tuple[bytes, bytes]]:
         """Stream ``(key, value)`` of the pins whose ``expire_at`` is set and before ``now``, oldest first."""

@@ -32,7 +32,7 @@ import msgspec
 from msgspec import Struct
 
 from pincluster.cache import cached as _cached
-from pincluster.errors import InvalidInput, StateError
+from pincluster.errors import InvalidInput, PinclusterError, StateError
 from pincluster.types.cid import CID, b58encode
 from pincluster.types.gotime import ZERO_TIME, GoTime, format_time, is_zero_time, parse_time, to_gotime
 from pincluster.types.models import (
@@ -61,6 +61,7 @@ __all__ = [
     "PeerEntryText",
     "PinText",
     "StatusFields",
+    "StatusKey",
     "StoredPin",
     "aiter_json_values",
     "blank_head_json",
@@ -72,6 +73,7 @@ __all__ = [
     "cid_text",
     "decode_state",
     "decode_status_fields",
+    "decode_status_key",
     "from_json",
     "from_msgpack",
     "global_head_json",
@@ -80,6 +82,8 @@ __all__ = [
     "go_float_raw",
     "go_json_plain",
     "iter_json_values",
+    "listing_columns",
+    "listing_head",
     "ndjson_batches",
     "ndjson_lines",
     "pin_from_state",
@@ -1403,7 +1407,7 @@ class _StatusFields(Struct, array_like=True, gc=False):
     timestamp: msgspec.Raw = msgspec.Raw(b"")
     rf_min: int = 0
     rf_max: int = 0
-    allocations: list[bytes] = []
+    allocations: tuple[bytes, ...] = ()  # a tuple: listings key their cached text by it
 
 
 #: What ``decode_status_fields`` gives: the fields of a stored pin that decide a peer's status for it.
@@ -1533,6 +1537,50 @@ def global_head_json(s: StoredPin) -> str:
         f',"origins":{_jorigins_state(s.origins)},"created":{_jstate_time(s.timestamp)}'
         f',"metadata":{_jmeta(s.metadata or None)},"peer_map":{{'
     )
+
+
+class StatusKey(Struct, array_like=True, gc=False):
+    """The fields of a stored pin that decide every peer's status for it but its own IPFS pins: the state store
+    keeps them beside the pin (format 3, ``listing_columns``) as a short byte string that a merged listing
+    uses as it is, as a dict key: pins with equal keys get the same statuses and peer_map text, so a listing
+    decodes each distinct key once (a handful: replication 1 on 3 peers gives 3)."""
+
+    type: int
+    max_depth: int
+    rf_min: int
+    rf_max: int
+    allocations: tuple[bytes, ...] = ()
+
+
+_SKEY_ENC: Final = msgspec.msgpack.Encoder()
+_SKEY_DEC: Final = msgspec.msgpack.Decoder(StatusKey)
+
+
+def listing_columns(value: bytes) -> tuple[bytes, bytes] | tuple[None, None]:
+    """What the state store keeps beside each pin (format 3) so that a merged status listing copies text and
+    looks keys up instead of decoding and formatting every pin (~3 µs of the ~6 µs a listed item cost): the
+    start of its line (``global_head_json`` as UTF-8) and its ``StatusKey`` bytes. ``(None, None)`` for a value
+    that is not a readable stored pin (a listing then decodes it, and fails as for any unreadable pin). A
+    change to either needs a state format bump whose migration rewrites them."""
+    try:
+        s = decode_state(value)
+    except (PinclusterError, ValueError):
+        return None, None
+    return (global_head_json(s).encode(),
+            _SKEY_ENC.encode((s.type, s.max_depth, s.rf_min, s.rf_max, s.allocations)))
+
+
+def listing_head(value: bytes) -> bytes | None:
+    """The first of ``listing_columns``."""
+    return listing_columns(value)[0]
+
+
+def decode_status_key(skey: bytes) -> StatusKey:
+    """The ``StatusKey`` stored as ``skey`` (raises DecodeError when it is not one)."""
+    try:
+        return _SKEY_DEC.decode(skey)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise DecodeError(f"corrupt status key in the state store: {exc}") from None
 
 
 def blank_head_json(c: bytes) -> str:

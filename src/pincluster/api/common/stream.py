@@ -185,6 +185,9 @@ def _joined(chunks: Sequence[Any]) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+#: Chunks up to this size get their chunked-encoding framing in the same buffer (one write); larger ones are
+#: written in three parts rather than copied (a merged listing's page is ~2 MB).
+_COPY_MAX: Final = 1 << 16
 _ENCODE_SLICE: Final = 64  # items encoded at a time, so that a chunk stops near batch_bytes
 
 
@@ -208,7 +211,11 @@ async def _pump(request: web.Request, resp: web.StreamResponse, buf: _Buffer, si
                 parts.append(part)
                 size += len(part)
             data = parts[0] if len(parts) == 1 else b"".join(parts)
-            if framed:
+            if framed and len(data) > _COPY_MAX:  # a large chunk is not copied to add its framing
+                await resp.write(b"%x\r\n" % len(data))
+                await resp.write(data)
+                await resp.write(b"\r\n")
+            elif framed:  # a small one goes in one write (one system call)
                 await resp.write(b"%x\r\n%b\r\n" % (len(data), data))
             else:
                 await resp.write(data)
