@@ -47,10 +47,10 @@ from pincluster.types.codec import (
     decode_state,
     decode_status_fields,
     from_json,
-    listing_columns,
     pin_from_state,
     pin_to_state,
     state_pin_lines,
+    status_key,
     stored_pin_modes,
 )
 from pincluster.types.gotime import go_now
@@ -89,7 +89,7 @@ def _seconds(td: timedelta) -> float:
 
 
 _StoredPage = list[tuple[bytes, bytes]]
-_ListingPage = list[tuple[bytes, bytes, bytes | None, bytes | None]]
+_ListingPage = list[tuple[bytes, bytes, bytes | None]]
 
 #: How long a write waits for this peer to catch up with the leader before saying "not in the pinset".
 _SYNC_BEFORE_NOT_FOUND = 3.0
@@ -155,15 +155,15 @@ class StatePinset:
             yield chunk
 
     async def listing_pages(self) -> AsyncIterator[_ListingPage]:
-        """``raw_pages`` with each pin's stored listing columns (``types.codec.listing_columns``), derived here
-        when the state does not keep them."""
+        """``raw_pages`` with each pin's stored status key (``types.codec.status_key``), derived here when the
+        state does not keep it."""
         state = self._state()
         if hasattr(state, "listing_pages"):
             async for page in state.listing_pages():
                 yield page
             return
         async for raw_page in self.raw_pages():
-            yield [(key, raw, *listing_columns(raw)) for key, raw in raw_page]
+            yield [(key, raw, status_key(raw)) for key, raw in raw_page]
 
     async def listed_for(self, peer: PeerID) -> AsyncIterator[_StoredPage]:
         """Pages of ``(key, status key)`` of the stored pins ``peer`` holds (allocated to it, or to every
@@ -179,7 +179,7 @@ class StatePinset:
             for key, raw in raw_page:
                 s = decode_status_fields(raw)
                 if (s.rf_min == -1 and s.rf_max == -1) or me in s.allocations:
-                    skey = listing_columns(raw)[1]
+                    skey = status_key(raw)
                     assert skey is not None  # it decoded
                     held.append((key, skey))
             if held:

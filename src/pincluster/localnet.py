@@ -240,12 +240,6 @@ def _loopback(folder: Path, fast: bool) -> None:
         ipfs_cfg.write_text(json.dumps(cfg, indent=2))
 
 
-#: Ports handed to peers made by this process. ``--randomports`` checks that a port is free *now*; a peer made
-#: earlier but not started yet (two clusters set up at once, as the composite-cluster test does) has not bound
-#: its ports, so a later init could pick them again.
-_CLAIMED_PORTS: set[int] = set()
-
-
 def _listen_ports(folder: Path) -> set[int]:
     """The TCP ports a peer made by ``init`` will listen on (cluster, Raft, APIs, metrics, embedded node)."""
     import re
@@ -266,12 +260,15 @@ def _listen_ports(folder: Path) -> set[int]:
 
 
 def _claim_ports(folder: Path) -> bool:
-    """Claim the peer's listen ports; False (nothing claimed) if one is claimed already."""
-    ports = _listen_ports(folder)
-    if ports & _CLAIMED_PORTS:
-        return False
-    _CLAIMED_PORTS.update(ports)
-    return True
+    """Claim the peer's listen ports; False (nothing claimed) if one is claimed already.
+
+    ``--randomports`` checks that a port is free *now*; a peer made earlier but not started yet (two clusters
+    set up at once, as the composite-cluster test does), or a port this process took with ``free_port`` for
+    something it has not started yet (a metrics endpoint), is not bound yet, so an init could pick it again.
+    One record (``claim_ports``) holds both."""
+    from pincluster.cli.service import claim_ports  # the CLI's imports only when peers are made
+
+    return claim_ports(_listen_ports(folder))
 
 
 def init_peers(

@@ -87,7 +87,8 @@ def _count_blocks(repo: Path) -> int:
     return sum(len(os.listdir(d)) for d in root.iterdir() if d.is_dir()) if root.exists() else 0
 
 
-async def _check(repo: Path, pinned: list[str]) -> int:
+async def _check(repo: Path, pinned: list[str]) -> tuple[int, int]:
+    """(blocks the GC removed, pins recorded), after checking the repo the killed adder left."""
     bs = FlatFSBlockstore(repo / "blocks-root")
     assert not any((repo / "blocks-root" / ".temp").iterdir()), "temp files survived the reopen"
     pins = PinStore(repo / "pins.sqlite", bs)
@@ -103,7 +104,7 @@ async def _check(repo: Path, pinned: list[str]) -> int:
         assert all(e == "" for _, e in out), out
         assert {k.multihash async for k in bs.keys()}  # noqa: SIM118 == live  # orphans of the killed add are gone
         assert all(r.ok for r in [r async for r in pins.verify()])
-        return len(out)
+        return len(out), len(recorded)
     finally:
         await pins.close()
 
@@ -114,5 +115,7 @@ def test_kill_9_during_add_leaves_consistent_repo(tmp_path: Path) -> None:
     total: list[str] = []
     for round_ in range(3):
         total += _run_adder(tmp_path, 1 + round_ % 2, rnd)
-        removed = asyncio.run(_check(tmp_path, total))
-        assert removed > 0  # the killed add had stored blocks that no pin reached
+        removed, recorded = asyncio.run(_check(tmp_path, total))
+        # the killed add had stored blocks that no pin reached, unless the kill came after its pin (under load
+        # the add can finish before the kill: its pin is then recorded, and nothing is left over)
+        assert removed > 0 or recorded > len(set(total)), (removed, recorded)

@@ -27,7 +27,7 @@ import pytest
 from pincluster.cli.service import free_port
 from pincluster.localnet import SERVICE, Peer, clean_env, init_peers
 from pincluster.state.store import EVERYWHERE, FORMAT_VERSION, SQLiteStore, read_format_version
-from pincluster.types.codec import listing_columns
+from pincluster.types.codec import status_key
 from pincluster.types.peer import PeerID
 
 pytestmark = pytest.mark.timeout(300)
@@ -91,7 +91,7 @@ def assert_serves_v1_pins(peer: Peer) -> None:
 
 def assert_index_matches(peer: Peer) -> None:
     """The migrated allocations index lists, for each peer, exactly the pins whose allocations name it, and
-    under EVERYWHERE the pins replicated on every peer; every pin has its listing head (format 3)."""
+    under EVERYWHERE the pins replicated on every peer; every pin has its status key (format 3)."""
     by_peer: dict[str, set[str]] = {}
     spread: set[str] = set()
     for cid, pin in v1_pins().items():
@@ -110,7 +110,7 @@ def assert_index_matches(peer: Peer) -> None:
         assert set(_cids(store.allocated_page(EVERYWHERE, None, 10_000))) == spread
         rows = store.listing_page(None, 10_000)
         assert len(rows) == len(v1_pins())
-        assert all((head, skey) == listing_columns(v) and head is not None for _k, v, head, skey in rows)
+        assert all(skey == status_key(v) and skey is not None for _k, v, skey in rows)
     finally:
         store.close()
 

@@ -582,3 +582,19 @@ def test_randomports_never_hands_out_one_port_twice(monkeypatch: pytest.MonkeyPa
         )
     ]
     assert len(set(ports)) == len(ports), ports
+
+
+def test_ports_another_process_chose_are_not_handed_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The local network harness records the ports an ``init`` subprocess chose (``claim_ports``): this
+    process's ``free_port`` then skips them, and a peer whose ports this process already handed out (say for
+    a metrics endpoint not started yet) is refused, to be made again (CI once gave a Raft listener the port a
+    test had taken for a peer's Prometheus endpoint)."""
+    from pincluster.cli import service as service_cli
+
+    monkeypatch.setattr(service_cli, "_HANDED_OUT", set())
+    monkeypatch.setenv(service_cli.RANDOMPORTS_RANGE_ENV, "31000-31009")
+    taken = service_cli.free_port()
+    assert not service_cli.claim_ports({taken, 31999})  # nothing recorded: 31999 is still free to claim
+    rest = sorted(set(range(31000, 31010)) - {taken})
+    assert service_cli.claim_ports({*rest[:-1], 31999})
+    assert service_cli.free_port() == rest[-1]  # the only port of the range neither handed out nor claimed

@@ -1,4 +1,4 @@
-"""State formats 2 and 3: the ``allocations`` and ``expiry`` indexes (format 2), each pin's listing ``head`` and
+"""State formats 2 and 3: the ``allocations`` and ``expiry`` indexes (format 2), each pin's status key ``skey`` and
 the EVERYWHERE rows of pins replicated on every peer (format 3), kept by every write and built by MIGRATIONS[1]
 and MIGRATIONS[2].
 
@@ -35,7 +35,7 @@ from pincluster.state.store import (
     upgrade,
 )
 from pincluster.types.cid import CID
-from pincluster.types.codec import listing_columns, pin_from_state, pin_to_state
+from pincluster.types.codec import decode_status_key, pin_from_state, pin_to_state, status_key
 from pincluster.types.models import Pin, PinOptions
 from pincluster.types.peer import PeerID
 
@@ -97,11 +97,10 @@ def indexed_everywhere(s: SQLiteStore) -> list[bytes]:
     return [k for k, _v in s.allocated_page(EVERYWHERE, None, 1_000_000)]
 
 
-def check_heads(s: SQLiteStore) -> None:
-    """Every row's ``head`` and ``skey`` are what ``listing_columns`` derives from its value (None for a value
-    that is no pin)."""
-    rows = s._w.execute("SELECT key, value, head, skey FROM pins").fetchall()
-    assert [(k, h, sk) for k, v, h, sk in rows] == [(k, *listing_columns(v)) for k, v, _h, _sk in rows]
+def check_status_keys(s: SQLiteStore) -> None:
+    """Every row's ``skey`` is what ``status_key`` derives from its value (None for a value that is no pin)."""
+    rows = s._w.execute("SELECT key, value, skey FROM pins").fetchall()
+    assert [(k, sk) for k, v, sk in rows] == [(k, status_key(v)) for k, v, _sk in rows]
 
 
 def indexed_expired(s: SQLiteStore, now: datetime) -> set[bytes]:
@@ -114,7 +113,7 @@ def check_index(s: SQLiteStore) -> None:
         assert s.count_allocated(peer.bytes) == len(scan_allocated(s, peer))
     assert indexed_everywhere(s) == scan_everywhere(s)
     assert s.count_allocated(EVERYWHERE) == len(scan_everywhere(s))
-    check_heads(s)
+    check_status_keys(s)
     for now in (NOW - timedelta(days=400), NOW, NOW + timedelta(days=4000)):
         assert indexed_expired(s, now) == scan_expired(s, now)
 
@@ -170,7 +169,7 @@ def test_bulk_load_gives_what_put_many_gives(tmp_path: Path) -> None:
     check_index(sorted_load)
     assert cid(6).bytes in indexed_everywhere(sorted_load) and cid(5).bytes not in indexed_everywhere(sorted_load)
     assert len(indexed_everywhere(sorted_load)) == 40
-    tables = ("SELECT key, value, head, skey FROM pins ORDER BY key",
+    tables = ("SELECT key, value, skey FROM pins ORDER BY key",
               "SELECT peer, key FROM allocations ORDER BY peer, key",
               "SELECT expire_at, key FROM expiry ORDER BY expire_at, key")
     for q in tables:
@@ -207,7 +206,7 @@ def test_values_that_are_not_pins_are_stored_not_indexed(tmp_path: Path) -> None
     s.apply(1, 1, [(OP_PUT, b"k", b"opaque"), (OP_DELETE, b"k", None)])
     s.apply(2, 1, [(OP_PUT, b"k", b"opaque")])
     assert s.get(b"k") == b"opaque"
-    assert s.listing_page(None, 10) == [(b"k", b"opaque", None, None)]  # no columns: the listing fails on it
+    assert s.listing_page(None, 10) == [(b"k", b"opaque", None)]  # no status key: the listing fails on it
     assert s._w.execute("SELECT count(*) FROM allocations").fetchone()[0] == 0
     s.close()
 
@@ -344,7 +343,7 @@ def test_group_commit_keeps_the_indexes_and_reports_previous_values(tmp_path: Pa
     assert indexed_expired(s, NOW + timedelta(seconds=1)) == {b.cid.bytes}
     assert s.apply_many([(2, 1, [(OP_DELETE, b.cid.bytes, None)])]) == [None]  # replayed: skipped
     assert indexed_allocated(s, PEERS[2]) == [b.cid.bytes]
-    # to and from "everywhere" within one group; the heads follow the last value
+    # to and from "everywhere" within one group; the status keys follow the last value
     s.apply_many([(4, 1, [put(everywhere(1)), put(everywhere(3))]), (5, 1, [put(pin(3, (PEERS[1],)))])])
     check_index(s)
     assert indexed_everywhere(s) == [a2.cid.bytes] and cid(3).bytes in indexed_allocated(s, PEERS[1])
@@ -361,7 +360,7 @@ def test_the_sqlite_state_is_an_indexed_state(tmp_path: Path) -> None:
 
 
 def _v2_database(path: Path, items: list[tuple[bytes, bytes]]) -> None:
-    """A database exactly as format 2 wrote it: no ``head`` column, no EVERYWHERE rows."""
+    """A database exactly as format 2 wrote it: no ``skey`` column, no EVERYWHERE rows."""
     db = sqlite3.connect(path)
     db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID")
     db.execute("CREATE TABLE pins (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID")
@@ -384,7 +383,7 @@ def _v2_database(path: Path, items: list[tuple[bytes, bytes]]) -> None:
 
 
 def test_migration_2_to_3_gives_what_a_fresh_store_holds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """MIGRATIONS[2] adds the ``head`` column (ALTER TABLE on a WITHOUT ROWID table), renders every head and adds
+    """MIGRATIONS[2] adds the ``skey`` column (ALTER TABLE on a WITHOUT ROWID table), fills every key and adds
     the EVERYWHERE rows, a page at a time: the result is what format 3 writes for the same pins."""
     monkeypatch.setattr(store_mod, "_MIGRATE_PAGE", 7)  # many pages
     items = [(p.cid.bytes, pin_to_state(p)) for p in varied(60)] + [(b"opaque", b"not a pin")]
@@ -399,10 +398,10 @@ def test_migration_2_to_3_gives_what_a_fresh_store_holds(tmp_path: Path, monkeyp
     migrated, written = dump(tmp_path / "s.db"), dump(tmp_path / "fresh.db")
     assert migrated == written
     heads = migrated["SELECT * FROM pins ORDER BY key"]
-    assert sum(h is None for _k, _v, h, _sk in heads) == 1  # the opaque value only
+    assert sum(sk is None for _k, _v, sk in heads) == 1  # the opaque value only
     s = SQLiteStore(tmp_path / "s.db")
     assert s.applied_index == 9 and len(indexed_everywhere(s)) == 12
-    check_heads(s)
+    check_status_keys(s)
     s.close()
 
 
@@ -437,18 +436,18 @@ def test_index_entries_marks_pins_replicated_everywhere() -> None:
     assert index_entries(msgspec.msgpack.encode([2, c, 2, -1, None, -1, -1])) == ([], None)  # another encoding
 
 
-def test_every_write_keeps_heads_and_everywhere_rows(tmp_path: Path) -> None:
+def test_every_write_keeps_status_keys_and_everywhere_rows(tmp_path: Path) -> None:
     s = SQLiteStore(tmp_path / "s.db")
     s.apply(1, 1, [put(pin(1, (PEERS[0],))), put(everywhere(2)), put(everywhere(3, (PEERS[1],)))])
     check_index(s)
     assert indexed_everywhere(s) == sorted([cid(2).bytes, cid(3).bytes])
-    # rf to -1 and back; a renamed pin gets a new head
+    # rf to -1 and back; a pin whose replication changes gets a new status key
     s.apply(2, 1, [put(everywhere(1)), put(pin(2, (PEERS[2],))), put(everywhere(3).replace(name="renamed"))])
     check_index(s)
     assert indexed_everywhere(s) == sorted([cid(1).bytes, cid(3).bytes])
     assert indexed_allocated(s, PEERS[0]) == [] and indexed_allocated(s, PEERS[1]) == []
-    head = dict((k, h) for k, _v, h, _sk in s.listing_page(None, 10))[cid(3).bytes]
-    assert head is not None and b'"renamed"' in head
+    skey = dict((k, sk) for k, _v, sk in s.listing_page(None, 10))[cid(1).bytes]
+    assert skey is not None and decode_status_key(skey).rf_min == -1
     st = SQLiteState(s)
     asyncio.run(st.delete(cid(1).bytes))
     asyncio.run(st.put(cid(4).bytes, pin_to_state(everywhere(4))))
@@ -464,21 +463,21 @@ def test_every_write_keeps_heads_and_everywhere_rows(tmp_path: Path) -> None:
     s.close()
 
 
-def test_listing_page_pages_with_heads(tmp_path: Path) -> None:
+def test_listing_page_pages_with_status_keys(tmp_path: Path) -> None:
     s = SQLiteStore(tmp_path / "s.db")
     pins = varied(23)
     s.apply(1, 1, [put(p) for p in pins])
-    got: list[tuple[bytes, bytes, bytes | None, bytes | None]] = []
+    got: list[tuple[bytes, bytes, bytes | None]] = []
     after: bytes | None = None
     while page := s.listing_page(after, 5):
         assert len(page) <= 5
         got += page
         after = page[-1][0]
-    assert [(k, v) for k, v, _h, _sk in got] == s.page(None, 100)
-    assert all((h, sk) == listing_columns(v) and h is not None for _k, v, h, sk in got)
+    assert [(k, v) for k, v, _sk in got] == s.page(None, 100)
+    assert all(sk == status_key(v) and sk is not None for _k, v, sk in got)
     assert s.listing_page(got[-1][0], 5) == []
 
-    async def pages(size: int) -> list[list[tuple[bytes, bytes, bytes | None, bytes | None]]]:
+    async def pages(size: int) -> list[list[tuple[bytes, bytes, bytes | None]]]:
         return [page async for page in SQLiteState(s).listing_pages(page_size=size)]
 
     assert [len(p) for p in asyncio.run(pages(5))] == [5, 5, 5, 5, 3]
@@ -501,7 +500,7 @@ def test_pins_listed_for_merges_own_and_everywhere_pins(tmp_path: Path) -> None:
     s.apply(1, 1, [put(p) for p in pins])
     everyone = {p.cid.bytes for p in pins if p.replication_factor_min == p.replication_factor_max == -1}
     for peer in PEERS:
-        want = sorted((p.cid.bytes, listing_columns(pin_to_state(p))[1]) for p in pins
+        want = sorted((p.cid.bytes, status_key(pin_to_state(p))) for p in pins
                       if peer in p.allocations or p.cid.bytes in everyone)
         both = [k for k, _v in want if k in everyone and k in indexed_allocated(s, peer)]
         assert both  # some keys are on both scans
@@ -511,7 +510,7 @@ def test_pins_listed_for_merges_own_and_everywhere_pins(tmp_path: Path) -> None:
             assert all(len(page) == size for page in pages[:-1]) and 0 < len(pages[-1]) <= size, size
     # a peer holding nothing of its own gets the everywhere pins; EVERYWHERE itself, those alone
     nobody = PeerID.decode("QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N").bytes
-    want_everywhere = sorted((k, listing_columns(s.get(k) or b"")[1]) for k in everyone)
+    want_everywhere = sorted((k, status_key(s.get(k) or b"")) for k in everyone)
     for who in (nobody, EVERYWHERE):
         assert [row for page in _listed(st, who, 4) for row in page] == want_everywhere
     with pytest.raises(InvalidInput):

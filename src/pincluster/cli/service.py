@@ -228,6 +228,17 @@ def free_port(transport: str = "tcp", host: str = "127.0.0.1") -> int:
     raise InvalidInput(f"no free {transport} port found on {host}")
 
 
+def claim_ports(ports: set[int], transport: str = "tcp") -> bool:
+    """Record ports that another process chose for a peer this process made (its ``init --randomports``), so
+    that ``free_port`` does not hand them out before that peer binds them; False, recording nothing, when one
+    of them was handed out already (the caller makes that peer again)."""
+    wanted = {(transport, port) for port in ports}
+    if wanted & _HANDED_OUT:
+        return False
+    _HANDED_OUT.update(wanted)
+    return True
+
+
 def randomize_port(addr: Multiaddr) -> Multiaddr:
     """The same address with its tcp/udp port replaced by a port that is free right now."""
     host = addr.value_for("ip4") or addr.value_for("ip6") or "0.0.0.0"

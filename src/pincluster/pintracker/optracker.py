@@ -97,6 +97,11 @@ class OperationTracker:
     def get(self, cid: CID) -> Operation | None:
         return self._ops.get(cid.bytes)
 
+    def positions(self, keys: list[bytes]) -> list[int]:
+        """Where in ``keys`` (binary CIDs) there is an operation (a listing page checks its CIDs at once)."""
+        ops = self._ops
+        return [i for i, key in enumerate(keys) if key in ops]
+
     def get_bytes(self, key: bytes) -> Operation | None:
         """``get`` by binary CID (listings walk the stored keys without building CIDs)."""
         return self._ops.get(key)

@@ -49,7 +49,7 @@ LocalRow = tuple[bytes, StoredPin | None, Row | None]
 
 class ListedPage:
     """A page of what the local tracker gives an unfiltered merged listing (``listing_pages``), in columns:
-    CIDs, each pin's stored listing text and status key (``types.codec.listing_columns``), and this peer's
+    CIDs, the start of each pin's line and its status key (``types.codec.status_key``), and this peer's
     status: a derived status (int) or an operation's row. ``outside``: operations on CIDs outside the pinset,
     with no text nor key."""
 

@@ -53,10 +53,11 @@ from pincluster.types.codec import (
     decode_state,
     decode_status_fields,
     decode_status_key,
-    listing_columns,
+    global_head_json,
     pin_from_state,
     pin_from_stored,
     pin_to_state,
+    status_key,
 )
 from pincluster.types.gotime import ZERO_TIME, from_unix_nano, is_zero_time, unix_nano
 from pincluster.types.models import Pin, PinInfo
@@ -762,7 +763,7 @@ class StatelessPinTracker:
             held = []
             for key, raw in page:
                 if not _elsewhere(decode_status_fields(raw), me):
-                    skey = listing_columns(raw)[1]
+                    skey = status_key(raw)
                     assert skey is not None  # it decoded
                     held.append((key, skey))
             yield held
@@ -795,40 +796,43 @@ class StatelessPinTracker:
                     yield page
                 return
             async for page in self._stored_pages():
-                yield [(k, raw, *listing_columns(raw)) for k, raw in page]
+                yield [(k, raw, status_key(raw)) for k, raw in page]
 
         async for page in stored():
             if not page:
                 continue
-            stored_keys = [row[3] for row in page]
+            stored_keys = [row[2] for row in page]
             if None in stored_keys:  # not a readable pin: fails as any listing of it does
-                for _, raw, _, skey in page:
+                for _, raw, skey in page:
                     if skey is None:
                         decode_state(raw)
-                raise DecodeError("corrupt pin in the state store: no listing columns")
+                raise DecodeError("corrupt pin in the state store: no status key")
             skeys = cast(list[bytes], stored_keys)
             keys = [row[0] for row in page]
-            states: list[int | Row] = []
-            check_ops = len(ops) > 0
-            for key, skey in zip(keys, skeys, strict=True):
-                op = ops.get_bytes(key) if check_ops else None
-                if op is not None:
-                    seen.add(key)
-                    states.append(self._op_row(op))
+            # By columns (comprehensions, not a loop per pin): each status key's meaning, then the pins whose
+            # IPFS pin decides their status, then the operations, which take over.
+            kind_col = [kinds.get(skey) for skey in skeys]
+            if None in kind_col:
+                kind_col = [_Kinds.decide(skey, me, kinds) if kind is None else kind
+                            for kind, skey in zip(kind_col, skeys, strict=True)]
+            states: list[int | Row] = cast(list[int | Row], kind_col)
+            for i in [i for i, kind in enumerate(kind_col) if kind <= 0]:  # type: ignore[operator]
+                key = keys[i]
+                if ipfs_error is not None:
+                    states[i] = (key, *ipfs_error)
                     continue
-                kind = kinds.get(skey)
-                if kind is None:
-                    kind = _Kinds.decide(skey, me, kinds)
-                if kind > 0:
-                    states.append(kind)
-                elif ipfs_error is not None:
-                    states.append((key, *ipfs_error))
-                else:
-                    mh = cid_multihash(key)
-                    states.append(_PINNED if (mh in recursive or (kind == _NEEDS_DIRECT and mh in direct))
-                                  else unexpected)
+                mh = cid_multihash(key)
+                states[i] = (_PINNED if (mh in recursive or (states[i] == _NEEDS_DIRECT and mh in direct))
+                             else unexpected)
+            if len(ops):
+                for i in ops.positions(keys):
+                    op = ops.get_bytes(keys[i])
+                    if op is not None:
+                        seen.add(keys[i])
+                        states[i] = self._op_row(op)
             # both columns are written together: a pin with a status key has its text
-            yield ListedPage(now_ns, keys, cast(list[bytes], [row[2] for row in page]), skeys, states)
+            heads = [global_head_json(decode_state(raw)).encode() for _, raw, _ in page]
+            yield ListedPage(now_ns, keys, heads, skeys, states)
         outside: list[Row] = []
         for other in list(ops):
             key = other.cid.bytes

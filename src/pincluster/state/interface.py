@@ -54,11 +54,9 @@ class IndexedState(ReadOnlyState, Protocol):
         """Stream the pins whose ``expire_at`` is set and before ``now``, oldest first."""
         ...
 
-    def listing_pages(
-        self, *, page_size: int = 2000
-    ) -> AsyncIterator[list[tuple[bytes, bytes, bytes | None, bytes | None]]]:
-        """Pages of ``(key, value, head, skey)`` in key order: the pin's stored listing text and status key
-        (format 3, ``types.codec.listing_columns``; None for a value that is not a readable pin)."""
+    def listing_pages(self, *, page_size: int = 2000) -> AsyncIterator[list[tuple[bytes, bytes, bytes | None]]]:
+        """Pages of ``(key, value, skey)`` in key order, ``skey`` being the pin's stored status key (format 3,
+        ``types.codec.status_key``; None for a value that is not a readable pin)."""
         ...
 
     def pins_listed_for(self, peer: bytes, *, page_size: int = 2000) -> AsyncIterator[list[tuple[bytes, bytes]]]:

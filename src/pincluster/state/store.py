@@ -7,9 +7,8 @@ and consistent copies of itself (``VACUUM INTO``) without stopping writes, which
 Layout (format version 3)::
 
     meta(key TEXT PRIMARY KEY, value)     format_version, applied_index, applied_term
-    pins(key BLOB PRIMARY KEY, value BLOB, head BLOB, skey BLOB) WITHOUT ROWID
-        key = CID bytes, value = compact Pin encoding, (head, skey) = types.codec.listing_columns(value)
-        (NULL: not a pin)
+    pins(key BLOB PRIMARY KEY, value BLOB, skey BLOB) WITHOUT ROWID
+        key = CID bytes, value = compact Pin encoding, skey = types.codec.status_key(value) (NULL: not a pin)
     allocations(peer BLOB, key BLOB, PRIMARY KEY(peer, key)) WITHOUT ROWID
         peer = peer-ID multihash bytes, or EVERYWHERE (b"") for a pin replicated on every peer
     expiry(expire_at INTEGER, key BLOB, PRIMARY KEY(expire_at, key)) WITHOUT ROWID  expire_at = µs since 1970
@@ -19,12 +18,14 @@ re-pinning a dead peer's pins or removing a peer (``peers rm``) reads only that 
 (``pins_allocated_to``), and the expiry sweep reads only the pins whose ``expire_at`` has passed (``expired``),
 where version 1 had to decode the whole pinset for both. ``MIGRATIONS[1]`` builds them from the version 1 rows.
 
-Version 3 adds, kept by the same writes: the ``head`` and ``skey`` columns, the rendered start of the pin's
-line in a merged status listing and the fields that decide the peers' statuses (``types.codec.StatusKey``), so
-that ``GET /pins`` copies each pin's text and looks its statuses up by key instead of decoding and formatting
-it (``listing_pages``); and an ``allocations`` row under ``EVERYWHERE`` for each pin with replication factors
--1/-1 (its allocations list is empty), so that a peer answering a listing reads only the pins it holds
-(``pins_listed_for``: its own rows and the everywhere rows). ``MIGRATIONS[2]`` fills both for existing pins.
+Version 3 adds, kept by the same writes: the ``skey`` column, the fields of the pin that decide the peers'
+statuses (``types.codec.StatusKey``, ~45 bytes), so that ``GET /pins`` looks each pin's statuses up by key
+instead of deciding them pin by pin (``listing_pages``); and an ``allocations`` row under ``EVERYWHERE`` for
+each pin with replication factors -1/-1 (its allocations list is empty), so that a peer answering a listing
+reads only the pins it holds (``pins_listed_for``: its own rows and the everywhere rows). ``MIGRATIONS[2]``
+fills both for existing pins. (Keeping each pin's rendered listing text too made the merged listing another
+third faster, but cost every peer ~15 µs more per pin written and doubled the state on disk: ingest matters
+more.)
 
 The indexes read fields of the stored pin encoding (``types.codec.pin_to_state`` format 1: #5/#6 rf_min/max,
 #7 allocations, #10 expire_at); a value that is not such a pin is stored but not indexed.
@@ -54,7 +55,7 @@ import msgspec
 
 from pincluster.durable import fsync_parent
 from pincluster.errors import InvalidInput, StateError
-from pincluster.types.codec import listing_columns
+from pincluster.types.codec import status_key
 
 log = logging.getLogger("pincluster.raft")
 
@@ -72,8 +73,8 @@ OP_DELETE: Final = 2
 #: One state change: ``(OP_PUT, key, value)`` or ``(OP_DELETE, key, None)``.
 Op = tuple[int, bytes, bytes | None]
 
-#: A pin as merged listings read it: ``(key, value, head, skey)`` (see ``types.codec.listing_columns``).
-ListingRow = tuple[bytes, bytes, bytes | None, bytes | None]
+#: A pin as merged listings read it: ``(key, value, skey)`` (see ``types.codec.status_key``).
+ListingRow = tuple[bytes, bytes, bytes | None]
 
 #: The ``allocations`` peer under which every pin replicated everywhere (rf -1/-1) is indexed (no peer ID is empty).
 EVERYWHERE: Final = b""
@@ -86,7 +87,7 @@ _SCHEMA_INDEXES = (
 )
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID",
-    "CREATE TABLE IF NOT EXISTS pins (key BLOB PRIMARY KEY, value BLOB NOT NULL, head BLOB, skey BLOB) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS pins (key BLOB PRIMARY KEY, value BLOB NOT NULL, skey BLOB) WITHOUT ROWID",
     *_SCHEMA_INDEXES,
 )
 
@@ -175,7 +176,7 @@ def _write_ops(w: sqlite3.Connection, ops: Sequence[Op]) -> list[bytes | None]:
     for op, key, value in ops:
         previous.append(current[key])
         current[key] = value if op == OP_PUT else None
-    puts: list[tuple[bytes, bytes, bytes | None, bytes | None]] = []
+    puts: list[tuple[bytes, bytes, bytes | None]] = []
     dels: list[tuple[bytes]] = []
     alloc_del: list[tuple[bytes, bytes]] = []
     alloc_add: list[tuple[bytes, bytes]] = []
@@ -188,7 +189,7 @@ def _write_ops(w: sqlite3.Connection, ops: Sequence[Op]) -> list[bytes | None]:
         if new is None:
             dels.append((key,))
         else:
-            puts.append((key, new, *listing_columns(new)))
+            puts.append((key, new, status_key(new)))
         old_peers, old_exp = _NO_INDEX if old is None else index_entries(old)
         new_peers, new_exp = _NO_INDEX if new is None else index_entries(new)
         alloc_del.extend((p, key) for p in old_peers if p not in new_peers)
@@ -201,7 +202,7 @@ def _write_ops(w: sqlite3.Connection, ops: Sequence[Op]) -> list[bytes | None]:
     if dels:
         w.executemany("DELETE FROM pins WHERE key = ?", dels)
     if puts:
-        w.executemany("INSERT OR REPLACE INTO pins(key, value, head, skey) VALUES (?, ?, ?, ?)", puts)
+        w.executemany("INSERT OR REPLACE INTO pins(key, value, skey) VALUES (?, ?, ?)", puts)
     if alloc_del:
         w.executemany("DELETE FROM allocations WHERE peer = ? AND key = ?", alloc_del)
     if alloc_add:
@@ -213,10 +214,10 @@ def _write_ops(w: sqlite3.Connection, ops: Sequence[Op]) -> list[bytes | None]:
     return previous
 
 
-def _bulk_stage(w: sqlite3.Connection, rows: list[tuple[int, bytes, bytes, bytes | None, bytes | None]],
+def _bulk_stage(w: sqlite3.Connection, rows: list[tuple[int, bytes, bytes, bytes | None]],
                 allocs: list[tuple[int, bytes]], exps: list[tuple[int, int]]) -> None:
     """``bulk_load``: append the gathered rows to its temporary tables, and empty the lists."""
-    w.executemany("INSERT INTO bulk(rowid, key, value, head, skey) VALUES (?, ?, ?, ?, ?)", rows)
+    w.executemany("INSERT INTO bulk(rowid, key, value, skey) VALUES (?, ?, ?, ?)", rows)
     w.executemany("INSERT INTO bulk_alloc(row, peer) VALUES (?, ?)", allocs)
     w.executemany("INSERT INTO bulk_exp(row, expire_at) VALUES (?, ?)", exps)
     rows.clear()
@@ -253,14 +254,12 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
     log.info("state format 1 -> 2: indexed the allocations and expiry of %d pins", n)
 
 
-_MIGRATE_PAGE: Final = 2000  # pins read, rendered and rewritten at a time by MIGRATIONS[2]
+_MIGRATE_PAGE: Final = 2000  # pins read and rewritten at a time by MIGRATIONS[2]
 
 
 def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
-    """Format 2 → 3: add ``pins.head`` and ``pins.skey`` and fill them, and index the pins replicated everywhere
-    under EVERYWHERE (inside ``upgrade``'s transaction; keyset pages: a pinset of millions is never held in
-    memory)."""
-    conn.execute("ALTER TABLE pins ADD COLUMN head BLOB")
+    """Format 2 → 3: add ``pins.skey`` and fill it, and index the pins replicated everywhere under EVERYWHERE
+    (inside ``upgrade``'s transaction; keyset pages: a pinset of millions is never held in memory)."""
     conn.execute("ALTER TABLE pins ADD COLUMN skey BLOB")
     after: bytes | None = None
     n = everywhere = 0
@@ -272,14 +271,14 @@ def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
                                 (after, _MIGRATE_PAGE)).fetchall()
         if not rows:
             break
-        heads = [(*listing_columns(value), key) for key, value in rows]
+        skeys = [(status_key(value), key) for key, value in rows]
         spread = [(EVERYWHERE, key) for key, value in rows if EVERYWHERE in index_entries(value)[0]]
-        conn.executemany("UPDATE pins SET head = ?, skey = ? WHERE key = ?", heads)
+        conn.executemany("UPDATE pins SET skey = ? WHERE key = ?", skeys)
         conn.executemany("INSERT OR IGNORE INTO allocations(peer, key) VALUES (?, ?)", spread)
         n += len(rows)
         everywhere += len(spread)
         after = rows[-1][0]
-    log.info("state format 2 -> 3: rendered the listing heads of %d pins, indexed %d pins replicated everywhere",
+    log.info("state format 2 -> 3: stored the status keys of %d pins, indexed %d pins replicated everywhere",
              n, everywhere)
 
 
@@ -521,17 +520,17 @@ class SQLiteStore:
             w = self._w
             if w.execute("SELECT 1 FROM pins LIMIT 1").fetchone() is not None:
                 raise StateError("bulk_load needs an empty state")
-            w.execute("CREATE TEMP TABLE bulk (key BLOB NOT NULL, value BLOB NOT NULL, head BLOB, skey BLOB)")
+            w.execute("CREATE TEMP TABLE bulk (key BLOB NOT NULL, value BLOB NOT NULL, skey BLOB)")
             w.execute("CREATE TEMP TABLE bulk_alloc (row INTEGER NOT NULL, peer BLOB NOT NULL)")
             w.execute("CREATE TEMP TABLE bulk_exp (row INTEGER NOT NULL, expire_at INTEGER NOT NULL)")
             try:
                 w.execute("BEGIN IMMEDIATE")
                 try:
-                    rows: list[tuple[int, bytes, bytes, bytes | None, bytes | None]] = []
+                    rows: list[tuple[int, bytes, bytes, bytes | None]] = []
                     allocs: list[tuple[int, bytes]] = []
                     exps: list[tuple[int, int]] = []
                     for row, (key, value) in enumerate(items, 1):
-                        rows.append((row, key, value, *listing_columns(value)))
+                        rows.append((row, key, value, status_key(value)))
                         peers, expire = index_entries(value)
                         allocs.extend((row, p) for p in peers)
                         if expire is not None:
@@ -541,7 +540,7 @@ class SQLiteStore:
                     _bulk_stage(w, rows, allocs, exps)
                     # the last row of each key wins; sorted inserts fill the B-trees' pages in order
                     w.execute("CREATE TEMP TABLE bulk_last AS SELECT max(rowid) AS row FROM bulk GROUP BY key")
-                    w.execute("INSERT INTO pins(key, value, head, skey) SELECT key, value, head, skey FROM bulk "
+                    w.execute("INSERT INTO pins(key, value, skey) SELECT key, value, skey FROM bulk "
                               "WHERE rowid IN (SELECT row FROM bulk_last) ORDER BY key")
                     w.execute("INSERT OR IGNORE INTO allocations(peer, key) SELECT a.peer, b.key FROM bulk_alloc a "
                               "JOIN bulk b ON b.rowid = a.row WHERE a.row IN (SELECT row FROM bulk_last) "
@@ -596,13 +595,13 @@ class SQLiteStore:
             return rows
 
     def listing_page(self, after: bytes | None, limit: int) -> list[ListingRow]:
-        """:meth:`page` with each pin's stored listing columns (None: derive them from the value)."""
+        """:meth:`page` with each pin's stored status key (None: a value that is not a readable pin)."""
         with self._rlock:
             if after is None:
-                cur = self._r.execute("SELECT key, value, head, skey FROM pins ORDER BY key LIMIT ?", (limit,))
+                cur = self._r.execute("SELECT key, value, skey FROM pins ORDER BY key LIMIT ?", (limit,))
             else:
                 cur = self._r.execute(
-                    "SELECT key, value, head, skey FROM pins WHERE key > ? ORDER BY key LIMIT ?", (after, limit)
+                    "SELECT key, value, skey FROM pins WHERE key > ? ORDER BY key LIMIT ?", (after, limit)
                 )
             rows: list[ListingRow] = cur.fetchall()
             return rows
@@ -712,7 +711,7 @@ class SQLiteStore:
         transaction), so the tracker can tell a new pin from a changed one without asking IPFS. The applied
         index and term become those of the last entry written. Any error rolls the whole group back.
 
-        Writes go through ``_write_ops``, as ``apply``'s do, so the heads and indexes are kept the same way.
+        Writes go through ``_write_ops``, as ``apply``'s do, so the status keys and indexes are kept the same way.
         """
         with self._wlock:
             w = self._w
@@ -945,7 +944,7 @@ class SQLiteState:
                 yield row
 
     async def listing_pages(self, *, page_size: int = 2000) -> AsyncIterator[builtins.list[ListingRow]]:
-        """``list_pages`` with each pin's stored listing columns (``SQLiteStore.listing_page``)."""
+        """``list_pages`` with each pin's stored status key (``SQLiteStore.listing_page``)."""
         async for rows in self._pages(self._store.listing_page, _first, page_size):
             yield rows
 

@@ -82,8 +82,6 @@ __all__ = [
     "go_float_raw",
     "go_json_plain",
     "iter_json_values",
-    "listing_columns",
-    "listing_head",
     "ndjson_batches",
     "ndjson_lines",
     "pin_from_state",
@@ -94,6 +92,7 @@ __all__ = [
     "status_entry_prefix",
     "status_entry_rest",
     "status_json_name",
+    "status_key",
     "stored_pin_modes",
     "text_max_depth",
     "to_json",
@@ -1541,9 +1540,9 @@ def global_head_json(s: StoredPin) -> str:
 
 class StatusKey(Struct, array_like=True, gc=False):
     """The fields of a stored pin that decide every peer's status for it but its own IPFS pins: the state store
-    keeps them beside the pin (format 3, ``listing_columns``) as a short byte string that a merged listing
-    uses as it is, as a dict key: pins with equal keys get the same statuses and peer_map text, so a listing
-    decodes each distinct key once (a handful: replication 1 on 3 peers gives 3)."""
+    keeps them beside the pin (format 3, ``status_key``) as a short byte string that a merged listing uses as it
+    is, as a dict key: pins with equal keys get the same statuses and peer_map text, so a listing decodes each
+    distinct key once (a handful: replication 1 on 3 peers gives 3)."""
 
     type: int
     max_depth: int
@@ -1556,23 +1555,15 @@ _SKEY_ENC: Final = msgspec.msgpack.Encoder()
 _SKEY_DEC: Final = msgspec.msgpack.Decoder(StatusKey)
 
 
-def listing_columns(value: bytes) -> tuple[bytes, bytes] | tuple[None, None]:
-    """What the state store keeps beside each pin (format 3) so that a merged status listing copies text and
-    looks keys up instead of decoding and formatting every pin (~3 µs of the ~6 µs a listed item cost): the
-    start of its line (``global_head_json`` as UTF-8) and its ``StatusKey`` bytes. ``(None, None)`` for a value
-    that is not a readable stored pin (a listing then decodes it, and fails as for any unreadable pin). A
-    change to either needs a state format bump whose migration rewrites them."""
+def status_key(value: bytes) -> bytes | None:
+    """The ``StatusKey`` bytes of a stored pin (~45 bytes at replication 1), from its leading fields; None for a
+    value that is not a readable stored pin (a listing then decodes it, and fails as for any unreadable pin).
+    A change to it needs a state format bump whose migration rewrites the stored keys."""
     try:
-        s = decode_state(value)
+        s = decode_status_fields(value)
     except (PinclusterError, ValueError):
-        return None, None
-    return (global_head_json(s).encode(),
-            _SKEY_ENC.encode((s.type, s.max_depth, s.rf_min, s.rf_max, s.allocations)))
-
-
-def listing_head(value: bytes) -> bytes | None:
-    """The first of ``listing_columns``."""
-    return listing_columns(value)[0]
+        return None
+    return _SKEY_ENC.encode((s.type, s.max_depth, s.rf_min, s.rf_max, s.allocations))
 
 
 def decode_status_key(skey: bytes) -> StatusKey:
