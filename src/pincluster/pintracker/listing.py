@@ -451,10 +451,10 @@ async def _stored_head(stored_of: Callable[[bytes], Awaitable[StoredPin | None]]
 # --- unfiltered merged listings from sparse rows ---------------------------------------------------------------
 # The other members send only what this peer cannot derive from its own pinset (``StatusAllSparse``): the pins
 # they hold and their operations. A pin allocated elsewhere is ``remote`` on a member, a metadata pin
-# ``sharded``; this peer writes those itself, from the status fields its own walk decodes anyway. At
+# ``sharded``; this peer writes those itself, from each pin's stored status key (state format 3). At
 # replication 1 on 3 peers each other member sends a third of the rows, and reads a third of the pinset (its
-# allocations index). The line's start is the pin's stored listing text (state format 3), and the peer_map
-# part repeats across pins with the same allocations and statuses: it is written once per listing and reused.
+# allocations index). The line's start is formatted from the stored pin, and the peer_map part repeats across
+# pins with the same status key and statuses: it is written once per listing and reused.
 
 #: A member's explicit value for a CID: a derived status code (compact batch) or a row.
 _Val = int | Row

@@ -770,8 +770,9 @@ class StatelessPinTracker:
 
     async def listing_pages(self) -> AsyncIterator[ListedPage]:
         """This peer's unfiltered statuses for a merged listing (``pincluster.pintracker.listing``), as pages
-        in columns: the pinset's CIDs in order, with each pin's stored listing text and status key (what the
-        merge needs to write the line and the other peers' remote/sharded entries) and this peer's status;
+        in columns: the pinset's CIDs in order, with the start of each pin's line and its stored status key
+        (what the merge needs to write the line and the other peers' remote/sharded entries) and this peer's
+        status;
         then a page of the operations on CIDs outside the pinset, sorted (``outside``).
 
         A status key's meaning here (remote, sharded, or which IPFS pin it needs) is worked out once per
@@ -830,8 +831,7 @@ class StatelessPinTracker:
                     if op is not None:
                         seen.add(keys[i])
                         states[i] = self._op_row(op)
-            # both columns are written together: a pin with a status key has its text
-            heads = [global_head_json(decode_state(raw)).encode() for _, raw, _ in page]
+            heads = [global_head_json(decode_state(raw)).encode() for _, raw, _ in page]  # ~3 µs a pin
             yield ListedPage(now_ns, keys, heads, skeys, states)
         outside: list[Row] = []
         for other in list(ops):
