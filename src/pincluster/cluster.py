@@ -45,8 +45,8 @@ from pincluster.types.cid import CID
 from pincluster.types.codec import (
     StoredPin,
     decode_state,
-    decode_status_fields,
     from_json,
+    held_status_keys,
     pin_from_state,
     pin_to_state,
     state_pin_lines,
@@ -173,15 +173,8 @@ class StatePinset:
             async for listed in state.pins_listed_for(peer.bytes):
                 yield listed
             return
-        me = peer.bytes
         async for raw_page in self.raw_pages():
-            held: _StoredPage = []
-            for key, raw in raw_page:
-                s = decode_status_fields(raw)
-                if (s.rf_min == -1 and s.rf_max == -1) or me in s.allocations:
-                    skey = status_key(raw)
-                    assert skey is not None  # it decoded
-                    held.append((key, skey))
+            held = held_status_keys(raw_page, peer.bytes)
             if held:
                 yield held
 

@@ -482,7 +482,6 @@ class _Remote:
         self.batch_time = ""
         self.failed: str | None = None
         self.waiting: list[StatusRows] = []
-        #: rows with CIDs up to the local walk's page end, by CID, taken out as the page's CIDs are written
 
 
 async def sparse_lines(
@@ -505,6 +504,7 @@ async def sparse_lines(
     order = sorted(range(k), key=lambda i: str(members[i]))
     local_index = members.index(local_peer)
     rs = [_Remote(i, p, remotes[p]) for i, p in enumerate(members) if i != local_index]
+    #: each member's rows with CIDs up to the local walk's page end, by CID, taken out as the CIDs are written
     gots: list[dict[bytes, _Val]] = [{} for _ in rs]
     failed_text: dict[int, str] = {}
     #: peer_map texts by signature, for each combination of batch times and failed members (constant in practice)
@@ -620,7 +620,7 @@ async def sparse_lines(
             # each line is its head plus the peer_map text of its signature, which holds everything that text
             # depends on (this peer's status or row, the status key, each member's value), looked up in the
             # texts written so far in this listing.
-            heads = list(page.heads)
+            heads = page.heads  # the page is ours: misses and extras change it in place
             cols = [[got.pop(key, None) for key in keys] for got in gots]
             sigs = list(zip(page.states, page.skeys, *cols, strict=True))
             state = (local_time, *[(r.batch_time, r.failed is None) for r in rs])

@@ -54,6 +54,7 @@ from pincluster.types.codec import (
     decode_status_fields,
     decode_status_key,
     global_head_json,
+    held_status_keys,
     pin_from_state,
     pin_from_stored,
     pin_to_state,
@@ -112,20 +113,18 @@ class _Kinds:
 
     def of(self, skey: bytes) -> int:
         kind = self.known.get(skey)
-        return kind if kind is not None else self.decide(skey, self.me, self.known)
-
-    @staticmethod
-    def decide(skey: bytes, me: bytes, known: dict[bytes, int]) -> int:
-        if len(known) >= _KINDS_MAX:  # many distinct allocation sets: keep the memory bounded
-            known.clear()
+        if kind is not None:
+            return kind
+        if len(self.known) >= _KINDS_MAX:  # many distinct allocation sets: keep the memory bounded
+            self.known.clear()
         f = decode_status_key(skey)
         if f.type == _META_CODE:
             kind = _SHARDED
-        elif _elsewhere(f, me):
+        elif _elsewhere(f, self.me):
             kind = _REMOTE
         else:
             kind = _NEEDS_DIRECT if f.max_depth == 0 else _NEEDS_RECURSIVE
-        known[skey] = kind
+        self.known[skey] = kind
         return kind
 
 
@@ -758,15 +757,8 @@ class StatelessPinTracker:
             async for page in pages(self.peer):
                 yield page
             return
-        me = self.peer.bytes
         async for page in self._stored_pages():
-            held = []
-            for key, raw in page:
-                if not _elsewhere(decode_status_fields(raw), me):
-                    skey = status_key(raw)
-                    assert skey is not None  # it decoded
-                    held.append((key, skey))
-            yield held
+            yield held_status_keys(page, self.peer.bytes)
 
     async def listing_pages(self) -> AsyncIterator[ListedPage]:
         """This peer's unfiltered statuses for a merged listing (``pincluster.pintracker.listing``), as pages
@@ -789,7 +781,7 @@ class StatelessPinTracker:
         ops = self._ops
         seen: set[bytes] = set()
         pages = getattr(self._pinset, "listing_pages", None)
-        kinds = _Kinds(me).known
+        kinds = _Kinds(me)
 
         async def stored() -> AsyncIterator[list[ListingRow]]:
             if pages is not None:
@@ -812,12 +804,10 @@ class StatelessPinTracker:
             keys = [row[0] for row in page]
             # By columns (comprehensions, not a loop per pin): each status key's meaning, then the pins whose
             # IPFS pin decides their status, then the operations, which take over.
-            kind_col = [kinds.get(skey) for skey in skeys]
-            if None in kind_col:
-                kind_col = [_Kinds.decide(skey, me, kinds) if kind is None else kind
-                            for kind, skey in zip(kind_col, skeys, strict=True)]
+            known = [kinds.known.get(skey) for skey in skeys]
+            kind_col = cast(list[int], known) if None not in known else [kinds.of(skey) for skey in skeys]
             states: list[int | Row] = cast(list[int | Row], kind_col)
-            for i in [i for i, kind in enumerate(kind_col) if kind <= 0]:  # type: ignore[operator]
+            for i in [i for i, kind in enumerate(kind_col) if kind <= 0]:
                 key = keys[i]
                 if ipfs_error is not None:
                     states[i] = (key, *ipfs_error)

@@ -584,27 +584,23 @@ class SQLiteStore:
 
     def page(self, after: bytes | None, limit: int) -> list[tuple[bytes, bytes]]:
         """Up to ``limit`` entries with key > ``after`` in key order (keyset pagination: no long transaction)."""
-        with self._rlock:
-            if after is None:
-                cur = self._r.execute("SELECT key, value FROM pins ORDER BY key LIMIT ?", (limit,))
-            else:
-                cur = self._r.execute(
-                    "SELECT key, value FROM pins WHERE key > ? ORDER BY key LIMIT ?", (after, limit)
-                )
-            rows: list[tuple[bytes, bytes]] = cur.fetchall()  # BLOB columns come as bytes already: no copies
-            return rows
+        rows: list[tuple[bytes, bytes]] = self._keyset_page("key, value", after, limit)
+        return rows
 
     def listing_page(self, after: bytes | None, limit: int) -> list[ListingRow]:
         """:meth:`page` with each pin's stored status key (None: a value that is not a readable pin)."""
+        rows: list[ListingRow] = self._keyset_page("key, value, skey", after, limit)
+        return rows
+
+    def _keyset_page(self, columns: str, after: bytes | None, limit: int) -> list[Any]:
+        """``columns`` of up to ``limit`` pins with key > ``after``, in key order (BLOB columns come as bytes
+        already: no copies)."""
         with self._rlock:
             if after is None:
-                cur = self._r.execute("SELECT key, value, skey FROM pins ORDER BY key LIMIT ?", (limit,))
+                cur = self._r.execute(f"SELECT {columns} FROM pins ORDER BY key LIMIT ?", (limit,))
             else:
-                cur = self._r.execute(
-                    "SELECT key, value, skey FROM pins WHERE key > ? ORDER BY key LIMIT ?", (after, limit)
-                )
-            rows: list[ListingRow] = cur.fetchall()
-            return rows
+                cur = self._r.execute(f"SELECT {columns} FROM pins WHERE key > ? ORDER BY key LIMIT ?", (after, limit))
+            return cur.fetchall()
 
     def allocated_page(self, peer: bytes, after: bytes | None, limit: int, *,
                        skeys: bool = False) -> list[tuple[bytes, bytes]]:

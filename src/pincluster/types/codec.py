@@ -81,6 +81,7 @@ __all__ = [
     "go_float_json",
     "go_float_raw",
     "go_json_plain",
+    "held_status_keys",
     "iter_json_values",
     "ndjson_batches",
     "ndjson_lines",
@@ -1406,7 +1407,7 @@ class _StatusFields(Struct, array_like=True, gc=False):
     timestamp: msgspec.Raw = msgspec.Raw(b"")
     rf_min: int = 0
     rf_max: int = 0
-    allocations: tuple[bytes, ...] = ()  # a tuple: listings key their cached text by it
+    allocations: list[bytes] = []
 
 
 #: What ``decode_status_fields`` gives: the fields of a stored pin that decide a peer's status for it.
@@ -1564,6 +1565,17 @@ def status_key(value: bytes) -> bytes | None:
     except (PinclusterError, ValueError):
         return None
     return _SKEY_ENC.encode((s.type, s.max_depth, s.rf_min, s.rf_max, s.allocations))
+
+
+def held_status_keys(page: Sequence[tuple[bytes, bytes]], me: bytes) -> list[tuple[bytes, bytes]]:
+    """``(key, status key)`` of the stored pins of ``page`` that peer ``me`` (peer-ID bytes) holds: allocated to
+    it or to every peer (rf -1/-1). What the state's allocations index gives, for a pinset read without one."""
+    held = []
+    for key, raw in page:
+        s = decode_status_fields(raw)
+        if (s.rf_min == -1 and s.rf_max == -1) or me in s.allocations:
+            held.append((key, _SKEY_ENC.encode((s.type, s.max_depth, s.rf_min, s.rf_max, s.allocations))))
+    return held
 
 
 def decode_status_key(skey: bytes) -> StatusKey:
