@@ -12,7 +12,7 @@ import contextlib
 import heapq
 import logging
 import sqlite3
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -35,6 +35,7 @@ from pincluster.monitor.monitor import InformerPublisher, Monitor, ping_metric
 from pincluster.observe import tracing
 from pincluster.observe.bandwidth import BandwidthCounter
 from pincluster.p2p.host import Host
+from pincluster.pintracker.heads import HEAD_CACHE_FILE, HeadCache
 from pincluster.pintracker.listing import PeerEntries, local_lines, merged_lines, sparse_lines
 from pincluster.pintracker.rows import StatusRows
 from pincluster.pintracker.stateless import StatelessPinTracker
@@ -154,12 +155,12 @@ class StatePinset:
         if chunk:
             yield chunk
 
-    async def listing_pages(self) -> AsyncIterator[_ListingPage]:
+    async def listing_pages(self, bounds: Sequence[bytes] = ()) -> AsyncIterator[_ListingPage]:
         """``raw_pages`` with each pin's stored status key (``types.codec.status_key``), derived here when the
-        state does not keep it."""
+        state does not keep it; pages end at ``bounds`` when the state can (``IndexedState.listing_pages``)."""
         state = self._state()
         if hasattr(state, "listing_pages"):
-            async for page in state.listing_pages():
+            async for page in state.listing_pages(bounds=bounds):
                 yield page
             return
         async for raw_page in self.raw_pages():
@@ -252,6 +253,8 @@ class Cluster:
             on_alert=self._on_alert,
             clock=clock,
         )
+        #: The merged listing's line heads between listings: a file of this daemon run (``pintracker.heads``).
+        self.heads = HeadCache(folder / HEAD_CACHE_FILE)
         self.tracker = StatelessPinTracker(
             config.stateless,
             self.peer_id,
@@ -261,6 +264,7 @@ class Cluster:
             clock=clock,
             ipfs_info=self._ipfs_info,
             recover_interval=cc.pin_recover_interval,
+            heads=self.heads,
         )
         self.allocator = Allocator(
             self.monitor,
@@ -319,6 +323,7 @@ class Cluster:
 
     async def start(self) -> None:
         """Start components after consensus and the IPFS connector are up (the daemon does those)."""
+        await self.heads.open()
         await self.tracker.start()
         await self.monitor.start()
         self._tasks += [
@@ -367,6 +372,7 @@ class Cluster:
         await self.publisher.shutdown()
         await self.monitor.shutdown()
         await self.tracker.shutdown()
+        await self.heads.close()
         self.pinset.close()
 
     # ------------------------------------------------------------------ peers and metrics

@@ -26,6 +26,8 @@ from tests.kubo import KuboDaemon, kubo_binary
 from tests.kubo import start_all as start_kubos
 from tests.kubo import stop_all as stop_kubos
 
+from pincluster.pintracker.heads import HEAD_CACHE_FILE
+
 pytestmark = pytest.mark.timeout(300)
 
 NODE_MA = "ipfs_connector.ipfshttp.node_multiaddress"
@@ -280,6 +282,27 @@ def test_listing_filters_local_and_cids(cluster: Cluster) -> None:
     assert status == 200 and {i["cid"] for i in items} == {a, b} and trailer == [""]
     status, items, trailer = stream(cluster[0], "/allocations")
     assert status == 200 and {a, b} <= {i["cid"] for i in items} and trailer == [""]
+
+
+def test_merged_listing_shows_a_changed_pin(cluster: Cluster) -> None:
+    """The merged listing keeps its line heads between listings (``pintracker.heads``): a pin changed since the
+    last listing shows its new fields."""
+    cid = add_to_node(cluster[0], os.urandom(300))
+    assert cluster[0].api("POST", f"/pins/{cid}?name=before")[0] == 200
+    wait_for(lambda: set(statuses(cluster[0], cid).values()) == {"pinned"}, what="pinned")
+
+    def listed() -> dict[str, Any]:
+        status, items, trailer = stream(cluster[0], "/pins")
+        assert status == 200 and trailer == [""]
+        return next(i for i in items if i["cid"] == cid)
+
+    assert listed()["name"] == "before" and listed()["name"] == "before"  # the second from the cache
+    assert (cluster[0].folder / HEAD_CACHE_FILE).exists()
+    assert cluster[1].api("POST", f"/pins/{cid}?name=after&meta-rev=2")[0] == 200
+    wait_for(lambda: cluster[0].api("GET", f"/allocations/{cid}")[1]["name"] == "after", what="the change applied")
+    item = listed()
+    assert item["name"] == "after" and item["metadata"] == {"rev": "2"}
+    assert cluster[0].api("DELETE", f"/pins/{cid}")[0] == 200
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,7 @@ from tests.integration.cluster_harness import wait_for as _wait_for
 
 from pincluster.localnet import SERVICE
 from pincluster.lock import ClusterLock
+from pincluster.pintracker.heads import HEAD_CACHE_FILE
 from pincluster.types.cid import CID, IDENTITY, RAW, multihash_encode
 
 pytestmark = pytest.mark.timeout(400)
@@ -212,11 +213,13 @@ def test_signals_stop_in_order_and_full_restart_keeps_pinset(cluster: list[Peer]
     before = wait_for(lambda: same_pinset(cluster), what="settled pinset")
     sigs = (signal.SIGHUP, signal.SIGINT, signal.SIGTERM)
     for peer, sig in zip(reversed(cluster), sigs, strict=True):
+        assert (peer.folder / HEAD_CACHE_FILE).exists()  # the listing cache of this daemon run
         code, text = stop_with(peer, sig)
         assert code == 0, f"{sig.name}: exit {code}\n{text[-3000:]}"
         assert f"received {sig.name}: shutting down" in text
         assert "shutdown complete" in text, text[-3000:]
         assert _lock_free(peer.folder)
+        assert not (peer.folder / HEAD_CACHE_FILE).exists()
     for p in cluster:
         p.start()
     for p in cluster:

@@ -8,6 +8,7 @@ import asyncio
 import json
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from test_pintracker_stateless import FakeIPFS, new_peer, settle
 
 from pincluster.config.sections import StatelessTrackerConfig
 from pincluster.errors import Unavailable
+from pincluster.pintracker.heads import HeadCache
 from pincluster.pintracker.listing import PeerEntries, local_lines, merged_lines, sparse_lines
 from pincluster.pintracker.rows import StatusRows
 from pincluster.pintracker.stateless import IPFSInfo, StatelessPinTracker, _MultihashIndex
@@ -389,6 +391,32 @@ async def test_sparse_listing_is_byte_identical(ops: bool, n: int) -> None:
                        and (p.is_pin_everywhere or t.peer in p.allocations))
             assert sent <= held + len(t._ops) and sent < n
     finally:
+        await c.shutdown()
+
+
+async def test_sparse_listing_with_the_head_cache(tmp_path: Path) -> None:
+    """Line heads kept between listings (``pintracker.heads``) give the same bytes; after a pin is renamed, one
+    removed and two added, only the renamed and added pins' heads are formatted again."""
+    c = Cluster3(seed=5, n=2600)
+    cache = HeadCache(tmp_path / "listing-cache.sqlite")
+    await cache.open()
+    c.trackers[0].heads = cache
+    try:
+        assert await new_sparse(c) == await old_merged(c, S.UNDEFINED)
+        assert cache.last_counts == (0, 2600)
+        assert await new_sparse(c) == await old_merged(c, S.UNDEFINED)
+        assert cache.last_counts == (2600, 0)
+        keys = sorted(c.pinset.pins)
+        c.pinset.pins[keys[100]] = c.pinset.pins[keys[100]].replace(name="renamed")
+        del c.pinset.pins[keys[2000]]
+        for i in (1, 2):
+            new = c.pins[i].replace(cid=CID.v1(RAW, sha256_multihash(b"added %d" % i)))
+            c.pinset.pins[new.cid.bytes] = new
+        listed = await new_sparse(c)
+        assert listed == await old_merged(c, S.UNDEFINED) and b'"name":"renamed"' in listed
+        assert cache.last_counts == (2598, 3)
+    finally:
+        await cache.close()
         await c.shutdown()
 
 

@@ -25,11 +25,12 @@ what is returned; ``status_rows`` is the same walk for another peer merging a li
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 from array import array
 from bisect import bisect_left
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterator
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -39,6 +40,7 @@ from pincluster.config.sections import StatelessTrackerConfig
 from pincluster.errors import NOT_IN_PINSET, NotFound, Unavailable
 from pincluster.ipfsconn.interface import IPFSError
 from pincluster.observe import tracing
+from pincluster.pintracker.heads import HeadCache, HeadSession
 from pincluster.pintracker.interface import QUEUE_FULL_ERROR, PinsetReader, TrackerIPFS
 from pincluster.pintracker.optracker import Operation, OperationTracker, OpPhase, OpType
 from pincluster.pintracker.rows import CODE_OF, DERIVED_ERRORS, ListedPage, LocalRow, Row, StatusRows
@@ -98,6 +100,11 @@ _META_CODE = PinType.META.bits
 _NEEDS_RECURSIVE = 0
 _NEEDS_DIRECT = -1
 _KINDS_MAX = 1 << 16
+
+
+def _render_head(raw: bytes) -> bytes:
+    """A merged listing line's start, from the stored pin (``HeadSession.heads`` keeps it between listings)."""
+    return global_head_json(decode_state(raw)).encode()
 
 
 class _Kinds:
@@ -197,6 +204,18 @@ class _MultihashIndex:
     def __len__(self) -> int:
         return len(self._keys)
 
+    def holds(self, mhs: list[bytes]) -> list[bool]:
+        """``mh in self`` for each of ``mhs``, by columns: a listing asks for a page of pins at a time, and a
+        call per pin costs several times the lookup."""
+        if not self._sorted:
+            self.freeze()
+        keys, starts, shift = self._keys, self._starts, self._shift
+        hs = [hash(m) for m in mhs]
+        bs = [(h + _HALF) >> shift for h in hs]
+        ends = [starts[b + 1] for b in bs]
+        at = [bisect_left(keys, h, starts[b], e) for h, b, e in zip(hs, bs, ends, strict=True)]
+        return [i < e and keys[i] == h for i, e, h in zip(at, ends, hs, strict=True)]
+
     def __contains__(self, mh: object) -> bool:
         if not self._sorted:
             self.freeze()
@@ -244,8 +263,11 @@ class StatelessPinTracker:
         clock: Clock = SYSTEM_CLOCK,
         ipfs_info: IPFSInfo | None = None,
         recover_interval: timedelta | None = None,
+        heads: HeadCache | None = None,
     ) -> None:
         self.config = config
+        #: The merged listing's line heads from one listing to the next (None: formatted every time).
+        self.heads = heads
         self.peer = peer
         self.peername = peername
         self._ipfs = ipfs
@@ -768,8 +790,34 @@ class StatelessPinTracker:
         then a page of the operations on CIDs outside the pinset, sorted (``outside``).
 
         A status key's meaning here (remote, sharded, or which IPFS pin it needs) is worked out once per
-        distinct key: most pins need no decoding at all."""
+        distinct key: most pins need no decoding at all. Line heads come from ``heads`` when the pin has not
+        changed since the listing before (``pintracker.heads``)."""
         now_ns = self._clock.now_ns()
+        pages = getattr(self._pinset, "listing_pages", None)
+        kinds = _Kinds(self.peer.bytes)
+        cache = None if self.heads is None else await self.heads.session()
+
+        async def stored() -> AsyncIterator[list[ListingRow]]:
+            if pages is not None:
+                async for page in pages(cache.bounds if cache is not None else ()):
+                    yield page
+                return
+            async for page in self._stored_pages():
+                yield [(k, raw, status_key(raw)) for k, raw in page]
+
+        complete = False
+        try:
+            async with contextlib.aclosing(self._listed(stored(), kinds, cache, now_ns)) as listed_pages:
+                async for listed in listed_pages:
+                    yield listed
+            complete = True
+        finally:
+            if cache is not None:
+                await cache.finish(complete=complete)
+
+    async def _listed(self, stored: AsyncIterator[list[ListingRow]], kinds: _Kinds, cache: HeadSession | None,
+                      now_ns: int) -> AsyncGenerator[ListedPage, None]:
+        """``listing_pages``' walk of the stored pages."""
         ipfs_error: tuple[int, int, str, int, bool, bool] | None = None  # a Row without its CID
         try:
             recursive, direct = await self._ipfs_pinsets()
@@ -777,21 +825,9 @@ class StatelessPinTracker:
             recursive = direct = _MultihashIndex()
             ipfs_error = (int(TrackerStatus.CLUSTER_ERROR), now_ns, str(exc), 0, False, True)
         unexpected = int(TrackerStatus.UNEXPECTEDLY_UNPINNED)
-        me = self.peer.bytes
         ops = self._ops
         seen: set[bytes] = set()
-        pages = getattr(self._pinset, "listing_pages", None)
-        kinds = _Kinds(me)
-
-        async def stored() -> AsyncIterator[list[ListingRow]]:
-            if pages is not None:
-                async for page in pages():
-                    yield page
-                return
-            async for page in self._stored_pages():
-                yield [(k, raw, status_key(raw)) for k, raw in page]
-
-        async for page in stored():
+        async for page in stored:
             if not page:
                 continue
             stored_keys = [row[2] for row in page]
@@ -807,21 +843,25 @@ class StatelessPinTracker:
             known = [kinds.known.get(skey) for skey in skeys]
             kind_col = cast(list[int], known) if None not in known else [kinds.of(skey) for skey in skeys]
             states: list[int | Row] = cast(list[int | Row], kind_col)
-            for i in [i for i, kind in enumerate(kind_col) if kind <= 0]:
-                key = keys[i]
-                if ipfs_error is not None:
-                    states[i] = (key, *ipfs_error)
-                    continue
-                mh = cid_multihash(key)
-                states[i] = (_PINNED if (mh in recursive or (states[i] == _NEEDS_DIRECT and mh in direct))
-                             else unexpected)
+            own = [i for i, kind in enumerate(kind_col) if kind <= 0]  # the pins this peer's IPFS should hold
+            if own and ipfs_error is not None:
+                for i in own:
+                    states[i] = (keys[i], *ipfs_error)
+            elif own:
+                mhs = [k if k[0] == 0x12 else cid_multihash(k) for k in [keys[i] for i in own]]  # 0x12: CIDv0
+                found = [_PINNED if held else (_PINNED if (states[i] == _NEEDS_DIRECT and mh in direct) else unexpected)
+                         for i, mh, held in zip(own, mhs, recursive.holds(mhs), strict=True)]
+                for i, st in zip(own, found, strict=True):
+                    states[i] = st
             if len(ops):
                 for i in ops.positions(keys):
                     op = ops.get_bytes(keys[i])
                     if op is not None:
                         seen.add(keys[i])
                         states[i] = self._op_row(op)
-            heads = [global_head_json(decode_state(raw)).encode() for _, raw, _ in page]  # ~3 µs a pin
+            values = [row[1] for row in page]
+            heads = ([_render_head(raw) for raw in values] if cache is None  # ~3 µs a pin
+                     else await cache.heads(keys, values, _render_head))
             yield ListedPage(now_ns, keys, heads, skeys, states)
         outside: list[Row] = []
         for other in list(ops):
