@@ -12,7 +12,7 @@ import contextlib
 import heapq
 import logging
 import sqlite3
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -35,7 +35,7 @@ from pincluster.monitor.monitor import InformerPublisher, Monitor, ping_metric
 from pincluster.observe import tracing
 from pincluster.observe.bandwidth import BandwidthCounter
 from pincluster.p2p.host import Host
-from pincluster.pintracker.heads import HEAD_CACHE_FILE, HeadCache
+from pincluster.pintracker.heads import HEAD_CACHE_FILE, HeadCache, RangeReader
 from pincluster.pintracker.listing import PeerEntries, local_lines, merged_lines, sparse_lines
 from pincluster.pintracker.rows import StatusRows
 from pincluster.pintracker.stateless import StatelessPinTracker
@@ -155,16 +155,22 @@ class StatePinset:
         if chunk:
             yield chunk
 
-    async def listing_pages(self, bounds: Sequence[bytes] = ()) -> AsyncIterator[_ListingPage]:
+    async def listing_pages(self) -> AsyncIterator[_ListingPage]:
         """``raw_pages`` with each pin's stored status key (``types.codec.status_key``), derived here when the
-        state does not keep it; pages end at ``bounds`` when the state can (``IndexedState.listing_pages``)."""
+        state does not keep it."""
         state = self._state()
         if hasattr(state, "listing_pages"):
-            async for page in state.listing_pages(bounds=bounds):
+            async for page in state.listing_pages():
                 yield page
             return
         async for raw_page in self.raw_pages():
             yield [(key, raw, status_key(raw)) for key, raw in raw_page]
+
+    def listing_reader(self) -> RangeReader | None:
+        """The state store itself when it is the SQLite one: the merged listing walks it by key ranges and keeps
+        its line heads between listings, watching the store for changes (``pintracker.heads``)."""
+        store = getattr(self._state(), "store", None)
+        return store if isinstance(store, SQLiteStore) else None
 
     async def listed_for(self, peer: PeerID) -> AsyncIterator[_StoredPage]:
         """Pages of ``(key, status key)`` of the stored pins ``peer`` holds (allocated to it, or to every

@@ -7,11 +7,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import sqlite3
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
+from test_state_index import pin, put, varied
 
-from pincluster.pintracker.heads import HeadCache, HeadSession
+from pincluster.pintracker.heads import HeadCache, HeadSession, WalkPage
+from pincluster.state.store import OP_DELETE, OP_PUT, SQLiteStore
+from pincluster.types.codec import pin_from_state
 
 
 def key(i: int) -> bytes:
@@ -45,7 +50,7 @@ async def listing(cache: HeadCache, pins: dict[bytes, bytes], page: int = 10) ->
         if bounds and keys[j - 1] > bounds[0]:  # end the page at the bound, as the state's pages do
             j = next(n for n in range(i, j) if keys[n] > bounds[0])
         ks = keys[i:j]
-        heads += await session.heads(ks, [pins[k] for k in ks], render)
+        heads += await session.heads(WalkPage(ks, [b"skey"] * len(ks), [pins[k] for k in ks], None), render)
         i = j
     await session.finish(complete=True)
     return heads, render.calls
@@ -67,9 +72,9 @@ async def test_heads_are_formatted_once_and_again_only_for_changed_pins(cache: H
     pins = {key(i): b"v%d" % i for i in range(95)}
     heads, calls = await listing(cache, pins)
     assert heads == [b"head of " + pins[k] for k in sorted(pins)] and calls == 95
-    assert cache.last_counts == (0, 95)
+    assert cache.last_counts == (0, 95, 0)
     assert await listing(cache, pins) == (heads, 0)  # unchanged: every head from the cache
-    assert cache.last_counts == (95, 0)
+    assert cache.last_counts == (95, 0, 0)
     # a pin changed, one removed, two added (one inside a page's range, one past the end)
     changed = sorted(pins)[40]
     pins[changed] = b"new value"
@@ -141,7 +146,8 @@ async def test_a_broken_cache_turns_itself_off(cache: HeadCache, caplog: pytest.
         conn.execute("DROP TABLE blobs")
     render = Renders()
     ks = sorted(pins)[:10]
-    assert await session.heads(ks, [pins[k] for k in ks], render) == [b"head of " + pins[k] for k in ks]
+    page = WalkPage(ks, [b"s"] * 10, [pins[k] for k in ks], None)
+    assert await session.heads(page, render) == [b"head of " + pins[k] for k in ks]
     assert render.calls == 10 and not cache.enabled
     assert "listing cache off" in caplog.text
     await session.finish(complete=True)
@@ -174,7 +180,155 @@ async def test_one_blob_write_at_a_time(cache: HeadCache, monkeypatch: pytest.Mo
     session = HeadSession(cache, [])
     keys = sorted(key(i) for i in range(50))
     for n in range(5):
-        await session.heads(keys[10 * n:10 * n + 10], [b"x%d" % i for i in range(10)], Renders())
+        await session.heads(WalkPage(keys[10 * n:10 * n + 10], [b"s"] * 10, [b"x%d" % i for i in range(10)], None),
+                            Renders())
     await session.finish(complete=False)
     assert peak == 1 and blob_count(cache) == 5
+    await cache.close()
+
+
+# --- the walk over the state store, with its change feed -------------------------------------------------------
+class Reader:
+    """The store, with a hook run after each range read (to make a change land between a read and its blob)."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self.store = store
+        #: run after the next read that returns pins (with ``on_empty``: that returns none)
+        self.after_read: Callable[[list[Any]], None] | None = None
+        self.on_empty = False
+
+    def listing_page(self, after: bytes | None, limit: int) -> list[Any]:
+        return self._hook(self.store.listing_page(after, limit))
+
+    def listing_range(self, after: bytes | None, upto: bytes, limit: int) -> list[Any]:
+        return self._hook(self.store.listing_range(after, upto, limit))
+
+    def _hook(self, rows: list[Any]) -> list[Any]:
+        if self.after_read is not None and bool(rows) != self.on_empty:
+            hook, self.after_read = self.after_read, None
+            hook(rows)
+        return rows
+
+    def watch(self, fn: Callable[[Sequence[bytes] | None], None]) -> None:
+        self.store.watch(fn)
+
+    def unwatch(self, fn: Callable[[Sequence[bytes] | None], None]) -> None:
+        self.store.unwatch(fn)
+
+
+async def walk(cache: HeadCache, reader: Reader, page_size: int = 7,
+               session: HeadSession | None = None) -> list[tuple[bytes, bytes | None, bytes]]:
+    """A listing's walk as the tracker does it; ``(key, status key, head)`` of every pin."""
+    session = session or await cache.session(reader)
+    assert session is not None
+    out: list[tuple[bytes, bytes | None, bytes]] = []
+    async for page in session.walk(reader, page_size):
+        heads = page.heads if page.heads is not None else await session.heads(page, Renders())
+        out += list(zip(page.keys, page.skeys, heads, strict=True))
+    await session.finish(complete=True)
+    return out
+
+
+def state_now(store: SQLiteStore) -> list[tuple[bytes, bytes | None, bytes]]:
+    return [(k, sk, b"head of " + v) for k, v, sk in store.listing_page(None, 1 << 20)]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SQLiteStore]:
+    s = SQLiteStore(tmp_path / "state.sqlite")
+    s.apply(1, 1, [put(p) for p in varied(60)])
+    yield s
+    s.close()
+
+
+async def test_unchanged_pages_are_listed_without_reading_the_state(cache: HeadCache, store: SQLiteStore,
+                                                                   tmp_path: Path) -> None:
+    reader = Reader(store)
+    assert await walk(cache, reader) == state_now(store)
+    assert cache.last_counts == (0, 60, 0)
+    assert await walk(cache, reader) == state_now(store)
+    assert cache.last_counts == (60, 0, 60)  # every page from its blob
+    # a changed pin (a Raft entry), then a removed and an added one (a group commit): their pages only
+    changed = pin(7).replace(name="renamed")
+    store.apply(2, 1, [put(changed)])
+    assert await walk(cache, reader) == state_now(store)
+    hits, formatted, unread = cache.last_counts
+    assert formatted == 1 and hits == 59 and 60 - 14 <= unread < 60  # one page of 7 (up to 14) read again
+    store.apply_many([(3, 1, [(OP_DELETE, pin(20).cid.bytes, None)]), (4, 1, [put(pin(500))])])
+    assert await walk(cache, reader) == state_now(store)
+    assert cache.last_counts[1] == 1 and 60 - 28 <= cache.last_counts[2] < 60
+    assert await walk(cache, reader) == state_now(store) and cache.last_counts == (60, 0, 60)
+    store.clear()  # every key changed
+    store.apply(5, 1, [put(p) for p in varied(10)])
+    assert await walk(cache, reader) == state_now(store) and cache.last_counts[2] == 0
+    assert await walk(cache, reader) == state_now(store) and cache.last_counts[2] == 10
+    other = SQLiteStore(tmp_path / "leader.sqlite")  # a snapshot from the leader, restored in place
+    other.apply(9, 2, [put(p.replace(name="from the leader")) for p in varied(10)])
+    other.snapshot_to(tmp_path / "snap.sqlite")
+    other.close()
+    store.restore_from(tmp_path / "snap.sqlite")
+    assert await walk(cache, reader) == state_now(store) and cache.last_counts == (0, 10, 0)
+    await cache.close()
+
+
+async def test_a_change_between_a_read_and_its_blob_is_not_missed(cache: HeadCache, store: SQLiteStore) -> None:
+    """The page read before a change landed keeps the old value in its blob: it must not count as current."""
+    reader = Reader(store)
+    await walk(cache, reader)
+    target = pin_from_state(store.get(store.listing_page(None, 1)[0][0]) or b"")
+    store.apply(2, 1, [put(target.replace(name="first change"))])  # its page is read again by the next walk
+    reader.after_read = lambda rows: store.apply(3, 1, [put(target.replace(name="changed under the read"))])
+    listed = await walk(cache, reader)
+    assert listed != state_now(store)  # that walk read the page just before the change: the old name
+    assert await walk(cache, reader) == state_now(store)  # the next one shows it
+
+
+async def test_the_walk_follows_another_store(cache: HeadCache, store: SQLiteStore, tmp_path: Path) -> None:
+    """A session for another store (the state reopened) trusts nothing from the first one."""
+    first = Reader(store)
+    await walk(cache, first)
+    await walk(cache, first)
+    other = SQLiteStore(tmp_path / "other.sqlite")
+    other.apply(1, 1, [put(p.replace(name="other")) for p in varied(60)])
+    second = Reader(other)
+    assert await walk(cache, second) == state_now(other)
+    assert cache.last_counts[2] == 0
+    store.apply(2, 1, [put(pin(3).replace(name="unwatched now"))])  # no longer watched: no effect
+    assert await walk(cache, second) == state_now(other) and cache.last_counts == (60, 0, 60)
+    other.close()
+    await cache.close()
+
+
+async def test_a_pin_added_back_into_an_emptied_range(cache: HeadCache, store: SQLiteStore) -> None:
+    """A page's range spans the empty ranges read before it: a pin added there while the page is read must not
+    leave the page current (the next walk would list the page from its blob, without that pin)."""
+    reader = Reader(store)
+    await walk(cache, reader)
+    await walk(cache, reader)
+    rows = store.listing_page(None, 1 << 20)
+    second = [r for r in rows[7:14]]  # the second page's pins (pages of 7)
+    store.apply(2, 1, [(OP_DELETE, k, None) for k, _, _ in second])
+    k, v, _ = second[3]
+    reader.on_empty = True  # just after the read that finds the second range empty
+    reader.after_read = lambda _rows: store.apply(3, 1, [(OP_PUT, k, v)])
+    await walk(cache, reader)
+    assert reader.after_read is None
+    assert await walk(cache, reader) == state_now(store)
+    assert k in [key for key, _, _ in await walk(cache, reader)]
+    await cache.close()
+
+
+async def test_a_listing_started_before_another_rewrote_its_pages(cache: HeadCache, store: SQLiteStore) -> None:
+    """Listings may overlap: one whose bounds were taken before another split a page must not take the
+    second half of that page for the whole range."""
+    reader = Reader(store)
+    await walk(cache, reader)
+    await walk(cache, reader)
+    early = await cache.session(reader)  # its bounds: the pages as they are now
+    third = store.listing_page(None, 1 << 20)[14:21]
+    lo, hi = third[0][0], third[-1][0]
+    added = [p for p in (pin(i) for i in range(1000, 3000)) if lo < p.cid.bytes < hi][:10]
+    store.apply(2, 1, [put(p) for p in added])  # the third page grows past two pages' worth: split
+    assert await walk(cache, reader) == state_now(store)
+    assert await walk(cache, reader, session=early) == state_now(store)
     await cache.close()

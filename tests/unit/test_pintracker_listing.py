@@ -282,6 +282,8 @@ def test_multihash_index(n: int) -> None:
     assert all(mh in idx for mh in mhs[::2])
     assert not any(mh in idx for mh in mhs[1::2])
     assert sha256_multihash(b"x") not in _MultihashIndex()
+    assert idx.holds(mhs) == [i % 2 == 0 for i in range(2 * n)]  # by columns, as a listing page asks
+    assert _MultihashIndex().holds(mhs[:3]) == [False] * len(mhs[:3]) and idx.holds([]) == []
 
 
 async def test_ipfs_pin_index_is_kept_while_the_node_pins_do_not_change() -> None:
@@ -403,9 +405,9 @@ async def test_sparse_listing_with_the_head_cache(tmp_path: Path) -> None:
     c.trackers[0].heads = cache
     try:
         assert await new_sparse(c) == await old_merged(c, S.UNDEFINED)
-        assert cache.last_counts == (0, 2600)
+        assert cache.last_counts == (0, 2600, 0)
         assert await new_sparse(c) == await old_merged(c, S.UNDEFINED)
-        assert cache.last_counts == (2600, 0)
+        assert cache.last_counts == (2600, 0, 0)
         keys = sorted(c.pinset.pins)
         c.pinset.pins[keys[100]] = c.pinset.pins[keys[100]].replace(name="renamed")
         del c.pinset.pins[keys[2000]]
@@ -414,7 +416,7 @@ async def test_sparse_listing_with_the_head_cache(tmp_path: Path) -> None:
             c.pinset.pins[new.cid.bytes] = new
         listed = await new_sparse(c)
         assert listed == await old_merged(c, S.UNDEFINED) and b'"name":"renamed"' in listed
-        assert cache.last_counts == (2598, 3)
+        assert cache.last_counts == (2598, 3, 0)
     finally:
         await cache.close()
         await c.shutdown()

@@ -485,30 +485,6 @@ def test_listing_page_pages_with_status_keys(tmp_path: Path) -> None:
     s.close()
 
 
-def test_listing_pages_end_at_the_bounds(tmp_path: Path) -> None:
-    """With bounds, no page spans one (a listing finds the pages it cached the time before, whatever was added
-    elsewhere); a range of more than two pages' worth is cut; past the last bound, pages of ``page_size``."""
-    s = SQLiteStore(tmp_path / "s.db")
-    s.apply(1, 1, [put(p) for p in varied(60)])
-    st = SQLiteState(s)
-    rows = s.listing_page(None, 100)
-    keys = [r[0] for r in rows]
-
-    async def pages(size: int, bounds: list[bytes]) -> list[list[tuple[bytes, bytes, bytes | None]]]:
-        return [page async for page in st.listing_pages(page_size=size, bounds=bounds)]
-
-    bounds = [keys[2], keys[3], keys[30], keys[31] + b"\xff", keys[59] + b"\xff", b"\xff" * 40]  # two past the end
-    got = asyncio.run(pages(5, bounds))
-    assert [row for p in got for row in p] == rows  # every pin once, in order
-    assert [len(p) for p in got] == [3, 1, 10, 10, 7, 1, 10, 10, 8]
-    for p in got:  # no page spans a bound
-        assert not any(p[0][0] < b < p[-1][0] for b in bounds)
-    assert [len(p) for p in asyncio.run(pages(5, [keys[9]]))] == [10, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5]
-    assert [len(p) for p in asyncio.run(pages(5, [keys[0][:1]]))] == [5] * 12  # a bound before every pin
-    assert asyncio.run(pages(5, [])) == asyncio.run(pages(5, ())) and len(asyncio.run(pages(5, []))) == 12
-    s.close()
-
-
 def _listed(st: SQLiteState, peer: bytes, size: int) -> list[list[tuple[bytes, bytes]]]:
     async def run() -> list[list[tuple[bytes, bytes]]]:
         return [page async for page in st.pins_listed_for(peer, page_size=size)]

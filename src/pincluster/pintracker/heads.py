@@ -1,42 +1,47 @@
 """The merged listing's line heads, kept from one listing to the next (``GET /pins``).
 
 A line of the merged listing starts with fields of the stored pin (CID, name, allocations, origins, created,
-metadata): its *head*, ~250 bytes. Formatting it costs ~3 µs a pin, half of what the asked peer spends on a
-line, and gives the same bytes in every listing while the pin is unchanged. This cache keeps the heads of the
-last listing on disk, one *blob* per listing page: reading a page's 2,000 heads is one row read and one
-msgpack decode, not 2,000 row reads (~1 µs each, as much as the formatting saved).
+metadata): its *head*, ~250 bytes. Formatting it costs ~3 µs a pin, half of what the asked peer spent on a
+line, and gives the same bytes in every listing while the pin is unchanged. Reading the pin from the state
+costs another ~1 µs. This cache keeps, for each page of the last listing, one *blob*: the page's keys, status
+keys and heads. A page whose pins did not change since is listed from its blob alone (one row read and one
+msgpack decode for 2,000 pins), without reading the state.
 
 Why it is shaped so:
 
 - **Outside the Raft state.** Keeping the heads with the pins made every peer format every pin it applied: the
   ingest lost 10-20%. Here only a listing writes, and only what changed since the one before.
-- **Checked against the stored value.** A blob keeps ``hash()`` of each pin's stored value beside its head, and a
-  head is used only for a pin whose value hashes the same. A pin changed by a Raft entry, a state import or a
-  snapshot install is formatted again, and nothing has to tell the cache about it.
-- **One daemon run.** ``hash()`` of bytes is salted per process: the file is made anew at each start (a file
-  left by a crash is deleted) and deleted at shutdown, so its format may change between releases with no
-  upgrade.
-- **Pages follow the blobs.** A listing walks the pinset in the ranges of the blobs (``HeadSession.bounds``,
-  ``IndexedState.listing_pages``), so a pin added or removed changes one page, not the alignment of every
-  page after it.
-- **Bounded.** Memory holds the blobs of one page. The disk holds ~300 bytes per pin listed; a complete listing
-  deletes the blobs of ranges it found empty.
+- **Told of every change.** The state store calls the cache after each committed write with the keys it
+  changed (``SQLiteStore.watch``): a Raft entry, a group of them, a snapshot restored (every key). A page is
+  listed from its blob only while no change has reached its key range since the listing that read it (a
+  change between that read and the blob's write counts too: the blob is then used for its heads only).
+- **Checked against the stored value.** A page read from the state takes a head from the cache only for a pin
+  whose stored value has the same ``hash()`` as when the head was made: a pin changed is formatted again.
+  ``hash()`` of bytes is salted per process, so the file is made anew at each start (one left by a crash is
+  deleted) and deleted at shutdown: its format may change between releases with no upgrade.
+- **Pages follow the blobs.** A listing walks the pinset in the key ranges of the blobs, so a pin added or
+  removed changes one page, not the alignment of every page after it.
+- **Bounded.** Memory holds one page's blob, and the key ranges (one key per 2,000 pins). The disk holds ~350
+  bytes per pin listed; a complete listing deletes the blobs of ranges it found empty.
 - **Never in the way.** A cache error (a full disk, a deleted file) is logged, and the cache is off until the
-  next start: listings format every head, as without it.
+  next start: listings read and format every pin, as without it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import sqlite3
 import threading
 from array import array
-from collections.abc import Callable
+from bisect import bisect_left, insort
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import Final, Protocol, TypeVar
 
 import msgspec
 
@@ -45,24 +50,81 @@ log = logging.getLogger("pintracker")
 #: The cache's file, in the peer's configuration folder.
 HEAD_CACHE_FILE: Final = "listing-cache.sqlite"
 
-_ENCODER: Final = msgspec.msgpack.Encoder()
-#: A blob: the stored values' ``hash()`` (an ``array("q")``'s bytes: compared at C speed) and the heads.
-_DECODER: Final = msgspec.msgpack.Decoder(tuple[bytes, list[bytes]])
-
 _T = TypeVar("_T")
+_ABSENT: Final = object()
+_Row = tuple[bytes, bytes, bytes | None]
+
+
+class RangeReader(Protocol):
+    """What the walk reads the pinset with (``state.store.SQLiteStore``): pages in key order, on the calling
+    thread, and a feed of the keys each committed write changed."""
+
+    def listing_page(self, after: bytes | None, limit: int) -> list[_Row]: ...
+
+    def listing_range(self, after: bytes | None, upto: bytes, limit: int) -> list[_Row]: ...
+
+    def watch(self, fn: Callable[[Sequence[bytes] | None], None]) -> None: ...
+
+    def unwatch(self, fn: Callable[[Sequence[bytes] | None], None]) -> None: ...
+
+
+class _Blob(msgspec.Struct, array_like=True):
+    """One page: the ``hash()`` of each stored value (``array("q")`` bytes, compared at C speed), the keys, the
+    distinct status keys and each pin's index among them (``array("H")`` bytes), and the heads."""
+
+    tags: bytes
+    keys: list[bytes]
+    skey_table: list[bytes]
+    skey_index: bytes
+    heads: list[bytes]
+
+    def skeys(self) -> list[bytes]:
+        table = self.skey_table
+        return [table[i] for i in array("H", self.skey_index)]
+
+
+_ENCODER: Final = msgspec.msgpack.Encoder()
+_DECODER: Final = msgspec.msgpack.Decoder(_Blob)
+_SKEYS_MAX: Final = 65535  # distinct status keys a blob can index (``array("H")``)
+
+
+@dataclass(slots=True)
+class WalkPage:
+    """A page of the walk: ``values`` and ``seq`` when read from the state (heads still to find), ``heads`` when
+    listed from the cache."""
+
+    keys: list[bytes]
+    skeys: Sequence[bytes | None]
+    values: list[bytes] | None
+    heads: list[bytes] | None
+    #: the key after which the page's range starts (None: the first page)
+    after: bytes | None = None
+    #: the cache's change count when the page was read (None: read without the change feed)
+    seq: int | None = None
+
+    @classmethod
+    def of_rows(cls, rows: list[_Row], after: bytes | None = None, seq: int | None = None) -> WalkPage:
+        return cls([r[0] for r in rows], [r[2] for r in rows], [r[1] for r in rows], None, after, seq)
 
 
 class HeadCache:
-    """The heads of the last listing, in blobs of one page: ``(first key, last key, (value hashes, heads))``.
+    """The pages of the last listing, kept in a SQLite file of this daemon run (see the module docstring).
 
-    Thread-safe: one SQLite connection, each call under a lock in a worker thread."""
+    Thread-safe: one SQLite connection, used under a lock; the change feed arrives in the state's writing
+    thread and updates the in-memory record of which pages are current under another."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
-        #: (heads from the cache, heads formatted) in the last listing that finished: logs and tests.
-        self.last_counts: tuple[int, int] = (0, 0)
+        #: (heads from the cache, heads formatted, pins not read from the state) in the last complete listing
+        self.last_counts: tuple[int, int, int] = (0, 0, 0)
+        # The pages known current: the last key of each (sorted) and the key its range starts after.
+        self._tlock = threading.Lock()
+        self._seq = 0  # changes seen
+        self._current: dict[bytes, bytes | None] = {}
+        self._lasts: list[bytes] = []
+        self._reader: RangeReader | None = None
 
     @property
     def enabled(self) -> bool:
@@ -90,7 +152,8 @@ class HeadCache:
             self._conn = conn
 
     async def close(self) -> None:
-        """Close and delete the file."""
+        """Stop watching the state; close and delete the file."""
+        self._attach(None)
         await asyncio.to_thread(self._close)
 
     def _close(self) -> None:
@@ -99,12 +162,78 @@ class HeadCache:
             if conn is not None:
                 conn.close()
                 _remove(self.path)
+        self._forget(None)
 
-    async def session(self) -> HeadSession | None:
-        """A listing's use of the cache (None when it is off)."""
+    async def session(self, reader: RangeReader | None = None) -> HeadSession | None:
+        """A listing's use of the cache (None when it is off). With ``reader`` (the state store), the listing
+        walks it through the session (``HeadSession.walk``), which watches it for changes."""
+        if reader is not self._reader:
+            self._attach(reader)
         bounds = await self._call(lambda c: [bytes(r[0]) for r in c.execute("SELECT last FROM blobs ORDER BY last")])
         return None if bounds is None else HeadSession(self, bounds)
 
+    # -- which pages are current ------------------------------------------------------------------------
+    def _attach(self, reader: RangeReader | None) -> None:
+        if self._reader is not None:
+            self._reader.unwatch(self._on_change)
+        self._reader = reader
+        self._forget(None)
+        if reader is not None:
+            reader.watch(self._on_change)
+
+    def _on_change(self, keys: Sequence[bytes] | None) -> None:
+        """The state's change feed (its writing thread): the pages holding ``keys`` (None: all) are not current."""
+        self._forget(keys)
+
+    def _forget(self, keys: Sequence[bytes] | None) -> None:
+        """A change: the pages holding ``keys`` (None: all) are not current, nor is any page read before it."""
+        with self._tlock:
+            self._seq += 1
+            self._drop_locked(keys)
+
+    def _drop(self, lasts: Sequence[bytes]) -> None:
+        """The pages ending at ``lasts``, whose blobs this cache replaces or deletes: not current."""
+        with self._tlock:
+            for last in lasts:
+                if self._current.pop(last, _ABSENT) is not _ABSENT:
+                    del self._lasts[bisect_left(self._lasts, last)]
+
+    def _drop_locked(self, keys: Sequence[bytes] | None) -> None:
+        if keys is None:
+            self._current.clear()
+            self._lasts.clear()
+            return
+        lasts = self._lasts
+        for k in keys:
+            if not lasts:
+                return
+            # the page whose range holds k, if current: the first with a last key >= k (a key in a range not
+            # current at all only costs the next page its status)
+            i = bisect_left(lasts, k)
+            if i < len(lasts):
+                del self._current[lasts[i]]
+                del lasts[i]
+
+    @property
+    def seq(self) -> int:
+        with self._tlock:
+            return self._seq
+
+    def _is_current(self, last: bytes, after: bytes | None) -> bool:
+        with self._tlock:
+            return last in self._current and self._current[last] == after
+
+    def _mark_current(self, last: bytes, after: bytes | None, seq: int) -> None:
+        """The page ending at ``last`` and starting after ``after`` was read at change count ``seq``, and its
+        blob is written: current, unless a change came since the read (it may have missed it)."""
+        with self._tlock:
+            if seq != self._seq:
+                return
+            if last not in self._current:
+                insort(self._lasts, last)
+            self._current[last] = after
+
+    # -- the file -------------------------------------------------------------------------------------------
     async def _call(self, fn: Callable[[sqlite3.Connection], _T]) -> _T | None:
         """``fn(connection)`` in a worker thread; None when the cache is off, or now turned off by an error."""
         if self._conn is None:
@@ -116,7 +245,7 @@ class HeadCache:
             return None
 
     async def _read(self, fn: Callable[[sqlite3.Connection], _T]) -> _T | None:
-        """``_call`` on the event loop's thread, for a page's blob (~0.5 MB, read in ~50 µs): a worker thread
+        """``_call`` on the event loop's thread, for a page's blob (~0.6 MB, read in ~50 µs): a worker thread
         needs the GIL for every object it builds, and while the loop formats the listing's lines it gets it
         only at the interpreter's switch interval (5 ms), so the listing would wait for it."""
         if self._conn is None:
@@ -143,7 +272,7 @@ def _remove(path: Path) -> None:
 
 
 def _overlapping(conn: sqlite3.Connection, first: bytes, last: bytes) -> list[bytes]:
-    """The last keys of the blobs whose range meets ``[first, last]``."""
+    """The last keys of the blobs whose keys meet ``[first, last]``."""
     out = []
     for blast, bfirst in conn.execute("SELECT last, first FROM blobs WHERE last >= ? ORDER BY last", (first,)):
         if bfirst > last:
@@ -153,7 +282,7 @@ def _overlapping(conn: sqlite3.Connection, first: bytes, last: bytes) -> list[by
 
 
 def _read_blobs(conn: sqlite3.Connection, first: bytes, last: bytes) -> list[tuple[bytes, bytes, bytes]]:
-    """``(first, last, data)`` of the blobs whose range meets ``[first, last]``, in key order."""
+    """``(first, last, data)`` of the blobs whose keys meet ``[first, last]``, in key order."""
     out = []
     for blast in _overlapping(conn, first, last):
         row = conn.execute("SELECT first, data FROM blobs WHERE last = ?", (blast,)).fetchone()
@@ -161,8 +290,13 @@ def _read_blobs(conn: sqlite3.Connection, first: bytes, last: bytes) -> list[tup
     return out
 
 
+def _blob_at(conn: sqlite3.Connection, last: bytes) -> bytes | None:
+    row = conn.execute("SELECT data FROM blobs WHERE last = ?", (last,)).fetchone()
+    return None if row is None else bytes(row[0])
+
+
 def _write_blob(conn: sqlite3.Connection, first: bytes, last: bytes, data: bytes) -> None:
-    """The blob of ``[first, last]``, replacing those whose range meets it."""
+    """The blob of ``[first, last]``, replacing those whose keys meet it."""
     conn.execute("BEGIN")
     try:
         conn.executemany("DELETE FROM blobs WHERE last = ?", [(b,) for b in _overlapping(conn, first, last)])
@@ -175,36 +309,87 @@ def _write_blob(conn: sqlite3.Connection, first: bytes, last: bytes, data: bytes
 
 
 class HeadSession:
-    """One listing's use of the cache: its pages' heads, read or formatted, and the blobs written for them."""
+    """One listing's use of the cache: its pages, from the blobs or the state, and the blobs it writes."""
 
     def __init__(self, cache: HeadCache, bounds: list[bytes]) -> None:
         self._cache = cache
-        #: The last keys of the blobs when the listing started: where its pages should end.
+        #: The last keys of the blobs when the listing started: where its pages end.
         self.bounds = bounds
         self._touched: set[bytes] = set()
         self._pending: asyncio.Future[None] | None = None
         self.hits = 0
         self.formatted = 0
+        self.unread = 0
 
-    async def heads(self, keys: list[bytes], values: list[bytes], render: Callable[[bytes], bytes]) -> list[bytes]:
-        """The heads of a page of pins (``keys`` in order, their stored ``values``): from the cache where the
-        stored value has not changed, else ``render(value)``. The list is the caller's."""
+    async def walk(self, reader: RangeReader, page_size: int = 2000) -> AsyncIterator[WalkPage]:
+        """The pinset in key order, a page per blob range (``2 * page_size`` pins at most), then pages of
+        ``page_size`` past the last blob. A page that is current comes from its blob; the others are read
+        from ``reader`` on the loop's thread (see ``HeadCache._read``), and their heads are then found with
+        :meth:`heads`."""
+        cache, bounds, wide = self._cache, self.bounds, 2 * page_size
+        after: bytes | None = None  # where the next read starts
+        i = 0  # the next bound
+        # What a page's blob is checked against: the pins from the last key listed (a page's range then
+        # spans the empty ranges read before it, which a complete listing deletes) to its last, as of the
+        # change count before the first of those reads.
+        listed: bytes | None = None
+        since: int | None = None
+        while True:
+            rows: list[_Row]
+            if i < len(bounds):
+                upto = bounds[i]
+                if cache._is_current(upto, listed):
+                    data = await cache._read(functools.partial(_blob_at, last=upto))
+                    if data is not None:
+                        blob = _DECODER.decode(data)
+                        self._touched.add(upto)
+                        self.hits += len(blob.heads)
+                        self.unread += len(blob.heads)
+                        yield WalkPage(blob.keys, blob.skeys(), None, blob.heads, listed)
+                        after, listed, since, i = upto, upto, None, i + 1
+                        continue
+                if since is None:
+                    since = cache.seq
+                rows = reader.listing_range(after, upto, wide)
+                nxt: tuple[bytes | None, int] | None = (rows[-1][0], i) if len(rows) == wide else (upto, i + 1)
+            else:
+                if since is None:
+                    since = cache.seq
+                rows = reader.listing_page(after, page_size)
+                nxt = (rows[-1][0], i) if len(rows) == page_size else None
+            if rows:
+                yield WalkPage.of_rows(rows, listed, since)
+                listed, since = rows[-1][0], None
+            if nxt is None:
+                return
+            after, i = nxt
+            await asyncio.sleep(0)  # others' turn between pages
+
+    async def heads(self, page: WalkPage, render: Callable[[bytes], bytes]) -> list[bytes]:
+        """The heads of a page read from the state (its ``skeys`` all known): from the cache where the stored
+        value has not changed, else ``render(value)``. The list is the caller's."""
+        values = page.values
+        assert values is not None
+        keys = page.keys
+        cache = self._cache
         tags = array("q", [hash(v) for v in values]).tobytes()
         first, last = keys[0], keys[-1]
-        blobs = await self._cache._read(lambda c: _read_blobs(c, first, last))
+        blobs = await cache._read(lambda c: _read_blobs(c, first, last))
         if blobs is None:  # off
             self.formatted += len(values)
             return [render(v) for v in values]
         self._touched.add(last)
         if len(blobs) == 1 and blobs[0][0] == first and blobs[0][1] == last:
-            btags, bheads = _DECODER.decode(blobs[0][2])
-            if btags == tags:  # the page as it was: the common case
-                self.hits += len(bheads)
-                return bheads
+            blob = _DECODER.decode(blobs[0][2])
+            if blob.tags == tags:  # the page as it was: the common case
+                self.hits += len(blob.heads)
+                if page.seq is not None:
+                    cache._mark_current(last, page.after, page.seq)
+                return blob.heads
         known: dict[int, bytes] = {}
         for _, _, data in blobs:
-            btags, bheads = _DECODER.decode(data)
-            known.update(zip(array("q", btags), bheads, strict=True))
+            blob = _DECODER.decode(data)
+            known.update(zip(array("q", blob.tags), blob.heads, strict=True))
         found = [known.get(t) for t in array("q", tags)]
         missing = [i for i, h in enumerate(found) if h is None]
         for i in missing:
@@ -213,8 +398,21 @@ class HeadSession:
         self.hits += len(heads) - len(missing)
         self.formatted += len(missing)
         await self._wait()
-        data = _ENCODER.encode((tags, heads))
-        self._pending = asyncio.ensure_future(self._cache._call(lambda c: _write_blob(c, first, last, data)))
+        table = list(dict.fromkeys(page.skeys))
+        if len(table) > _SKEYS_MAX or None in table:
+            return heads  # not kept: a page this varied (or unreadable) is formatted each time
+        index = {s: n for n, s in enumerate(table)}
+        data = _ENCODER.encode(_Blob(tags, keys, table,  # type: ignore[arg-type]  # no None (checked)
+                                     array("H", [index[s] for s in page.skeys]).tobytes(), heads))
+        cache._drop([last, *(b[1] for b in blobs)])  # blobs replaced: not current (this one once written)
+        after, seq = page.after, page.seq
+
+        async def write() -> None:
+            await cache._call(lambda c: _write_blob(c, first, last, data))
+            if seq is not None and cache.enabled:
+                cache._mark_current(last, after, seq)
+
+        self._pending = asyncio.ensure_future(write())
         return heads
 
     async def _wait(self) -> None:
@@ -228,8 +426,11 @@ class HeadSession:
         found empty (their pins were all removed)."""
         await self._wait()
         if complete:
-            gone = [(b,) for b in self.bounds if b not in self._touched]
+            gone = [b for b in self.bounds if b not in self._touched]
             if gone:
-                await self._cache._call(lambda c: c.executemany("DELETE FROM blobs WHERE last = ?", gone))
-            self._cache.last_counts = (self.hits, self.formatted)
-            log.debug("listing heads: %d from the cache, %d formatted", self.hits, self.formatted)
+                self._cache._drop(gone)
+                await self._cache._call(lambda c: c.executemany("DELETE FROM blobs WHERE last = ?",
+                                                                [(b,) for b in gone]))
+            self._cache.last_counts = (self.hits, self.formatted, self.unread)
+            log.debug("listing heads: %d from the cache, %d formatted, %d pins not read from the state",
+                      self.hits, self.formatted, self.unread)

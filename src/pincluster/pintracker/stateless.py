@@ -40,11 +40,10 @@ from pincluster.config.sections import StatelessTrackerConfig
 from pincluster.errors import NOT_IN_PINSET, NotFound, Unavailable
 from pincluster.ipfsconn.interface import IPFSError
 from pincluster.observe import tracing
-from pincluster.pintracker.heads import HeadCache, HeadSession
+from pincluster.pintracker.heads import HeadCache, HeadSession, RangeReader, WalkPage
 from pincluster.pintracker.interface import QUEUE_FULL_ERROR, PinsetReader, TrackerIPFS
 from pincluster.pintracker.optracker import Operation, OperationTracker, OpPhase, OpType
 from pincluster.pintracker.rows import CODE_OF, DERIVED_ERRORS, ListedPage, LocalRow, Row, StatusRows
-from pincluster.state.store import ListingRow
 from pincluster.types.cid import CID
 from pincluster.types.codec import (
     DecodeError,
@@ -794,16 +793,22 @@ class StatelessPinTracker:
         changed since the listing before (``pintracker.heads``)."""
         now_ns = self._clock.now_ns()
         pages = getattr(self._pinset, "listing_pages", None)
+        reader_of = getattr(self._pinset, "listing_reader", None)
+        reader: RangeReader | None = reader_of() if reader_of is not None else None
         kinds = _Kinds(self.peer.bytes)
-        cache = None if self.heads is None else await self.heads.session()
+        cache = None if self.heads is None else await self.heads.session(reader)
 
-        async def stored() -> AsyncIterator[list[ListingRow]]:
+        async def stored() -> AsyncIterator[WalkPage]:
+            if cache is not None and reader is not None:  # unchanged pages from the cache, unread
+                async for walked in cache.walk(reader):
+                    yield walked
+                return
             if pages is not None:
-                async for page in pages(cache.bounds if cache is not None else ()):
-                    yield page
+                async for rows in pages():
+                    yield WalkPage.of_rows(rows)
                 return
             async for page in self._stored_pages():
-                yield [(k, raw, status_key(raw)) for k, raw in page]
+                yield WalkPage.of_rows([(k, raw, status_key(raw)) for k, raw in page])
 
         complete = False
         try:
@@ -815,7 +820,7 @@ class StatelessPinTracker:
             if cache is not None:
                 await cache.finish(complete=complete)
 
-    async def _listed(self, stored: AsyncIterator[list[ListingRow]], kinds: _Kinds, cache: HeadSession | None,
+    async def _listed(self, stored: AsyncIterator[WalkPage], kinds: _Kinds, cache: HeadSession | None,
                       now_ns: int) -> AsyncGenerator[ListedPage, None]:
         """``listing_pages``' walk of the stored pages."""
         ipfs_error: tuple[int, int, str, int, bool, bool] | None = None  # a Row without its CID
@@ -828,16 +833,15 @@ class StatelessPinTracker:
         ops = self._ops
         seen: set[bytes] = set()
         async for page in stored:
-            if not page:
+            keys = page.keys
+            if not keys:
                 continue
-            stored_keys = [row[2] for row in page]
-            if None in stored_keys:  # not a readable pin: fails as any listing of it does
-                for _, raw, skey in page:
+            if None in page.skeys:  # not a readable pin: fails as any listing of it does
+                for raw, skey in zip(page.values or (), page.skeys, strict=False):
                     if skey is None:
                         decode_state(raw)
                 raise DecodeError("corrupt pin in the state store: no status key")
-            skeys = cast(list[bytes], stored_keys)
-            keys = [row[0] for row in page]
+            skeys = cast(list[bytes], page.skeys)
             # By columns (comprehensions, not a loop per pin): each status key's meaning, then the pins whose
             # IPFS pin decides their status, then the operations, which take over.
             known = [kinds.known.get(skey) for skey in skeys]
@@ -859,9 +863,12 @@ class StatelessPinTracker:
                     if op is not None:
                         seen.add(keys[i])
                         states[i] = self._op_row(op)
-            values = [row[1] for row in page]
-            heads = ([_render_head(raw) for raw in values] if cache is None  # ~3 µs a pin
-                     else await cache.heads(keys, values, _render_head))
+            if page.heads is not None:  # an unchanged page, from the cache
+                heads = page.heads
+            elif cache is None:
+                heads = [_render_head(raw) for raw in page.values or ()]  # ~3 µs a pin
+            else:
+                heads = await cache.heads(page, _render_head)
             yield ListedPage(now_ns, keys, heads, skeys, states)
         outside: list[Row] = []
         for other in list(ops):

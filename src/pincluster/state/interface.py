@@ -7,7 +7,7 @@ key (CID byte) order so that a pinset of millions never has to sit in memory.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
@@ -54,12 +54,9 @@ class IndexedState(ReadOnlyState, Protocol):
         """Stream the pins whose ``expire_at`` is set and before ``now``, oldest first."""
         ...
 
-    def listing_pages(
-        self, *, page_size: int = 2000, bounds: Sequence[bytes] = ()
-    ) -> AsyncIterator[list[tuple[bytes, bytes, bytes | None]]]:
+    def listing_pages(self, *, page_size: int = 2000) -> AsyncIterator[list[tuple[bytes, bytes, bytes | None]]]:
         """Pages of ``(key, value, skey)`` in key order, ``skey`` being the pin's stored status key (format 3,
-        ``types.codec.status_key``; None for a value that is not a readable pin). No page spans a key of
-        ``bounds`` (increasing): each ends at one when pins precede it."""
+        ``types.codec.status_key``; None for a value that is not a readable pin)."""
         ...
 
     def pins_listed_for(self, peer: bytes, *, page_size: int = 2000) -> AsyncIterator[list[tuple[bytes, bytes]]]:

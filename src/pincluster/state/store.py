@@ -384,6 +384,10 @@ def _as_int(value: object, name: str) -> int:
     raise StateError(f"the state metadata key {name!r} holds {value!r}, not an integer; the state is corrupt")
 
 
+#: ``SQLiteStore.watch``'s callbacks: the keys a committed write may have changed, or None for every key.
+Watcher = Callable[[Sequence[bytes] | None], None]
+
+
 class SQLiteStore:
     """Synchronous store. One writer (the Raft thread) and any number of readers on other threads.
 
@@ -396,6 +400,7 @@ class SQLiteStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._wlock = threading.Lock()
         self._rlock = threading.Lock()
+        self._watchers: list[Watcher] = []
         try:
             self._w = _connect(self.path)
             try:
@@ -487,7 +492,26 @@ class SQLiteStore:
             if index:
                 self._applied_index = index
                 self._applied_term = term
+            self._changed([op[1] for op in batch])
             return True
+
+    def watch(self, fn: Watcher) -> None:
+        """Call ``fn(keys)`` after each committed write, with the keys it may have changed (None: any key, as
+        a snapshot restore or ``clear`` changes them all), in the writing thread and under the write lock: it
+        must be quick and must not write here. What a cache of derived data needs to know it is current (the
+        listing's line heads, ``pintracker.heads``)."""
+        self._watchers.append(fn)
+
+    def unwatch(self, fn: Watcher) -> None:
+        with contextlib.suppress(ValueError):
+            self._watchers.remove(fn)
+
+    def _changed(self, keys: Sequence[bytes] | None) -> None:
+        for fn in list(self._watchers):
+            try:
+                fn(keys)
+            except Exception:  # a watcher's bug must not fail a write that is committed already
+                log.exception("state change watcher failed")
 
     def _set_fsync(self, want: bool) -> None:
         """Whether the next commit syncs the WAL (under ``_wlock``, outside a transaction)."""
@@ -553,6 +577,7 @@ class SQLiteStore:
                 except BaseException:
                     _rollback(w)
                     raise
+                self._changed(None)
             finally:
                 for table in ("bulk", "bulk_alloc", "bulk_exp", "bulk_last"):
                     w.execute(f"DROP TABLE IF EXISTS temp.{table}")
@@ -569,6 +594,7 @@ class SQLiteStore:
             self._w.execute("COMMIT")
             self._applied_index = 0
             self._applied_term = 0
+            self._changed(None)
 
     # -- reads (any thread) ------------------------------------------------------------------------------
 
@@ -702,6 +728,7 @@ class SQLiteStore:
                 self._w.execute("DELETE FROM meta WHERE key LIKE 'x:%'")
                 self._applied_index = info.applied_index
                 self._applied_term = info.applied_term
+                self._changed(None)
         finally:
             src.close()
         return info
@@ -760,6 +787,8 @@ class SQLiteStore:
                 _rollback(w)
                 raise
             self._applied_index, self._applied_term = index_now, term_now
+            if group:
+                self._changed([op[1] for op in group])
             return out
 
 
@@ -962,35 +991,21 @@ class SQLiteState:
             for row in rows:
                 yield row
 
-    async def listing_pages(self, *, page_size: int = 2000,
-                            bounds: Sequence[bytes] = ()) -> AsyncIterator[builtins.list[ListingRow]]:
-        """``list_pages`` with each pin's stored status key (``SQLiteStore.listing_page``). With ``bounds``
-        (increasing keys), no page spans one: a page ends at each bound, the pins up to the first bound first
-        (up to ``2 * page_size`` a page), then those between it and the next... then pages of ``page_size``
-        after the last. A listing that keeps something per page (its line heads) then finds the same pages
-        from one listing to the next, however many pins were added or removed elsewhere."""
+    async def listing_pages(self, *, page_size: int = 2000) -> AsyncIterator[builtins.list[ListingRow]]:
+        """``list_pages`` with each pin's stored status key (``SQLiteStore.listing_page``). Read on the loop's
+        thread, not ahead in a worker: the worker needs the GIL for each row it builds, and gets it only at the
+        interpreter's switch interval while the merged listing formats the page before (measured on 100k pins:
+        the loop waited 0.1-0.2 s a listing for pages, and reading them itself costs it ~0.12 s). A page of
+        2,000 pins is read in ~2 ms."""
         if page_size <= 0:
             raise InvalidInput(f"page_size must be positive, got {page_size}")
-        store, wide = self._store, 2 * page_size
-
-        def step(cursor: tuple[bytes | None, int]) -> tuple[builtins.list[ListingRow], tuple[Any] | None]:
-            after, i = cursor
-            if i >= len(bounds):
-                rows = store.listing_page(after, page_size)
-                return rows, (((rows[-1][0], i),) if len(rows) == page_size else None)
-            rows = store.listing_range(after, bounds[i], wide)
-            return rows, (((rows[-1][0], i),) if len(rows) == wide else ((bounds[i], i + 1),))
-
-        # Read on the loop's thread, not ahead in a worker: the worker needs the GIL for each row it builds, and
-        # gets it only at the interpreter's switch interval while the merged listing formats the page before
-        # (measured on 100k pins: the loop waited 0.1-0.2 s a listing for pages; reading them itself costs it
-        # ~0.12 s and the listing is ~10% faster). A page of 2,000 pins is read in ~2 ms.
-        cursor: tuple[Any] | None = ((None, 0),)
-        while cursor is not None:
-            rows, cursor = step(cursor[0])
-            if rows:
-                yield rows
-                await asyncio.sleep(0)  # others' turn between pages, as a worker's read would give
+        after: bytes | None = None
+        while rows := self._store.listing_page(after, page_size):
+            yield rows
+            if len(rows) < page_size:
+                return
+            after = rows[-1][0]
+            await asyncio.sleep(0)  # others' turn between pages, as a worker's read would give
 
     async def pins_listed_for(
         self, peer: bytes, *, page_size: int = 2000
