@@ -3,8 +3,9 @@
 1. REST pin ingest: N pins (random CIDs, replication ``--rf``, default 1) posted by C concurrent clients,
    spread over the 3 peers; prints committed pins/s (each 200 answer means committed by Raft).
 2. Listing: ``GET /allocations`` (the shared pinset) and ``GET /pins?local=true`` (this peer's statuses) and
-   ``GET /pins`` (every peer's statuses, merged) twice: the first after the start formats every line head, the
-   second takes them from the listing cache (``pintracker.heads``); streamed and counted; prints items/s.
+   ``GET /pins`` (every peer's statuses, merged) twice, streamed and counted; prints items/s. Each daemon fills
+   its listing cache (``pintracker.heads``) once ready, in the background, and the bench waits for the daemons
+   to be idle first: both merged listings read unchanged pages from the cache.
 3. Daemon RSS (VmRSS of each peer process) after ingest and after the listings; what the ingest wrote to storage
    and sent between the peers (their ``GET /health/bandwidth``), per pin.
 4. With ``--ctl``: what a user waits for, ``ipfs-cluster-ctl status``, ``status --local`` and ``pin ls`` of the
@@ -156,9 +157,7 @@ async def settle(peers: list[Peer], idle: float = 0.1, limit: float = 300.0) -> 
 
 async def listings(peers: list[Peer], paths: tuple[str, ...] = ("/allocations", "/pins?local=true", "/pins", "/pins"),
                    expected: int = 0) -> None:
-    """Each listing of ``paths`` once, in order. A path listed again is marked so: the merged ``/pins`` keeps its
-    line heads between listings (``pintracker.heads``), so its first run after a start formats every head and
-    the next ones only those of changed pins."""
+    """Each listing of ``paths`` once, in order (a path listed again is marked so)."""
     await settle(peers)
     done: set[str] = set()
     for path in paths:

@@ -12,6 +12,7 @@ import contextlib
 import heapq
 import logging
 import sqlite3
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -364,6 +365,13 @@ class Cluster:
                 log.info("recover: re-queued %d items at start", n)
         except Exception as exc:
             log.warning("initial recover failed: %s", exc)
+        try:
+            t0 = time.monotonic()
+            n = await self.tracker.warm_listing()
+            if n:
+                log.info("listing cache ready: %d pins in %.1f s", n, time.monotonic() - t0)
+        except Exception as exc:  # only the first listing's speed depends on it
+            log.warning("listing cache not filled at start: %s", exc)
 
     async def wait_ready(self, timeout: float | None = None) -> None:
         await asyncio.wait_for(self._ready.wait(), timeout)

@@ -210,7 +210,10 @@ def test_folder_lock_refuses_a_second_daemon(cluster: list[Peer]) -> None:
 
 
 def test_signals_stop_in_order_and_full_restart_keeps_pinset(cluster: list[Peer]) -> None:
-    before = wait_for(lambda: same_pinset(cluster), what="settled pinset")
+    for i in range(5):
+        assert write(cluster[i % 3], identity_cid(f"signals-{i}"))
+    before = wait_for(lambda: same_pinset(cluster, {identity_cid(f"signals-{i}") for i in range(5)}),
+                      what="settled pinset")
     sigs = (signal.SIGHUP, signal.SIGINT, signal.SIGTERM)
     for peer, sig in zip(reversed(cluster), sigs, strict=True):
         assert (peer.folder / HEAD_CACHE_FILE).exists()  # the listing cache of this daemon run
@@ -226,6 +229,8 @@ def test_signals_stop_in_order_and_full_restart_keeps_pinset(cluster: list[Peer]
         p.wait_ready(60)
     after = wait_for(lambda: same_pinset(cluster, set(before)), timeout=60, what="pinset after the full restart")
     assert after == before
+    for p in cluster:  # each fills its listing cache once ready, so that a first listing is not the slow one
+        wait_for(lambda p=p: f"listing cache ready: {len(before)} pins" in p.log(this_run=True), what="warm")
     want = {p.identity for p in cluster}
     wait_for(lambda: all(cluster_peers(p) == want for p in cluster) or None, what="three peers after the restart")
 

@@ -332,3 +332,12 @@ async def test_a_listing_started_before_another_rewrote_its_pages(cache: HeadCac
     assert await walk(cache, reader) == state_now(store)
     assert await walk(cache, reader, session=early) == state_now(store)
     await cache.close()
+
+
+async def test_warming_makes_the_first_listing_read_nothing(cache: HeadCache, store: SQLiteStore) -> None:
+    reader = Reader(store)
+    assert await cache.warm(reader, Renders(), pause=0) == 60
+    assert await walk(cache, reader) == state_now(store) and cache.last_counts == (60, 0, 60)
+    off = HeadCache(cache.path.with_name("off.sqlite"))  # never opened: off
+    assert await off.warm(reader, Renders(), pause=0) == 0
+    await cache.close()

@@ -781,6 +781,16 @@ class StatelessPinTracker:
         async for page in self._stored_pages():
             yield held_status_keys(page, self.peer.bytes)
 
+    async def warm_listing(self) -> int:
+        """Fill the merged listing's line-head cache (``heads``) from the pinset, at low priority: the daemon
+        does it once it is ready, so that a first listing after a start is as fast as the next ones. Returns
+        the pins walked (0 without a cache, or a pinset the cache cannot watch)."""
+        reader_of = getattr(self._pinset, "listing_reader", None)
+        reader: RangeReader | None = reader_of() if reader_of is not None else None
+        if self.heads is None or reader is None:
+            return 0
+        return await self.heads.warm(reader, _render_head)
+
     async def listing_pages(self) -> AsyncIterator[ListedPage]:
         """This peer's unfiltered statuses for a merged listing (``pincluster.pintracker.listing``), as pages
         in columns: the pinset's CIDs in order, with the start of each pin's line and its stored status key

@@ -59,13 +59,17 @@ def trailer_bytes(errors: list[str], always: bool = True) -> bytes:
 
 
 class _Buffer:
-    """Items from the producer task to the writer, at most ``limit`` pending (then the producer waits)."""
+    """Items from the producer task to the writer, at most ``limit`` pending, and for byte chunks at most
+    ``limit_bytes`` (then the producer waits). A merged listing's chunk is a page of ~1 MB, produced faster
+    than most clients read: bounded by count alone, the chunks waiting would hold tens of MB."""
 
-    __slots__ = ("items", "limit", "ready", "space")
+    __slots__ = ("items", "limit", "limit_bytes", "ready", "size", "space")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, limit_bytes: int = 1 << 62) -> None:
         self.items: list[Any] = []
         self.limit = max(1, limit)
+        self.limit_bytes = limit_bytes
+        self.size = 0  # bytes of the pending byte chunks
         self.ready = asyncio.Event()
         self.space = asyncio.Event()
         self.space.set()
@@ -75,18 +79,20 @@ class _Buffer:
         while not self.items:
             self.ready.clear()
             await self.ready.wait()
-        items, self.items = self.items, []
+        items, self.items, self.size = self.items, [], 0
         self.space.set()
         return items
 
 
 async def _produce(source: AsyncIterator[Any], buf: _Buffer) -> None:
-    ready, space, limit = buf.ready, buf.space, buf.limit
+    ready, space, limit, limit_bytes = buf.ready, buf.space, buf.limit, buf.limit_bytes
     try:
         async for item in source:
             buf.items.append(item)
+            if type(item) is bytes:
+                buf.size += len(item)
             ready.set()
-            if len(buf.items) >= limit:
+            if len(buf.items) >= limit or buf.size >= limit_bytes:
                 space.clear()
                 await space.wait()
     except asyncio.CancelledError:
@@ -119,6 +125,7 @@ async def stream_ndjson(
     batch_bytes: int = 64 * 1024,
     queue_size: int = 256,
     preencoded: bool = False,
+    queue_bytes: int = 2 << 20,
 ) -> web.StreamResponse:
     """Stream ``source`` as NDJSON.
 
@@ -127,10 +134,10 @@ async def stream_ndjson(
     well. ``immediate`` (``/add``): 200 goes out at once, errors only ever reach the trailer, and with
     ``always_trailer=False`` the trailer is only written when there is an error. ``preencoded``: the items
     are already NDJSON chunks (bytes of whole lines, never empty), written as they are; ``queue_size`` then
-    counts chunks.
+    counts chunks, and ``queue_bytes`` bounds their bytes waiting for the client.
     """
     sink = sink or ErrorSink()
-    buf = _Buffer(queue_size)
+    buf = _Buffer(queue_size, queue_bytes)
     producer = asyncio.create_task(_produce(source, buf))
     resp: web.StreamResponse | None = None
     try:
@@ -186,7 +193,7 @@ def _joined(chunks: Sequence[Any]) -> bytes:
 
 
 #: Chunks up to this size get their chunked-encoding framing in the same buffer (one write); larger ones are
-#: written in three parts rather than copied (a merged listing's page is ~2 MB).
+#: written in three parts rather than copied (a merged listing's page is ~1 MB).
 _COPY_MAX: Final = 1 << 16
 _ENCODE_SLICE: Final = 64  # items encoded at a time, so that a chunk stops near batch_bytes
 
