@@ -341,3 +341,24 @@ async def test_warming_makes_the_first_listing_read_nothing(cache: HeadCache, st
     off = HeadCache(cache.path.with_name("off.sqlite"))  # never opened: off
     assert await off.warm(reader, Renders(), pause=0) == 0
     await cache.close()
+
+
+async def test_a_stale_blob_written_last_is_not_current(cache: HeadCache, store: SQLiteStore) -> None:
+    """Two listings read the same page, one before and one after a change; the one that read the older pins
+    writes its blob last: that blob replaces the newer one, and must not inherit its being current."""
+    reader = Reader(store)
+    await walk(cache, reader)
+    await walk(cache, reader)
+    older, newer = await cache.session(reader), await cache.session(reader)
+    assert older is not None and newer is not None
+    upto = newer.bounds[0]
+    before = WalkPage.of_rows(store.listing_range(None, upto, 14), None, cache.seq)
+    renamed = pin_from_state(store.get(before.keys[0]) or b"").replace(name="renamed")
+    store.apply(2, 1, [put(renamed)])
+    after = WalkPage.of_rows(store.listing_range(None, upto, 14), None, cache.seq)
+    await newer.heads(after, Renders())
+    await newer.finish(complete=False)  # its blob written, the page current
+    await older.heads(before, Renders())
+    await older.finish(complete=False)  # the older pins' blob, written last
+    assert await walk(cache, reader) == state_now(store)
+    await cache.close()

@@ -85,7 +85,6 @@ class _Blob(msgspec.Struct, array_like=True):
 
 _ENCODER: Final = msgspec.msgpack.Encoder()
 _DECODER: Final = msgspec.msgpack.Decoder(_Blob)
-_SKEYS_MAX: Final = 65535  # distinct status keys a blob can index (``array("H")``)
 
 
 @dataclass(slots=True)
@@ -252,6 +251,34 @@ class HeadCache:
                 insort(self._lasts, last)
             self._current[last] = after
 
+    # Under ``_lock`` (through ``_locked``), so that a blob and whether it is current change together: a
+    # listing never takes a blob as current that another listing is replacing.
+    def _current_blob(self, conn: sqlite3.Connection, last: bytes, after: bytes | None) -> bytes | None:
+        return _blob_at(conn, last) if self._is_current(last, after) else None
+
+    def _page_blobs(self, conn: sqlite3.Connection, page: WalkPage, tags: bytes) -> list[_Blob] | _Blob:
+        """The blob of exactly this page's pins as read (marked current when the page's read allows), or else
+        the blobs whose keys meet the page's range (for the heads they hold)."""
+        first, last = page.keys[0], page.keys[-1]
+        found = _read_blobs(conn, first, last)
+        if len(found) == 1 and found[0][0] == first and found[0][1] == last:
+            blob = _DECODER.decode(found[0][2])
+            if blob.tags == tags:  # the page as it was: the common case
+                if page.seq is not None:
+                    self._mark_current(last, page.after, page.seq)
+                return blob
+        return [_DECODER.decode(data) for _, _, data in found]
+
+    def _store(self, conn: sqlite3.Connection, first: bytes, last: bytes, after: bytes | None, seq: int | None,
+               data: bytes) -> None:
+        self._drop([*_write_blob(conn, first, last, data), last])
+        if seq is not None:
+            self._mark_current(last, after, seq)
+
+    def _delete(self, conn: sqlite3.Connection, lasts: list[bytes]) -> None:
+        conn.executemany("DELETE FROM blobs WHERE last = ?", [(b,) for b in lasts])
+        self._drop(lasts)
+
     # -- the file -------------------------------------------------------------------------------------------
     async def _call(self, fn: Callable[[sqlite3.Connection], _T]) -> _T | None:
         """``fn(connection)`` in a worker thread; None when the cache is off, or now turned off by an error."""
@@ -314,17 +341,19 @@ def _blob_at(conn: sqlite3.Connection, last: bytes) -> bytes | None:
     return None if row is None else bytes(row[0])
 
 
-def _write_blob(conn: sqlite3.Connection, first: bytes, last: bytes, data: bytes) -> None:
-    """The blob of ``[first, last]``, replacing those whose keys meet it."""
+def _write_blob(conn: sqlite3.Connection, first: bytes, last: bytes, data: bytes) -> list[bytes]:
+    """The blob of ``[first, last]``, replacing those whose keys meet it (their last keys are returned)."""
     conn.execute("BEGIN")
     try:
-        conn.executemany("DELETE FROM blobs WHERE last = ?", [(b,) for b in _overlapping(conn, first, last)])
+        replaced = _overlapping(conn, first, last)
+        conn.executemany("DELETE FROM blobs WHERE last = ?", [(b,) for b in replaced])
         conn.execute("INSERT INTO blobs (last, first, data) VALUES (?, ?, ?)", (last, first, data))
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+    return replaced
 
 
 class HeadSession:
@@ -359,8 +388,8 @@ class HeadSession:
             rows: list[_Row]
             if i < len(bounds):
                 upto = bounds[i]
-                if cache._is_current(upto, listed):
-                    data = await cache._read(functools.partial(_blob_at, last=upto))
+                if cache._is_current(upto, listed):  # checked again with the read, under the file's lock
+                    data = await cache._read(functools.partial(cache._current_blob, last=upto, after=listed))
                     if data is not None:
                         blob = _DECODER.decode(data)
                         self._touched.add(upto)
@@ -394,22 +423,16 @@ class HeadSession:
         keys = page.keys
         cache = self._cache
         tags = array("q", [hash(v) for v in values]).tobytes()
-        first, last = keys[0], keys[-1]
-        blobs = await cache._read(lambda c: _read_blobs(c, first, last))
-        if blobs is None:  # off
+        found_blobs = await cache._read(functools.partial(cache._page_blobs, page=page, tags=tags))
+        if found_blobs is None:  # off
             self.formatted += len(values)
             return [render(v) for v in values]
-        self._touched.add(last)
-        if len(blobs) == 1 and blobs[0][0] == first and blobs[0][1] == last:
-            blob = _DECODER.decode(blobs[0][2])
-            if blob.tags == tags:  # the page as it was: the common case
-                self.hits += len(blob.heads)
-                if page.seq is not None:
-                    cache._mark_current(last, page.after, page.seq)
-                return blob.heads
+        self._touched.add(keys[-1])
+        if isinstance(found_blobs, _Blob):
+            self.hits += len(found_blobs.heads)
+            return found_blobs.heads
         known: dict[int, bytes] = {}
-        for _, _, data in blobs:
-            blob = _DECODER.decode(data)
+        for blob in found_blobs:
             known.update(zip(array("q", blob.tags), blob.heads, strict=True))
         found = [known.get(t) for t in array("q", tags)]
         missing = [i for i, h in enumerate(found) if h is None]
@@ -419,21 +442,14 @@ class HeadSession:
         self.hits += len(heads) - len(missing)
         self.formatted += len(missing)
         await self._wait()
-        table = list(dict.fromkeys(page.skeys))
-        if len(table) > _SKEYS_MAX or None in table:
-            return heads  # not kept: a page this varied (or unreadable) is formatted each time
+        table = list(dict.fromkeys(page.skeys))  # a few distinct ones (pages hold 2,000 pins at most)
+        if None in table:
+            return heads  # an unreadable pin (the listing fails on it): nothing to keep
         index = {s: n for n, s in enumerate(table)}
         data = _ENCODER.encode(_Blob(tags, keys, table,  # type: ignore[arg-type]  # no None (checked)
                                      array("H", [index[s] for s in page.skeys]).tobytes(), heads))
-        cache._drop([last, *(b[1] for b in blobs)])  # blobs replaced: not current (this one once written)
-        after, seq = page.after, page.seq
-
-        async def write() -> None:
-            await cache._call(lambda c: _write_blob(c, first, last, data))
-            if seq is not None and cache.enabled:
-                cache._mark_current(last, after, seq)
-
-        self._pending = asyncio.ensure_future(write())
+        self._pending = asyncio.ensure_future(cache._call(functools.partial(
+            cache._store, first=keys[0], last=keys[-1], after=page.after, seq=page.seq, data=data)))
         return heads
 
     async def _wait(self) -> None:
@@ -449,9 +465,7 @@ class HeadSession:
         if complete:
             gone = [b for b in self.bounds if b not in self._touched]
             if gone:
-                self._cache._drop(gone)
-                await self._cache._call(lambda c: c.executemany("DELETE FROM blobs WHERE last = ?",
-                                                                [(b,) for b in gone]))
+                await self._cache._call(functools.partial(self._cache._delete, lasts=gone))
             self._cache.last_counts = (self.hits, self.formatted, self.unread)
             log.debug("listing heads: %d from the cache, %d formatted, %d pins not read from the state",
                       self.hits, self.formatted, self.unread)

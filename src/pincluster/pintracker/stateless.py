@@ -785,11 +785,16 @@ class StatelessPinTracker:
         """Fill the merged listing's line-head cache (``heads``) from the pinset, at low priority: the daemon
         does it once it is ready, so that a first listing after a start is as fast as the next ones. Returns
         the pins walked (0 without a cache, or a pinset the cache cannot watch)."""
-        reader_of = getattr(self._pinset, "listing_reader", None)
-        reader: RangeReader | None = reader_of() if reader_of is not None else None
+        reader = self._listing_reader()
         if self.heads is None or reader is None:
             return 0
         return await self.heads.warm(reader, _render_head)
+
+    def _listing_reader(self) -> RangeReader | None:
+        """The state store, when the pinset gives it (``StatePinset.listing_reader``): the listing cache walks
+        it and watches it for changes."""
+        reader_of = getattr(self._pinset, "listing_reader", None)
+        return None if reader_of is None else cast(RangeReader | None, reader_of())
 
     async def listing_pages(self) -> AsyncIterator[ListedPage]:
         """This peer's unfiltered statuses for a merged listing (``pincluster.pintracker.listing``), as pages
@@ -803,8 +808,7 @@ class StatelessPinTracker:
         changed since the listing before (``pintracker.heads``)."""
         now_ns = self._clock.now_ns()
         pages = getattr(self._pinset, "listing_pages", None)
-        reader_of = getattr(self._pinset, "listing_reader", None)
-        reader: RangeReader | None = reader_of() if reader_of is not None else None
+        reader = self._listing_reader()
         kinds = _Kinds(self.peer.bytes)
         cache = None if self.heads is None else await self.heads.session(reader)
 

@@ -878,24 +878,6 @@ def _first(row: Any) -> Any:
     return row[0]
 
 
-async def _read_ahead(step: Callable[[Any], tuple[list[Any], tuple[Any] | None]],
-                      cursor: Any) -> AsyncGenerator[list[Any], None]:
-    """Pages from ``step(cursor) -> (rows, (next cursor,) or None at the end)``, each read in a worker thread
-    while the caller handles the one before (SQLite reads without the GIL), so a listing does not stop at every
-    page to wait for the disk; two pages at most are held. Empty pages are not yielded."""
-    ahead: asyncio.Future[tuple[list[Any], tuple[Any] | None]] | None = asyncio.ensure_future(
-        asyncio.to_thread(step, cursor))
-    try:
-        while ahead is not None:
-            rows, nxt = await ahead
-            ahead = None if nxt is None else asyncio.ensure_future(asyncio.to_thread(step, nxt[0]))
-            if rows:
-                yield rows
-    finally:
-        if ahead is not None:  # the caller stopped early: nobody wants that page
-            ahead.cancel()
-
-
 async def _merge_pages(
     a: AsyncIterator[list[tuple[bytes, bytes]]], b: AsyncIterator[list[tuple[bytes, bytes]]], size: int
 ) -> AsyncGenerator[list[tuple[bytes, bytes]], None]:
@@ -962,16 +944,24 @@ class SQLiteState:
     async def _pages(fetch: Callable[[Any, int], builtins.list[Any]], resume: Callable[[Any], Any],
                      page_size: int) -> AsyncGenerator[builtins.list[Any], None]:
         """Keyset paging shared by the listings: ``fetch(after, n)`` in a worker thread until a short page;
-        ``resume(last_row)`` is where the next page starts."""
+        ``resume(last_row)`` is where the next page starts. The next page is read while the caller handles
+        this one (SQLite reads without the GIL), so a listing does not stop at every page to wait for the
+        disk; two pages at most are held."""
         if page_size <= 0:
             raise InvalidInput(f"page_size must be positive, got {page_size}")
-
-        def step(after: Any) -> tuple[builtins.list[Any], tuple[Any] | None]:
-            rows = fetch(after, page_size)
-            return rows, ((resume(rows[-1]),) if len(rows) == page_size else None)
-
-        async for rows in _read_ahead(step, None):
-            yield rows
+        ahead: asyncio.Future[builtins.list[Any]] | None = asyncio.ensure_future(
+            asyncio.to_thread(fetch, None, page_size))
+        try:
+            while ahead is not None:
+                rows = await ahead
+                ahead = None
+                if len(rows) == page_size:
+                    ahead = asyncio.ensure_future(asyncio.to_thread(fetch, resume(rows[-1]), page_size))
+                if rows:
+                    yield rows
+        finally:
+            if ahead is not None:  # the caller stopped early: nobody wants that page
+                ahead.cancel()
 
     async def list(self, *, page_size: int = 1000) -> AsyncIterator[tuple[bytes, bytes]]:
         async for rows in self._pages(self._store.page, _first, page_size):
