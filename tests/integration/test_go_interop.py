@@ -104,6 +104,8 @@ def go_on_ours(tmp_path: Path) -> Iterator[tuple[GoPeer, EmbeddedNode]]:
 
 #: How aiohttp reports an answer cut short (see ``test_ours_on_top_of_gos_cluster_through_its_proxy``).
 _TRUNCATED = "Not enough data to satisfy transfer length header"
+#: What our ctl prints when Go's proxy spoilt a streamed ``block/put`` answer (see ``our_ctl`` below).
+_PROXY_CUT = (_TRUNCATED, "kubo stored ")
 
 
 def add_twice(add: Callable[..., tuple[int, str, str]], path: Path) -> list[str]:
@@ -215,10 +217,12 @@ def test_ours_on_top_of_gos_cluster_through_its_proxy(tmp_path: Path) -> None:
         f.write_bytes(data)
         def our_ctl(*args: str) -> tuple[int, str, str]:
             res = ctl(ours, *args, check=False)
-            if args[0] == "add" and _TRUNCATED in res.stdout:
+            if args[0] == "add" and any(symptom in res.stdout for symptom in _PROXY_CUT):
                 # Go's proxy is an HTTP/1.1 reverse proxy without full duplex: when kubo starts answering a
                 # streamed block/put before the upload ends, the proxy can cut the answer (seen once in ~5
-                # parallel suite runs, under load). Go's own adder streams blocks the same way. Once more:
+                # parallel suite runs, under load), or the answer then stops matching the blocks sent (seen
+                # once, in CI: our connector refuses the add). Go's own adder streams blocks the same way.
+                # Once more:
                 res = ctl(ours, *args, check=False)
             return res.returncode, res.stdout, res.stderr
 

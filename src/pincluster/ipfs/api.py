@@ -258,7 +258,8 @@ async def stream_bytes(req: web.Request, chunks: AsyncIterator[bytes], content_t
 
 # --- the server ---------------------------------------------------------------------------------------------
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-_HEADERS_KEY = "pincluster.ipfs.api.headers"  # what _command adds to the answer
+#: What ``_command`` adds to the answer (a typed request key: aiohttp ≥ 3.14 warns about plain strings).
+_HEADERS_KEY: web.RequestKey[list[tuple[str, str]]] = web.RequestKey("pincluster.ipfs.api.headers", list)
 
 
 class ApiServer:
@@ -383,7 +384,7 @@ class ApiServer:
     @staticmethod
     async def _add_headers(request: web.Request, response: web.StreamResponse) -> None:
         """The CORS and configured headers ``_command`` chose, on whatever answer the command gives."""
-        headers: list[tuple[str, str]] | None = request.get(_HEADERS_KEY)
+        headers = request.get(_HEADERS_KEY)
         if not headers:
             return
         for name in {n for n, _ in headers}:
