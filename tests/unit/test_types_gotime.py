@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import random
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -22,6 +23,7 @@ from pincluster.types.gotime import (
     parse_time,
     to_gotime,
     unix_nano,
+    unix_nano_text,
 )
 
 
@@ -186,3 +188,16 @@ def test_parse_duration_rejects_with_go_messages(bad: str, message: str) -> None
     with pytest.raises(InvalidDuration) as exc:
         parse_duration_ns(bad)
     assert str(exc.value) == message
+
+
+def test_unix_nano_text_is_format_time_of_the_instant() -> None:
+    """The listing's fast path for operation times gives Go's text, as the datetime path does."""
+    rnd = random.Random(5)
+    second = 1_764_000_000
+    values = [0, 1, 999, 1_000, 1_000_000_000, second * 10**9, second * 10**9 + 120_000_000,
+              second * 10**9 + 123_456_789, second * 10**9 + 100, 253_402_300_799_999_999_999,
+              -1, -(10**18)]
+    values += [rnd.randrange(0, 4_102_444_800 * 10**9) for _ in range(3000)]
+    values += [second * 10**9 + rnd.choice([0, 10**8, 10**3, 1]) * rnd.randrange(10) for _ in range(300)]
+    for ns in values:
+        assert unix_nano_text(ns) == format_time(from_unix_nano(ns)), ns

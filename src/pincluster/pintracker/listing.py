@@ -41,7 +41,7 @@ from pincluster.types.codec import (
     status_entry_prefix,
     status_entry_rest,
 )
-from pincluster.types.gotime import format_time, from_unix_nano
+from pincluster.types.gotime import unix_nano_text
 from pincluster.types.multiaddr import Multiaddr
 from pincluster.types.peer import PeerID
 from pincluster.types.status import PinType, TrackerStatus
@@ -94,8 +94,9 @@ _TIME_TEXT: dict[int, str] = {}
 
 
 def time_text(ts_ns: int) -> str:
-    """``format_time`` of a Unix-nanosecond instant (a listing's batches share a few: cached)."""
-    return cached(_TIME_TEXT, ts_ns, lambda ns: format_time(from_unix_nano(ns)), 64)
+    """``format_time`` of a Unix-nanosecond instant (a listing's batches share a few: cached; operations each
+    have their own, ``unix_nano_text`` formats them cheaply)."""
+    return cached(_TIME_TEXT, ts_ns, unix_nano_text, 64)
 
 
 async def _close_all(streams: Sequence[object]) -> None:

@@ -219,6 +219,28 @@ def format_time(t: datetime) -> str:
     return text
 
 
+_SECOND_TEXT: dict[int, str] = {}
+_SECOND_TEXT_MAX: Final = 4096
+_UNIX_NANO_MAX: Final = 253_402_300_800 * 1_000_000_000  # year 10000
+
+
+def unix_nano_text(ns: int) -> str:
+    """``format_time(from_unix_nano(ns))`` without building the datetime: the date and time of each second are
+    formatted once (a listing's operations were queued within a few seconds of each other), then the
+    nanoseconds are appended, trailing zeros trimmed as Go does. ~0.4 µs against ~3.5 µs."""
+    if not 0 <= ns < _UNIX_NANO_MAX:
+        return format_time(from_unix_nano(ns))
+    seconds, frac = divmod(ns, 1_000_000_000)
+    prefix = _SECOND_TEXT.get(seconds)
+    if prefix is None:
+        if len(_SECOND_TEXT) >= _SECOND_TEXT_MAX:
+            _SECOND_TEXT.clear()
+        prefix = _SECOND_TEXT[seconds] = _ENC_DATETIME(_EPOCH + timedelta(seconds=seconds))[1:20].decode("ascii")
+    if not frac:
+        return prefix + "Z"
+    return f"{prefix}.{frac:09d}".rstrip("0") + "Z"
+
+
 def _format_time(t: datetime) -> str:
     if t.tzinfo is UTC and type(t) is GoTime:  # a tracker's clock reading: date and time through msgspec
         b = _ENC_DATETIME(datetime(t.year, t.month, t.day, t.hour, t.minute, t.second, 0, UTC))
