@@ -31,6 +31,7 @@ from pincluster.pintracker.rows import (
     Row,
     StatusRows,
     derived_row,
+    implied_status,
 )
 from pincluster.types.codec import (
     StatusKey,
@@ -44,7 +45,7 @@ from pincluster.types.codec import (
 from pincluster.types.gotime import unix_nano_text
 from pincluster.types.multiaddr import Multiaddr
 from pincluster.types.peer import PeerID
-from pincluster.types.status import PinType, TrackerStatus
+from pincluster.types.status import TrackerStatus
 
 __all__ = ["PeerEntries", "local_lines", "merged_lines", "sparse_lines"]
 
@@ -86,9 +87,6 @@ class _Lines:
 
 
 _CLUSTER_ERROR: Final = int(TrackerStatus.CLUSTER_ERROR)
-_REMOTE: Final = int(TrackerStatus.REMOTE)
-_SHARDED: Final = int(TrackerStatus.SHARDED)
-_META: Final = PinType.META.bits
 _Derived = dict[int, tuple[str, str]]
 _TIME_TEXT: dict[int, str] = {}
 
@@ -139,7 +137,7 @@ class PeerEntries:
                 return hit[1]
             when = batch_time
         else:
-            when = time_text(ts_ns)
+            when = unix_nano_text(ts_ns)  # an operation's own time: rarely shared, not worth caching here
         return self._prefix + status_entry_rest(TrackerStatus(status), when, error, attempts, priority)
 
     def derived(self, batch_time: str) -> _Derived:
@@ -578,11 +576,8 @@ async def sparse_lines(
             if v is None:
                 if f is None or not r.sparse:
                     continue  # the member does not have the pin (or is behind): no entry, as Go shows
-                if f.type == _META:
-                    st = _SHARDED
-                elif not (f.rf_min == -1 and f.rf_max == -1) and r.peer.bytes not in f.allocations:
-                    st = _REMOTE
-                else:
+                st = implied_status(f, r.peer.bytes)
+                if st is None:
                     continue  # it should hold the pin but did not list it: behind this peer's pinset
                 implied = derived_row(key, CODE_OF[st])
                 by_member[i], texts[i] = implied, ent.entry(implied, local_time)

@@ -20,10 +20,11 @@ from typing import Final
 import msgspec
 from msgspec import Struct
 
-from pincluster.types.codec import StoredPin
-from pincluster.types.status import UNEXPECTEDLY_UNPINNED_ERROR, TrackerStatus
+from pincluster.types.codec import StatusKey, StoredPin, allocated_elsewhere
+from pincluster.types.status import UNEXPECTEDLY_UNPINNED_ERROR, PinType, TrackerStatus
 
-__all__ = ["DERIVED_CODES", "DERIVED_ERRORS", "ListedPage", "LocalRow", "Row", "StatusRows", "derived_row"]
+__all__ = ["DERIVED_CODES", "DERIVED_ERRORS", "ListedPage", "LocalRow", "Row", "StatusRows", "derived_row",
+           "implied_status"]
 
 #: The statuses a tracker derives from a pinset entry and its IPFS node's pins (rows without a time of their
 #: own), each with the error text it carries.
@@ -63,6 +64,19 @@ class ListedPage:
         self.skeys = skeys
         self.states = states
         self.outside = outside
+
+
+_META: Final = PinType.META.bits
+_SHARDED: Final = int(TrackerStatus.SHARDED)
+_REMOTE: Final = int(TrackerStatus.REMOTE)
+
+
+def implied_status(f: StatusKey, peer: bytes) -> int | None:
+    """The status peer ``peer`` (peer-ID bytes) has for a pin from its status key alone: ``sharded`` for a
+    metadata pin, ``remote`` for a pin allocated to other peers; None when the peer's IPFS pins decide."""
+    if f.type == _META:
+        return _SHARDED
+    return _REMOTE if allocated_elsewhere(f, peer) else None
 
 
 def derived_row(key: bytes, code: int) -> Row:

@@ -43,13 +43,21 @@ from pincluster.observe import tracing
 from pincluster.pintracker.heads import HeadCache, HeadSession, RangeReader, WalkPage
 from pincluster.pintracker.interface import QUEUE_FULL_ERROR, PinsetReader, TrackerIPFS
 from pincluster.pintracker.optracker import Operation, OperationTracker, OpPhase, OpType
-from pincluster.pintracker.rows import CODE_OF, DERIVED_ERRORS, ListedPage, LocalRow, Row, StatusRows
+from pincluster.pintracker.rows import (
+    CODE_OF,
+    DERIVED_ERRORS,
+    ListedPage,
+    LocalRow,
+    Row,
+    StatusRows,
+    implied_status,
+)
 from pincluster.types.cid import CID
 from pincluster.types.codec import (
     DecodeError,
     StatusFields,
-    StatusKey,
     StoredPin,
+    allocated_elsewhere,
     cid_multihash,
     decode_state,
     decode_status_fields,
@@ -124,11 +132,8 @@ class _Kinds:
         if len(self.known) >= _KINDS_MAX:  # many distinct allocation sets: keep the memory bounded
             self.known.clear()
         f = decode_status_key(skey)
-        if f.type == _META_CODE:
-            kind = _SHARDED
-        elif _elsewhere(f, self.me):
-            kind = _REMOTE
-        else:
+        kind = implied_status(f, self.me)
+        if kind is None:
             kind = _NEEDS_DIRECT if f.max_depth == 0 else _NEEDS_RECURSIVE
         self.known[skey] = kind
         return kind
@@ -150,11 +155,6 @@ def _row_batches(ts_ns: int, rows: list[Row], compact: bool) -> Iterator[StatusR
         else:
             yield StatusRows(ts_ns=ts_ns, rows=run)
         i = j
-
-
-def _elsewhere(s: StatusFields | StoredPin | StatusKey, me: bytes) -> bool:
-    """``Pin.is_remote_pin`` of a stored pin: not everywhere (rf -1/-1), and ``me`` not among its allocations."""
-    return not (s.rf_min == -1 and s.rf_max == -1) and me not in s.allocations
 
 
 def _first(row: LocalRow) -> bytes:
@@ -331,8 +331,10 @@ class StatelessPinTracker:
         they need nothing, which the stored fields tell without building the Pin (a third of the apply loop's
         time on a peer during ingest was spent building Pins that were then ignored)."""
         me = self.peer.bytes
-        maybe_here = not before_known or (before is not None and not _elsewhere(decode_status_fields(before), me))
-        if not maybe_here and _elsewhere(decode_status_fields(value), me) and self._ops.get_bytes(key) is None:
+        maybe_here = not before_known or (
+            before is not None and not allocated_elsewhere(decode_status_fields(before), me))
+        if (not maybe_here and allocated_elsewhere(decode_status_fields(value), me)
+                and self._ops.get_bytes(key) is None):
             return  # what ``track`` decides for it ("remote", derived from the pinset), without the Pin
         await self.track(pin_from_state(value), maybe_here=maybe_here)
 
@@ -866,7 +868,7 @@ class StatelessPinTracker:
                 for i in own:
                     states[i] = (keys[i], *ipfs_error)
             elif own:
-                mhs = [k if k[0] == 0x12 else cid_multihash(k) for k in [keys[i] for i in own]]  # 0x12: CIDv0
+                mhs = [cid_multihash(keys[i]) for i in own]
                 found = [_PINNED if held else (_PINNED if (states[i] == _NEEDS_DIRECT and mh in direct) else unexpected)
                          for i, mh, held in zip(own, mhs, recursive.holds(mhs), strict=True)]
                 for i, st in zip(own, found, strict=True):
@@ -942,7 +944,7 @@ class StatelessPinTracker:
                     continue
                 if s.type == _META_CODE:
                     st = _SHARDED
-                elif not (s.rf_min == -1 and s.rf_max == -1) and me not in s.allocations:  # _elsewhere, inline:
+                elif not (s.rf_min == -1 and s.rf_max == -1) and me not in s.allocations:  # allocated_elsewhere inline:
                     st = _REMOTE  # the walk's loop is the hot path of every listing
                 else:
                     mh = cid_multihash(key)

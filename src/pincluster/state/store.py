@@ -620,26 +620,17 @@ class SQLiteStore:
 
     def listing_range(self, after: bytes | None, upto: bytes, limit: int) -> list[ListingRow]:
         """:meth:`listing_page` ending at ``upto`` (included): the pins in ``(after, upto]``, ``limit`` at most."""
-        with self._rlock:
-            if after is None:
-                cur = self._r.execute("SELECT key, value, skey FROM pins WHERE key <= ? ORDER BY key LIMIT ?",
-                                      (upto, limit))
-            else:
-                cur = self._r.execute(
-                    "SELECT key, value, skey FROM pins WHERE key > ? AND key <= ? ORDER BY key LIMIT ?",
-                    (after, upto, limit))
-            rows: list[ListingRow] = cur.fetchall()
-            return rows
+        rows: list[ListingRow] = self._keyset_page("key, value, skey", after, limit, upto)
+        return rows
 
-    def _keyset_page(self, columns: str, after: bytes | None, limit: int) -> list[Any]:
-        """``columns`` of up to ``limit`` pins with key > ``after``, in key order (BLOB columns come as bytes
-        already: no copies)."""
+    def _keyset_page(self, columns: str, after: bytes | None, limit: int, upto: bytes | None = None) -> list[Any]:
+        """``columns`` of up to ``limit`` pins with key > ``after`` (and <= ``upto``), in key order (BLOB
+        columns come as bytes already: no copies)."""
+        where = [w for w, v in (("key > ?", after), ("key <= ?", upto)) if v is not None]
+        args = [v for v in (after, upto) if v is not None]
+        sql = f"SELECT {columns} FROM pins {'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY key LIMIT ?"
         with self._rlock:
-            if after is None:
-                cur = self._r.execute(f"SELECT {columns} FROM pins ORDER BY key LIMIT ?", (limit,))
-            else:
-                cur = self._r.execute(f"SELECT {columns} FROM pins WHERE key > ? ORDER BY key LIMIT ?", (after, limit))
-            return cur.fetchall()
+            return self._r.execute(sql, (*args, limit)).fetchall()
 
     def allocated_page(self, peer: bytes, after: bytes | None, limit: int, *,
                        skeys: bool = False) -> list[tuple[bytes, bytes]]:

@@ -1567,13 +1567,19 @@ def status_key(value: bytes) -> bytes | None:
     return _SKEY_ENC.encode((s.type, s.max_depth, s.rf_min, s.rf_max, s.allocations))
 
 
+def allocated_elsewhere(s: StatusFields | StoredPin | StatusKey, me: bytes) -> bool:
+    """``Pin.is_remote_pin`` of a stored pin, for peer ``me`` (peer-ID bytes): not everywhere (rf -1/-1), and
+    ``me`` not among its allocations."""
+    return not (s.rf_min == -1 and s.rf_max == -1) and me not in s.allocations
+
+
 def held_status_keys(page: Sequence[tuple[bytes, bytes]], me: bytes) -> list[tuple[bytes, bytes]]:
     """``(key, status key)`` of the stored pins of ``page`` that peer ``me`` (peer-ID bytes) holds: allocated to
     it or to every peer (rf -1/-1). What the state's allocations index gives, for a pinset read without one."""
     held = []
     for key, raw in page:
         s = decode_status_fields(raw)
-        if (s.rf_min == -1 and s.rf_max == -1) or me in s.allocations:
+        if not allocated_elsewhere(s, me):
             held.append((key, _SKEY_ENC.encode((s.type, s.max_depth, s.rf_min, s.rf_max, s.allocations))))
     return held
 
